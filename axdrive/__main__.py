@@ -1,0 +1,5 @@
+"""``python -m axdrive`` is the same as the ``axdrive`` command."""
+
+from .cli import main
+
+raise SystemExit(main())

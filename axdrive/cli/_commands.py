@@ -1,0 +1,190 @@
+"""Subcommand handlers. Heavy modules are imported inside each handler."""
+
+from __future__ import annotations
+
+import json
+import sys
+from argparse import Namespace
+from typing import Any
+
+
+def _setup_logging(args: Namespace) -> None:
+    from ..logging import configure
+
+    configure(fmt=args.log_format, level="debug" if args.verbose else "warning")
+
+
+def _load_config(args: Namespace) -> Any:
+    from ..config import CompilerConfig
+
+    cfg = CompilerConfig.from_file(args.config) if getattr(args, "config", None) else CompilerConfig()
+    if getattr(args, "set_values", None):
+        cfg.set_from_strings(args.set_values)
+    return cfg
+
+
+# -- compile -------------------------------------------------------------------
+def _parse_shapes(items: list[str]) -> dict[str, tuple[int, ...]]:
+    from ..errors import UsageError
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    for item in items:
+        name, sep, dims = item.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            shape = tuple(int(d) for d in dims.lower().split("x"))
+            if not shape or any(d <= 0 for d in shape):
+                raise ValueError
+        except ValueError:
+            raise UsageError(f"--input-shape {item!r}: expected NAME=D1xD2x... with positive integers, e.g. images=1x3x320x320") from None
+        shapes[name] = shape
+    return shapes
+
+
+def cmd_compile(args: Namespace) -> int:
+    _setup_logging(args)
+    from ..driver import compile as run_compile
+    from ..passes import PluginHost
+    from ._progress import Progress
+
+    cfg = _load_config(args)
+    if args.output_dir:
+        cfg.output_dir = args.output_dir
+    host = PluginHost.from_args(args.plugins)
+    progress = Progress()
+    host.register(progress, name="axdrive.cli.progress", distribution="axdrive")
+    progress.start()
+    try:
+        result = run_compile(
+            args.model,
+            cfg,
+            calibration=args.calibration,
+            input_shapes=_parse_shapes(args.input_shapes),
+            plugins=host,
+            disable_passes=args.disable_passes,
+            verify=True if args.verify_each else None,
+            dump_ir_dir=args.dump_ir,
+            dump_ir_passes=args.dump_ir_passes,
+        )
+    finally:
+        progress.stop()
+    _print_summary(result)
+    return 0
+
+
+def _print_summary(result: Any) -> None:
+    rep = result.report
+    ran = sum(1 for p in rep["passes"] if p["status"] == "ok" and p["parent"] is None)
+    skipped = sum(1 for p in rep["passes"] if p["status"] == "skipped" and p["parent"] is None)
+    print(f"compiled {rep['model']} in {rep['wall_s']:.2f} s: {ran} passes ran, {skipped} skipped")
+    for key in ("performance", "memory"):
+        section = rep.get(key)
+        if isinstance(section, dict):
+            print(f"  {key}: " + ", ".join(f"{k}={v}" for k, v in section.items() if not isinstance(v, (dict, list))))
+    for w in rep.get("warnings", []):
+        print(f"  warning: {w}")
+    print(f"artifacts in {result.output_dir}:")
+    for name in sorted(result.artifacts):
+        print(f"  {name}")
+
+
+# -- passes --------------------------------------------------------------------
+def cmd_passes(args: Namespace) -> int:
+    _setup_logging(args)
+    from ..passes import PluginHost, resolve_pipeline
+
+    cfg = _load_config(args)
+    host = PluginHost.from_args(args.plugins)
+    pipeline = resolve_pipeline(host.passes(), cfg, disabled=args.disable_passes, blocked=host.blocked)
+    if args.format == "json":
+        doc = {
+            "plugins": [
+                {"name": p.name, "distribution": p.distribution, "version": p.version, "source": p.source,
+                 "passes": sorted(x.name for x in host.passes() if x.plugin == p.distribution)}
+                for p in host.plugins if p.source != "internal"
+            ],
+            "pipeline": [
+                {"name": e.name, "plugin": e.pass_.plugin, "enabled": e.enablement.enabled, "reason": e.enablement.reason,
+                 "requires": list(e.pass_.requires), "provides": list(e.pass_.provides),
+                 "subpasses": [s.name for s in e.pass_.subpasses], "config_keys": list(e.pass_.config_keys),
+                 "description": e.pass_.summary}
+                for e in pipeline
+            ],
+            "edges": [{"from": a, "to": b, "property": prop} for a, b, prop in pipeline.edges],
+        }
+        print(json.dumps(doc, indent=1))
+        return 0
+    if args.format == "dot":
+        print("digraph pipeline {\n  rankdir=LR;\n  node [shape=box];")
+        for e in pipeline:
+            style = "" if e.enablement.enabled else ", style=dashed, color=gray60"
+            print(f'  "{e.name}" [label="{e.name}\\n{e.pass_.plugin}\\n{e.enablement.reason}"{style}];')
+        for a, b, prop in pipeline.edges:
+            print(f'  "{a}" -> "{b}" [label="{prop}"];')
+        print("}")
+        return 0
+    print("installed plugins:")
+    for p in host.plugins:
+        if p.source == "internal":
+            continue
+        names = sorted(x.name for x in host.passes() if x.plugin == p.distribution)
+        print(f"  {p.distribution} {p.version} ({p.source}: {p.name}): {', '.join(names) or 'no passes'}")
+    if host.blocked:
+        print("blocked: " + ", ".join(sorted(host.blocked)))
+    print(f"pipeline ({len(pipeline)} passes):")
+    width = max((len(e.name) for e in pipeline), default=10)
+    for i, e in enumerate(pipeline, 1):
+        mark = "run " if e.enablement.enabled else "skip"
+        req = f" requires {', '.join(e.pass_.requires)}" if e.pass_.requires else ""
+        print(f"  {i:3d}. {mark} {e.name:<{width}}  [{e.enablement.reason}]{req}")
+        for s in e.pass_.subpasses:
+            print(f"         - {s.name}")
+    return 0
+
+
+# -- config --------------------------------------------------------------------
+def cmd_config_show(args: Namespace) -> int:
+    cfg = _load_config(args)
+    cfg.validate()
+    print(json.dumps(cfg.to_dict(), indent=1))
+    return 0
+
+
+def cmd_config_validate(args: Namespace) -> int:
+    from ..config import CompilerConfig
+    from ..errors import ConfigError
+
+    try:
+        CompilerConfig.from_file(args.file)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"axdrive: error: {problem}", file=sys.stderr)
+        print(f"{args.file}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        return exc.exit_code
+    print(f"{args.file}: valid")
+    return 0
+
+
+def cmd_config_schema(args: Namespace) -> int:
+    from ..config import json_schema
+
+    print(json.dumps(json_schema(), indent=1))
+    return 0
+
+
+def cmd_config_docs(args: Namespace) -> int:
+    from ..config import markdown_reference
+
+    sys.stdout.write(markdown_reference())
+    return 0
+
+
+# -- trace ---------------------------------------------------------------------
+def cmd_trace(args: Namespace) -> int:
+    from ..tracing import format_critical_path, format_dot, format_tree, load_graph
+
+    doc = load_graph(args.file)
+    fmt = {"tree": format_tree, "dot": format_dot, "critical-path": format_critical_path}[args.format]
+    print(fmt(doc))
+    return 0

@@ -1,0 +1,94 @@
+"""Argument definitions for every subcommand (no heavy imports here)."""
+
+from __future__ import annotations
+
+__all__ = ["build_parser"]
+
+import argparse
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logging")
+    p.add_argument("--log-format", choices=("console", "json"), default="console", help="log line format (stderr)")
+
+
+def _config_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="config file (TOML, YAML or JSON)")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="set_values",
+                   help="override one property, typed (repeatable): --set aipu_cores_used=4 --set profiling_levels=B,K")
+
+
+def _plugin_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-p", metavar="PLUGIN", action="append", default=[], dest="plugins",
+                   help="load a plugin module (-p mymod) or block an installed one (-p no:NAME); repeatable")
+    p.add_argument("--disable-pass", metavar="NAME", action="append", default=[], dest="disable_passes",
+                   help="do not run this pass (repeatable); recorded as skipped")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import _commands as c  # light: defines handlers, imports lazily inside them
+
+    parser = argparse.ArgumentParser(
+        prog="axdrive",
+        description="Compile float ONNX models for the simulated int8 AIPU: quantize, lower, run, inspect.",
+        epilog="Environment: AXDRIVE_DISABLE_PLUGIN_AUTOLOAD=1 stops entry-point plugin discovery; "
+        "AXDRIVE_CACHE moves the model cache; AXDRIVE_VERIFY=1 verifies the IR after every pass.",
+    )
+    parser.add_argument("--version", action="version", version=f"axdrive {_version()}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    p = sub.add_parser("compile", help="compile an ONNX model into an output directory",
+                       description="Quantize and/or lower MODEL per compiler_mode and write the artifacts into -o DIR.")
+    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument("-o", "--output-dir", metavar="DIR", help="output directory (the output_dir property)")
+    _config_options(p)
+    p.add_argument("--calibration", metavar="PATH",
+                   help=".npy/.npz of preprocessed inputs, or a folder of images (default: the sample photos)")
+    p.add_argument("--input-shape", metavar="NAME=SHAPE", action="append", default=[], dest="input_shapes",
+                   help="fix a dynamic input shape, e.g. images=1x3x320x320 (repeatable)")
+    _plugin_options(p)
+    p.add_argument("--verify-each", action="store_true", help="verify the IR after every pass (debug mode)")
+    p.add_argument("--dump-ir", metavar="DIR", help="write the IR before and after each pass into DIR")
+    p.add_argument("--dump-ir-pass", metavar="NAME", action="append", default=[], dest="dump_ir_passes",
+                   help="with --dump-ir: only around this pass (repeatable)")
+    _common(p)
+    p.set_defaults(handler=c.cmd_compile)
+
+    p = sub.add_parser("passes", help="list installed pass plugins and the pipeline a config resolves to")
+    _config_options(p)
+    _plugin_options(p)
+    p.add_argument("--format", choices=("text", "dot", "json"), default="text")
+    _common(p)
+    p.set_defaults(handler=c.cmd_passes)
+
+    p = sub.add_parser("config", help="show, validate, or document the compiler configuration")
+    csub = p.add_subparsers(title="actions", metavar="ACTION")
+    q = csub.add_parser("show", help="print the resolved config as JSON")
+    _config_options(q)
+    _common(q)
+    q.set_defaults(handler=c.cmd_config_show)
+    q = csub.add_parser("validate", help="validate a config file; prints every problem")
+    q.add_argument("file", metavar="FILE")
+    _common(q)
+    q.set_defaults(handler=c.cmd_config_validate)
+    q = csub.add_parser("schema", help="print the JSON Schema of the config")
+    _common(q)
+    q.set_defaults(handler=c.cmd_config_schema)
+    q = csub.add_parser("docs", help="print the Markdown config reference")
+    _common(q)
+    q.set_defaults(handler=c.cmd_config_docs)
+    p.set_defaults(handler=lambda a: (p.print_help(), 2)[1])
+
+    p = sub.add_parser("trace", help="inspect a pass_dependency_graph.json")
+    p.add_argument("file", metavar="FILE.json")
+    p.add_argument("--format", choices=("tree", "dot", "critical-path"), default="tree")
+    _common(p)
+    p.set_defaults(handler=c.cmd_trace)
+
+    return parser
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__

@@ -1,0 +1,362 @@
+"""``compile()``: the one place that runs a compile from start to finish.
+
+It resolves the config (user values, then model-name presets from plugins),
+resolves the pass pipeline, runs it under the built-in instruments, and
+writes the output directory: artifacts staged and committed only on success,
+the trace files (with ``trace_tvm_passes``) and ``error_artifact.zip`` (with
+``save_error_artifact``) also on failure, when users need them most.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CompileResult", "compile", "resolve_config"]
+
+import io
+import json
+import time
+import traceback
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from . import __version__
+from .artifacts import REPORT_FILES, ArtifactStage, atomic_write_bytes, canonical_json, prepare_output_dir, sha256_file
+from .errors import AxdriveError, ModelError, UsageError
+from .passes import CompileSession, PassManager, Pipeline, PluginHost, resolve_pipeline
+from .tracing import Tracer, chrome_trace, dependency_graph
+
+
+@dataclass
+class CompileResult:
+    """What a successful compile produced."""
+
+    output_dir: Path
+    artifacts: dict[str, Path]
+    report: dict[str, Any]
+    manifest: dict[str, Any]
+    pipeline: list[str]
+    graph: Any = None
+    session: Any = field(default=None, repr=False)
+
+    def __getitem__(self, name: str) -> Path:
+        return self.artifacts[name]
+
+
+def _host(plugins: PluginHost | Iterable[str] | None) -> PluginHost:
+    if isinstance(plugins, PluginHost):
+        return plugins
+    return PluginHost.from_args(plugins or ())
+
+
+def resolve_config(config: Any, host: PluginHost) -> tuple[Any, list[dict[str, Any]]]:
+    """Copy the config, apply model-name presets from plugins, validate.
+
+    Returns the resolved config and the presets that were applied (for the manifest).
+    """
+    from .config import CompilerConfig
+
+    cfg = CompilerConfig() if config is None else config.copy()
+    applied: list[dict[str, Any]] = []
+    if cfg.model_name:
+        for plugin, presets in reversed(host.presets(cfg.model_name)):
+            keys = cfg.apply_presets(presets, source=f"preset from {plugin} for model_name={cfg.model_name!r}")
+            if keys:
+                applied.append({"plugin": plugin, "properties": {k: presets[k] for k in keys}})
+    cfg.validate()
+    host.hook.axdrive_configure(config=cfg)
+    return cfg, applied
+
+
+def _model_identity(model: Any) -> tuple[str, dict[str, Any]]:
+    """Name and manifest entry of the model the user gave."""
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        if not path.exists():
+            raise ModelError("no such file", file=str(path))
+        if not path.is_file():
+            raise ModelError("not a file", file=str(path))
+        return path.stem, {"file": path.name, "sha256": sha256_file(path)}
+    serialize = getattr(model, "SerializeToString", None)
+    if serialize is None:
+        raise UsageError(f"model must be a path or an onnx.ModelProto, got {type(model).__name__}")
+    import hashlib
+
+    data = serialize(deterministic=True)
+    name = getattr(getattr(model, "graph", None), "name", "") or "model"
+    return name, {"file": None, "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _pass_rows(tracer: Tracer) -> list[dict[str, Any]]:
+    rows = []
+    for s in tracer.spans:
+        row: dict[str, Any] = {"name": s.name, "plugin": s.plugin, "status": s.status, "parent": s.parent}
+        if s.reason:
+            row["reason"] = s.reason
+        row["wall_ms"] = round(s.duration_ns / 1e6, 3)
+        if s.stats:
+            row["stats"] = s.stats
+        rows.append(row)
+    return rows
+
+
+def _io_signature(graph: Any) -> dict[str, list[dict[str, Any]]]:
+    """Inputs/outputs of the final IR: shapes, dtypes and quantization params."""
+    if graph is None or not hasattr(graph, "tensors"):
+        return {"inputs": [], "outputs": []}
+
+    def describe(name: str) -> dict[str, Any]:
+        t = graph.tensors[name]
+        entry: dict[str, Any] = {"name": name, "shape": list(t.shape), "dtype": str(getattr(t.dtype, "name", t.dtype))}
+        q = getattr(t, "qparams", None)
+        if q is not None:
+            entry["quantization"] = q.to_dict() if hasattr(q, "to_dict") else str(q)
+        return entry
+
+    return {"inputs": [describe(n) for n in graph.inputs], "outputs": [describe(n) for n in graph.outputs]}
+
+
+def _randomized_model(model: Any, seed: int = 0) -> Any:
+    """A copy of an ONNX model with every initializer replaced by seeded noise
+    of the same shape and dtype: the structure a bug report needs, none of the
+    weights the user may not share."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(seed)
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for init in out.graph.initializer:
+        arr = numpy_helper.to_array(init)
+        if arr.dtype.kind == "f":
+            noise = rng.standard_normal(arr.shape).astype(arr.dtype)
+        elif arr.dtype.kind in "iu" and arr.size > 16:  # leave small int tensors (shapes, axes) intact
+            info = np.iinfo(arr.dtype)
+            noise = rng.integers(max(info.min, -128), min(info.max, 127) + 1, arr.shape).astype(arr.dtype)
+        else:
+            continue
+        init.CopyFrom(numpy_helper.from_array(noise, init.name))
+    return out
+
+
+def _current_onnx(session: CompileSession) -> Any:
+    """The IR as ONNX if it can be exported, else the model the user gave."""
+    import onnx
+
+    graph = session.graph
+    if graph is not None:
+        try:
+            from .onnx_io import to_onnx
+
+            return to_onnx(graph)
+        except Exception:  # the IR may be mid-lowering and not exportable
+            pass
+    if isinstance(session.model, (str, Path)):
+        try:
+            return onnx.load(str(session.model))
+        except Exception:
+            return None
+    return session.model
+
+
+def _error_zip(session: CompileSession, error: BaseException, trace_doc: dict[str, Any]) -> bytes:
+    cfg = session.config
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+
+        def add(name: str, data: bytes | str) -> None:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, data)
+
+        add("error.txt", f"{type(error).__name__}: {error}\n\n" + "".join(traceback.format_exception(error)))
+        add("config.json", canonical_json(cfg.to_dict()))
+        add("log.jsonl", "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in session.log_records))
+        add("pass_dependency_graph.json", canonical_json(trace_doc))
+        model = _current_onnx(session)
+        if model is not None:
+            if cfg.randomize_onnx_model:
+                model = _randomized_model(model)
+            add("model.onnx", model.SerializeToString(deterministic=True))
+        add("README.txt", (
+            "axdrive error artifact\n"
+            f"model.onnx: the model as far as it was lowered; weights {'randomized (randomize_onnx_model=true)' if cfg.randomize_onnx_model else 'as given'}\n"
+            "config.json: the resolved configuration; error.txt: the error; log.jsonl: the compile log;\n"
+            "pass_dependency_graph.json: which passes ran, with the failing one marked failed.\n"
+        ))
+    return buf.getvalue()
+
+
+def compile(
+    model: Any,
+    config: Any = None,
+    *,
+    output_dir: str | Path | None = None,
+    calibration: Any = None,
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    plugins: PluginHost | Iterable[str] | None = None,
+    disable_passes: Iterable[str] = (),
+    verify: bool | None = None,
+    dump_ir_dir: str | Path | None = None,
+    dump_ir_passes: Iterable[str] = (),
+    inputs: Mapping[str, Any] | None = None,
+) -> CompileResult:
+    """Compile ``model`` (a path or an ``onnx.ModelProto``) per ``config``.
+
+    ``plugins`` is a :class:`PluginHost` or ``-p`` style arguments
+    (``"module"`` to load, ``"no:name"`` to block). ``verify`` runs the IR
+    verifier after every pass (default: the ``AXDRIVE_VERIFY`` environment
+    variable). Raises an :class:`~axdrive.errors.AxdriveError` subclass on failure.
+    """
+    import os
+
+    import structlog
+
+    from .logging import capture, configure
+
+    if not structlog.is_configured():
+        configure()
+    host = _host(plugins)
+    cfg, presets = resolve_config(config, host)
+    if output_dir is not None:
+        cfg.output_dir = str(output_dir)
+    if not cfg.output_dir:
+        raise UsageError("output_dir is not set: pass -o DIR (CLI) or output_dir=... (API)")
+    model_name, model_entry = _model_identity(model)
+    model_name = cfg.model_name or model_name
+    disabled = set(disable_passes)
+    pipeline: Pipeline = resolve_pipeline(host.passes(), cfg, disabled=disabled, blocked=host.blocked)
+
+    out = prepare_output_dir(cfg.output_dir, remove=cfg.remove_output_dir)
+    stage = ArtifactStage(out)
+    tracer = Tracer()
+    if verify is None:
+        verify = os.environ.get("AXDRIVE_VERIFY", "").strip().lower() in ("1", "true", "yes", "on")
+    session = CompileSession(
+        config=cfg,
+        host=host,
+        tracer=tracer,
+        artifacts=stage,
+        model=model,
+        model_path=Path(model) if isinstance(model, (str, Path)) else None,
+        inputs={"calibration": calibration, "input_shapes": dict(input_shapes or {}), **dict(inputs or {})},
+        options={"verify": bool(verify), "dump_ir_dir": dump_ir_dir, "dump_ir_passes": set(dump_ir_passes)},
+    )
+    session.pipeline = pipeline
+    manager = PassManager(session, disabled=disabled)
+    log = structlog.get_logger("axdrive.driver").bind(model=model_name)
+    started = time.perf_counter()
+    try:
+        with capture(session.log_records), structlog.contextvars.bound_contextvars(model=model_name):
+            log.info("compile started", passes=len(pipeline))
+            try:
+                host.hook.axdrive_compile_start(session=session)
+                manager.run(pipeline)
+            except BaseException as exc:
+                log.error("compile failed", error=str(exc))
+                try:
+                    host.hook.axdrive_compile_finish(session=session, error=exc)
+                finally:
+                    _write_failure_outputs(session, out, model_name, exc)
+                raise
+            host.hook.axdrive_compile_finish(session=session, error=None)
+            wall = time.perf_counter() - started
+            report = _report(session, model_name, wall)
+            stage.write_json("compile_report.json", report)
+            if cfg.trace_tvm_passes:
+                _stage_traces(session, stage, model_name)
+            manifest = _manifest(session, model_name, model_entry, presets, pipeline)
+            stage.write_json("manifest.json", manifest)
+            moved = stage.commit()
+            log.info("compile finished", wall_s=round(wall, 3), artifacts=len(moved))
+    except BaseException:
+        stage.discard()
+        raise
+    finally:
+        manager.close()
+    return CompileResult(
+        output_dir=out,
+        artifacts={p.name: p for p in moved},
+        report=report,
+        manifest=manifest,
+        pipeline=[e.name for e in pipeline],
+        graph=session.graph,
+        session=session,
+    )
+
+
+def _report(session: CompileSession, model_name: str, wall_s: float) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "schema": "axdrive.compile_report/1",
+        "model": model_name,
+        "status": "ok",
+        "wall_s": round(wall_s, 4),
+        "passes": _pass_rows(session.tracer),
+        "warnings": list(session.warnings),
+    }
+    for key, value in session.report.items():
+        report.setdefault(key, value)
+    return report
+
+
+def _stage_traces(session: CompileSession, stage: ArtifactStage, model_name: str) -> None:
+    sha = session.config.config_sha256()
+    stage.write_json("pass_dependency_graph.json", dependency_graph(session.tracer, model=model_name, config_sha256=sha))
+    stage.write_json("pass_trace.json", chrome_trace(session.tracer, model=model_name))
+
+
+def _write_failure_outputs(session: CompileSession, out: Path, model_name: str, exc: BaseException) -> None:
+    """Trace files and the error ZIP for a failed compile, each written atomically."""
+    cfg = session.config
+    doc = dependency_graph(session.tracer, model=model_name, config_sha256=cfg.config_sha256())
+    if cfg.trace_tvm_passes:
+        atomic_write_bytes(out / "pass_dependency_graph.json", canonical_json(doc).encode())
+        atomic_write_bytes(out / "pass_trace.json", canonical_json(chrome_trace(session.tracer, model=model_name)).encode())
+    if cfg.save_error_artifact:
+        atomic_write_bytes(out / "error_artifact.zip", _error_zip(session, exc, doc))
+
+
+def _manifest(
+    session: CompileSession, model_name: str, model_entry: dict[str, Any], presets: list[dict[str, Any]], pipeline: Pipeline
+) -> dict[str, Any]:
+    stage = session.artifacts
+    assert stage is not None
+    artifacts = []
+    reports = []
+    for name in sorted(stage.names):
+        if name == "manifest.json":
+            continue
+        if name in REPORT_FILES:
+            reports.append(name)
+        else:
+            artifacts.append({"name": name, "sha256": stage.sha256(name)})
+    status = {s.name: s for s in session.tracer.spans}
+    return {
+        "schema": "axdrive.manifest/1",
+        "model": {"name": model_name, **model_entry},
+        "axdrive_version": __version__,
+        "plugins": [
+            {"name": p.name, "distribution": p.distribution, "version": p.version}
+            for p in sorted(session.host.plugins, key=lambda p: p.name)
+            if p.source != "internal"
+        ],
+        "config": session.config.to_dict(),
+        "config_sha256": session.config.config_sha256(),
+        "presets": presets,
+        "pipeline": [
+            {
+                "name": e.name,
+                "plugin": e.pass_.plugin,
+                "status": status[e.name].status if e.name in status else "not-run",
+                **({"reason": status[e.name].reason} if e.name in status and status[e.name].reason else {}),
+            }
+            for e in pipeline
+        ],
+        **_io_signature(session.graph),
+        "artifacts": artifacts,
+        "reports": reports,
+    }
+
+
+_ = AxdriveError  # re-exported for type checkers of callers

@@ -1,0 +1,41 @@
+"""The pass API: what a plugin uses to contribute compiler passes.
+
+See :mod:`axdrive.passes.hookspec` for the hooks and ``docs/writing-a-pass-plugin.md``
+for a walk-through.
+"""
+
+from ._context import CompileSession, PassContext
+from ._pass import Enablement, Pass, Phase, all_of, always, compiler_pass, pass_group, when, when_mode, when_not
+from ._plugins import AUTOLOAD_ENV, ENTRY_POINT_GROUP, PluginHost, PluginInfo
+from ._resolve import Pipeline, PipelineEntry, WELL_KNOWN_PROVIDERS, evaluate, order_passes, resolve_pipeline
+from ._stash import Stash, StashKey
+from .hookspec import hookimpl, hookspec
+
+__all__ = [
+    "AUTOLOAD_ENV",
+    "CompileSession",
+    "ENTRY_POINT_GROUP",
+    "Enablement",
+    "Pass",
+    "PassContext",
+    "Phase",
+    "Pipeline",
+    "PipelineEntry",
+    "PluginHost",
+    "PluginInfo",
+    "Stash",
+    "StashKey",
+    "WELL_KNOWN_PROVIDERS",
+    "all_of",
+    "always",
+    "compiler_pass",
+    "evaluate",
+    "hookimpl",
+    "hookspec",
+    "order_passes",
+    "pass_group",
+    "resolve_pipeline",
+    "when",
+    "when_mode",
+    "when_not",
+]

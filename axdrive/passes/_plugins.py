@@ -1,0 +1,191 @@
+"""Finding and loading pass plugins.
+
+Plugins are found through the ``axdrive.passes`` entry-point group, exactly
+like pytest's ``pytest11``. As in pytest, a user can load a module explicitly
+(``-p MODULE``), block an installed plugin (``-p no:NAME``), and switch off
+autoloading with the environment variable ``AXDRIVE_DISABLE_PLUGIN_AUTOLOAD=1``.
+Built-in instruments are registered as internal plugins the same way.
+"""
+
+from __future__ import annotations
+
+__all__ = ["PluginHost", "PluginInfo", "ENTRY_POINT_GROUP", "AUTOLOAD_ENV"]
+
+import importlib
+import os
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, Iterable
+
+import pluggy
+
+from ..errors import PluginError, PassResolutionError
+from . import hookspec
+from ._pass import Pass
+
+ENTRY_POINT_GROUP = "axdrive.passes"
+AUTOLOAD_ENV = "AXDRIVE_DISABLE_PLUGIN_AUTOLOAD"
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """A registered plugin: its registration name, distribution and version."""
+
+    name: str
+    distribution: str
+    version: str
+    source: str  # "entry-point", "-p", "internal"
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+class PluginHost:
+    """The pluggy plugin manager plus the bookkeeping axdrive needs around it."""
+
+    def __init__(
+        self,
+        *,
+        load: Iterable[str] = (),
+        block: Iterable[str] = (),
+        autoload: bool | None = None,
+        internal: bool = True,
+    ) -> None:
+        self.pm = pluggy.PluginManager(hookspec.PROJECT_NAME)
+        self.pm.add_hookspecs(hookspec)
+        self.blocked: set[str] = set(block)
+        self.plugins: list[PluginInfo] = []
+        self._passes: list[Pass] | None = None
+        if autoload is None:
+            autoload = not _truthy(os.environ.get(AUTOLOAD_ENV))
+        self.autoload = autoload
+        for name in self.blocked:
+            self.pm.set_blocked(name)
+        if internal:
+            from ..instruments import internal_plugins
+
+            for name, plugin in internal_plugins():
+                self._register(plugin, PluginInfo(name, "axdrive", _version("axdrive"), "internal"))
+        if autoload:
+            self._load_entry_points()
+        for module_name in load:
+            self.load_module(module_name)
+
+    @classmethod
+    def from_args(cls, plugin_args: Iterable[str] = ()) -> "PluginHost":
+        """Build from ``-p`` arguments: ``MODULE`` loads, ``no:NAME`` blocks."""
+        load, block = [], []
+        for arg in plugin_args:
+            if arg.startswith("no:"):
+                block.append(arg[3:])
+            else:
+                load.append(arg)
+        return cls(load=load, block=block)
+
+    # -- loading ---------------------------------------------------------
+    def _register(self, plugin: Any, info: PluginInfo) -> None:
+        if self.pm.is_blocked(info.name):
+            return
+        self.pm.register(plugin, name=info.name)
+        self.plugins.append(info)
+        self._passes = None
+
+    def _load_entry_points(self) -> None:
+        eps = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+        for ep in eps:
+            dist = ep.dist.name if ep.dist is not None else ep.module
+            if ep.name in self.blocked or dist in self.blocked:
+                continue
+            if self.pm.has_plugin(ep.name):
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # the plugin's own import error
+                raise PluginError(
+                    f"plugin {ep.name!r} (distribution {dist!r}) failed to import: "
+                    f"{type(exc).__name__}: {exc}; block it with -p no:{ep.name}",
+                    plugin=dist,
+                ) from exc
+            version = ep.dist.version if ep.dist is not None else "0"
+            self._register(plugin, PluginInfo(ep.name, dist, version, "entry-point"))
+
+    def load_module(self, module_name: str) -> None:
+        """``-p MODULE``: import and register a module as a plugin."""
+        if self.pm.has_plugin(module_name):
+            return
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            raise PluginError(
+                f"-p {module_name}: cannot import plugin module: {type(exc).__name__}: {exc}",
+                plugin=module_name,
+            ) from exc
+        dist = _distribution_of(module_name)
+        self._register(module, PluginInfo(module_name, dist or module_name, _version(dist) if dist else "0", "-p"))
+
+    def register(self, plugin: Any, name: str, distribution: str | None = None) -> None:
+        """Register an in-process plugin object (tests, the Python API)."""
+        self._register(plugin, PluginInfo(name, distribution or name, "0", "api"))
+
+    # -- queries ---------------------------------------------------------
+    @property
+    def hook(self) -> Any:
+        return self.pm.hook
+
+    def info(self, name: str) -> PluginInfo | None:
+        return next((p for p in self.plugins if p.name == name), None)
+
+    def passes(self) -> list[Pass]:
+        """All passes contributed by registered plugins, stamped with their distribution."""
+        if self._passes is not None:
+            return self._passes
+        result: list[Pass] = []
+        seen: dict[str, str] = {}
+        for impl in self.pm.hook.axdrive_passes.get_hookimpls():
+            info = self.info(impl.plugin_name)
+            dist = info.distribution if info else impl.plugin_name
+            try:
+                contributed = impl.function()
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {dist!r} failed in axdrive_passes(): {type(exc).__name__}: {exc}", plugin=dist
+                ) from exc
+            for p in contributed or ():
+                if not isinstance(p, Pass):
+                    raise PluginError(
+                        f"plugin {dist!r} returned {type(p).__name__} from axdrive_passes(), expected axdrive.passes.Pass",
+                        plugin=dist,
+                    )
+                if p.name in seen:
+                    raise PassResolutionError(f"pass {p.name!r} is defined twice: by {seen[p.name]} and by {dist}")
+                seen[p.name] = dist
+                result.append(p.with_plugin(dist))
+        self._passes = result
+        return result
+
+    def presets(self, model_name: str) -> list[tuple[str, dict[str, Any]]]:
+        """``(plugin, presets)`` answers for ``model_name``, earliest-registered last."""
+        answers = []
+        for impl in self.pm.hook.axdrive_config_presets.get_hookimpls():
+            value = impl.function(*[{"model_name": model_name}[a] for a in impl.argnames])
+            if value:
+                info = self.info(impl.plugin_name)
+                answers.append((info.distribution if info else impl.plugin_name, dict(value)))
+        return answers
+
+
+def _version(dist: str | None) -> str:
+    if not dist:
+        return "0"
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "0"
+
+
+def _distribution_of(module_name: str) -> str | None:
+    top = module_name.split(".")[0]
+    mapping = metadata.packages_distributions()
+    dists = mapping.get(top)
+    return dists[0] if dists else None

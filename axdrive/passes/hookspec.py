@@ -1,0 +1,132 @@
+"""The plugin contract: every hook a pass plugin may implement.
+
+This module is the whole interface between the axdrive core and its plugins,
+in the manner of pytest's ``hookspec.py``. The core defines these hooks and
+runs them; every compiler pass, including the built-in ones, arrives through
+them from a distribution registered in the ``axdrive.passes`` entry-point
+group (or loaded explicitly with ``-p MODULE``).
+
+A minimal plugin module::
+
+    from axdrive.passes import hookimpl, compiler_pass, Phase
+
+    @compiler_pass("example.count_ops", requires=("graph_loaded",),
+                   provides=("op_histogram",), phase=Phase.OPTIMIZE)
+    def count_ops(ctx):
+        '''Count nodes per operator type.'''
+        hist = {}
+        for node in ctx.graph.nodes:
+            hist[node.op] = hist.get(node.op, 0) + 1
+        return {"nodes": sum(hist.values()), "op_types": len(hist)}
+
+    @hookimpl
+    def axdrive_passes():
+        return [count_ops]
+
+and in its ``pyproject.toml``::
+
+    [project.entry-points."axdrive.passes"]
+    example = "axdrive_example_plugin"
+
+Hooks are called with keyword arguments; an implementation may accept any
+subset of the parameters listed. ``firstresult`` hooks stop at the first
+non-``None`` answer. Instruments (timing, IR dumps, the verifier) are
+``wrapper=True`` implementations of :func:`axdrive_pass_execute`; they wrap
+every pass from the outside, so passes never time or print themselves.
+"""
+
+from __future__ import annotations
+
+__all__ = ["hookspec", "hookimpl", "PROJECT_NAME"]
+
+from typing import TYPE_CHECKING, Any, Mapping
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config import CompilerConfig
+    from ._context import CompileSession, PassContext
+    from ._pass import Pass
+
+PROJECT_NAME = "axdrive"
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def axdrive_passes() -> "list[Pass]":
+    """Return the passes this plugin contributes.
+
+    Called once per plugin when the pass registry is built (for ``axdrive
+    passes`` and for every compile). Each returned :class:`~axdrive.passes.Pass`
+    is stamped with the plugin's distribution name. Pass names must be unique
+    across all plugins; a duplicate is an error naming both plugins.
+    """
+
+
+@hookspec
+def axdrive_config_presets(model_name: str) -> "Mapping[str, Any] | None":
+    """Return config presets for ``model_name`` (or ``None`` if you have none).
+
+    Called once per compile, before the pipeline is resolved, when
+    ``model_name`` is not empty. The presets only fill properties the user did
+    not set explicitly; they are validated like user input and recorded in the
+    manifest under ``presets`` with the plugin that gave them. When several
+    plugins answer, later-registered plugins are applied first, so the earliest
+    registered wins for a property both set.
+    """
+
+
+@hookspec
+def axdrive_configure(config: "CompilerConfig") -> None:
+    """Check plugin-specific combinations of the resolved config.
+
+    Called once per compile after presets are applied and before any pass
+    runs. Raise :class:`axdrive.errors.ConfigError` to reject the config; the
+    compile then fails with exit code 2 before any output is written.
+    """
+
+
+@hookspec
+def axdrive_compile_start(session: "CompileSession") -> None:
+    """Called when a compile starts, after the pipeline is resolved and before
+    its first pass. ``session.pipeline`` is the resolved pipeline."""
+
+
+@hookspec
+def axdrive_compile_finish(session: "CompileSession", error: "BaseException | None") -> None:
+    """Called when a compile ends, successfully (``error is None``) or not.
+
+    Runs before artifacts are committed to their final names (so an
+    implementation may still add files through ``session.artifacts``) and
+    before the trace files are written.
+    """
+
+
+@hookspec(firstresult=True)
+def axdrive_pass_execute(pass_: "Pass", ctx: "PassContext") -> "Mapping[str, Any] | None":
+    """Execute one pass and return its statistics.
+
+    The core's own implementation (registered last, so it is the innermost
+    call) runs ``pass_.run(ctx)`` followed by the pass's sub-passes. Other
+    plugins implement this hook with ``@hookimpl(wrapper=True)`` to
+    *instrument* every pass from outside, e.g.::
+
+        @hookimpl(wrapper=True)
+        def axdrive_pass_execute(pass_, ctx):
+            before = len(ctx.graph.nodes)
+            stats = yield              # the pass runs here; exceptions propagate
+            ctx.log.info("nodes", before=before, after=len(ctx.graph.nodes))
+            return stats
+
+    Built-in instruments: pass tracing (spans and structlog context), IR dump
+    before/after a pass (``--dump-ir``), and the IR verifier in debug mode.
+    """
+
+
+@hookspec
+def axdrive_pass_skipped(pass_: "Pass", ctx: "PassContext", reason: str) -> None:
+    """Called instead of :func:`axdrive_pass_execute` for a pass that does not
+    run: disabled by the config (``reason`` names the flag), by
+    ``--disable-pass``, or because none of the providers of one of its
+    requirements ran."""
