@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compile", help="compile an ONNX model into an output directory",
                        description="Quantize and/or lower MODEL per compiler_mode and write the artifacts into -o DIR.")
-    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument("model", metavar="MODEL.onnx", help="the float ONNX model (a QDQ model with compiler_mode=lower_only)")
     p.add_argument("-o", "--output-dir", metavar="DIR", help="output directory (the output_dir property)")
     _config_options(p)
     p.add_argument("--calibration", metavar="PATH",
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(q)
     q.set_defaults(handler=c.cmd_config_show)
     q = csub.add_parser("validate", help="validate a config file; prints every problem")
-    q.add_argument("file", metavar="FILE")
+    q.add_argument("file", metavar="FILE", help="config file (TOML, YAML or JSON)")
     _common(q)
     q.set_defaults(handler=c.cmd_config_validate)
     q = csub.add_parser("schema", help="print the JSON Schema of the config")
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=lambda a: (p.print_help(), 2)[1])
 
     p = sub.add_parser("trace", help="inspect a pass_dependency_graph.json")
-    p.add_argument("file", metavar="FILE.json")
+    p.add_argument("file", metavar="FILE.json", help="a pass_dependency_graph.json written with trace_tvm_passes")
     p.add_argument("--format", choices=("tree", "dot", "critical-path"), default="tree")
     _common(p)
     p.set_defaults(handler=c.cmd_trace)
