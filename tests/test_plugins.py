@@ -1,0 +1,111 @@
+"""Plugin discovery through entry points, -p loading and blocking, autoload
+switch, and plugins that misbehave."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+
+import pytest
+
+from axdrive.errors import PluginError
+from axdrive.passes import AUTOLOAD_ENV, PluginHost
+
+
+def make_dist(root, dist, module, body, ep_name=None):
+    """Install a one-module distribution the way pip would: module + dist-info."""
+    (root / f"{module}.py").write_text(textwrap.dedent(body))
+    info = root / f"{dist.replace('-', '_')}-1.2.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
+    (info / "entry_points.txt").write_text(f"[axdrive.passes]\n{ep_name or module} = {module}\n")
+    (info / "top_level.txt").write_text(module + "\n")
+    (info / "RECORD").write_text("")
+
+
+GOOD = """
+    from axdrive.passes import compiler_pass, hookimpl
+
+    @compiler_pass("fake.hello", provides=("hello",))
+    def hello(ctx):
+        '''Say hello.'''
+        return {"greeted": 1}
+
+    @hookimpl
+    def axdrive_passes():
+        return [hello]
+"""
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    root = tmp_path / "site"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+    importlib.invalidate_caches()
+    yield root
+    for name in ("fakeplug", "brokenplug", "badreturn"):
+        sys.modules.pop(name, None)
+
+
+def test_entry_point_plugins_are_discovered_with_distribution_and_version(site, monkeypatch):
+    monkeypatch.delenv(AUTOLOAD_ENV, raising=False)
+    make_dist(site, "axdrive-fake", "fakeplug", GOOD, ep_name="fake")
+    host = PluginHost()
+    info = host.info("fake")
+    assert (info.distribution, info.version, info.source) == ("axdrive-fake", "1.2.3", "entry-point")
+    (p,) = [p for p in host.passes() if p.name == "fake.hello"]
+    assert p.plugin == "axdrive-fake" and p.summary == "Say hello."
+
+
+def test_blocking_by_name_keeps_an_installed_plugin_out(site, monkeypatch):
+    monkeypatch.delenv(AUTOLOAD_ENV, raising=False)
+    make_dist(site, "axdrive-fake", "fakeplug", GOOD, ep_name="fake")
+    host = PluginHost.from_args(["no:fake"])
+    assert host.info("fake") is None
+    assert "fake.hello" not in [p.name for p in host.passes()]
+
+
+def test_autoload_can_be_switched_off_by_environment_and_p_loads_explicitly(site, monkeypatch):
+    make_dist(site, "axdrive-fake", "fakeplug", GOOD, ep_name="fake")
+    monkeypatch.setenv(AUTOLOAD_ENV, "1")
+    assert "fake.hello" not in [p.name for p in PluginHost().passes()]
+    host = PluginHost.from_args(["fakeplug"])
+    assert host.info("fakeplug").source == "-p"
+    assert "fake.hello" in [p.name for p in host.passes()]
+
+
+def test_a_plugin_that_fails_to_import_is_named_with_its_distribution(site, monkeypatch):
+    monkeypatch.delenv(AUTOLOAD_ENV, raising=False)
+    make_dist(site, "axdrive-broken", "brokenplug", "raise RuntimeError('missing libfoo')\n", ep_name="broken")
+    with pytest.raises(PluginError, match=r"plugin 'broken' \(distribution 'axdrive-broken'\) failed to import: RuntimeError: missing libfoo; block it with -p no:broken"):
+        PluginHost()
+    # and blocking it is the way out
+    assert PluginHost.from_args(["no:broken"]).info("broken") is None
+
+
+def test_p_with_a_module_that_does_not_exist_is_a_plugin_error(host):
+    with pytest.raises(PluginError, match=r"-p no_such_axdrive_plugin: cannot import plugin module"):
+        host.load_module("no_such_axdrive_plugin")
+
+
+def test_a_plugin_returning_something_that_is_not_a_pass_is_named(site, host):
+    (site / "badreturn.py").write_text(
+        "from axdrive.passes import hookimpl\n@hookimpl\ndef axdrive_passes():\n    return ['oops']\n")
+    host.load_module("badreturn")
+    with pytest.raises(PluginError, match=r"plugin 'badreturn' returned str from axdrive_passes\(\)"):
+        host.passes()
+
+
+def test_a_plugin_whose_pass_list_raises_is_named(host):
+    class Bad:
+        from axdrive.passes import hookimpl
+
+        @hookimpl
+        def axdrive_passes(self):
+            raise KeyError("config")
+
+    host.register(Bad(), name="bad", distribution="axdrive-bad")
+    with pytest.raises(PluginError, match=r"plugin 'axdrive-bad' failed in axdrive_passes\(\): KeyError"):
+        host.passes()
