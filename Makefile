@@ -5,17 +5,18 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 PLUGIN_DIRS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
+EXAMPLE_PLUGIN := examples/axdrive-example-plugin
 STAMP  := $(VENV)/.installed
 
 .PHONY: install demo test test-all test-nojit bench docs clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml $(wildcard hw/pyproject.toml) $(wildcard plugins/*/pyproject.toml)
+$(STAMP): pyproject.toml $(wildcard hw/pyproject.toml) $(wildcard plugins/*/pyproject.toml) $(EXAMPLE_PLUGIN)/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip "setuptools>=69" "wheel>=0.42"
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-build-isolation \
-		-e ".[dev]" $(if $(wildcard hw/pyproject.toml),-e hw) $(addprefix -e ,$(PLUGIN_DIRS))
+		-e ".[dev]" $(if $(wildcard hw/pyproject.toml),-e hw) $(addprefix -e ,$(PLUGIN_DIRS)) -e $(EXAMPLE_PLUGIN)
 	@touch $@
 
 # Install, fetch a real model, compile it, and show where the artifacts are.

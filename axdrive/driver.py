@@ -341,7 +341,9 @@ def _manifest(
             for p in sorted(session.host.plugins, key=lambda p: p.name)
             if p.source != "internal"
         ],
-        "config": session.config.to_dict(),
+        # where the output goes is not part of what was compiled: leave it out so the
+        # same compile into another directory gives a byte-identical manifest
+        "config": session.config.to_dict(include_location=False),
         "config_sha256": session.config.config_sha256(),
         "presets": presets,
         "pipeline": [

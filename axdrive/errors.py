@@ -52,6 +52,8 @@ class ConfigProblem:
 
     def __str__(self) -> str:
         where = f"{self.source}: " if self.source else ""
+        if self.value is ...:  # no value to show (an unknown key, a malformed entry)
+            return f"{where}{self.prop}: {self.allowed}"
         return f"{where}{self.prop}={self.value!r} is invalid: {self.allowed}"
 
 

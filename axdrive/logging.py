@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 _capture: contextvars.ContextVar[list[dict[str, Any]] | None] = contextvars.ContextVar("axdrive_log_capture", default=None)
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "warn": logging.WARNING,
+           "error": logging.ERROR, "exception": logging.ERROR, "critical": logging.CRITICAL}
 
 
 def _capture_processor(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -26,8 +27,25 @@ def _capture_processor(logger: Any, method: str, event: dict[str, Any]) -> dict[
     return event
 
 
+def _level_filter(level: int) -> Any:
+    """Drop events below ``level`` *after* they were captured, so the error
+    artifact's log has the compile's info lines even when the console is quiet."""
+    import structlog
+
+    def processor(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+        if _LEVELS.get(method, logging.INFO) < level:
+            raise structlog.DropEvent
+        return event
+
+    return processor
+
+
 def configure(fmt: str = "console", level: str = "warning", stream: Any = None) -> None:
-    """Configure structlog for the CLI or the API (idempotent)."""
+    """Configure structlog for the CLI or the API (idempotent).
+
+    Lines at ``info`` and above are always processed (and captured for the
+    error artifact); ``level`` only decides what reaches ``stream``.
+    """
     import structlog
 
     renderer: Any
@@ -41,10 +59,11 @@ def configure(fmt: str = "console", level: str = "warning", stream: Any = None) 
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _capture_processor,
+            _level_filter(_LEVELS.get(level, logging.WARNING)),
             structlog.processors.format_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.WARNING)),
+        wrapper_class=structlog.make_filtering_bound_logger(min(logging.INFO, _LEVELS.get(level, logging.WARNING))),
         logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
         cache_logger_on_first_use=False,
     )

@@ -6,6 +6,7 @@ for a walk-through.
 
 from ._context import CompileSession, PassContext
 from ._pass import Enablement, Pass, Phase, all_of, always, compiler_pass, pass_group, when, when_mode, when_not
+from ._manager import PassManager
 from ._plugins import AUTOLOAD_ENV, ENTRY_POINT_GROUP, PluginHost, PluginInfo
 from ._resolve import Pipeline, PipelineEntry, WELL_KNOWN_PROVIDERS, evaluate, order_passes, resolve_pipeline
 from ._stash import Stash, StashKey
@@ -18,6 +19,7 @@ __all__ = [
     "Enablement",
     "Pass",
     "PassContext",
+    "PassManager",
     "Phase",
     "Pipeline",
     "PipelineEntry",
