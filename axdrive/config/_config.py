@@ -123,7 +123,7 @@ class CompilerConfig:
             try:
                 staged[name] = prop.parse(text)
             except BadValue as exc:
-                problems.append(ConfigProblem(name, text, str(exc), source))
+                problems.append(ConfigProblem(name, _AsTyped(text.strip()), str(exc), source))
         if problems:
             raise ConfigError(problems)
         for name, value in staged.items():
@@ -252,6 +252,13 @@ def read_config_file(path: str | Path) -> Any:
         msg = " ".join(str(exc).split())
         raise ConfigError(ConfigProblem("<file>", p.name, f"is not valid {suffix[1:].upper()}: {msg}", str(p))) from None
     raise ConfigError(ConfigProblem("<file>", p.name, "unknown format; use .toml, .yaml/.yml or .json", str(p)))
+
+
+class _AsTyped(str):
+    """A ``--set`` value shown as the user typed it (no quotes) in messages."""
+
+    def __repr__(self) -> str:
+        return str(self)
 
 
 def _show(value: Any) -> Any:
