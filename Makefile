@@ -41,6 +41,7 @@ bench: install
 # Regenerate generated docs (a test fails when they are stale).
 docs: install
 	$(BIN)/axdrive config docs > docs/config-reference.md
+	$(BIN)/python -m axdrive.cli._reference > docs/cli.md
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

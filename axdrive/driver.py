@@ -254,7 +254,8 @@ def compile(
                 host.hook.axdrive_compile_start(session=session)
                 manager.run(pipeline)
             except BaseException as exc:
-                log.error("compile failed", error=str(exc))
+                # info, not error: the caller (the CLI) reports the error itself, once
+                log.info("compile failed", error=str(exc))
                 try:
                     host.hook.axdrive_compile_finish(session=session, error=exc)
                 finally:
