@@ -1,0 +1,103 @@
+"""How fast the simulated AIPU's Numba kernels are, against NumPy, measured in one run.
+
+Per kernel: int8 MACs per second of the Numba kernel and of NumPy's int32
+matmul on the same shapes (im2col for the convolutions; a windowed
+multiply-sum for depthwise, which has no matmul form), and the first-call
+time in a fresh process with an empty Numba cache (compile) and with the
+cache the first run wrote (load).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+
+import numba
+import numpy as np
+from _common import report, timeit
+
+from axdrive_hw.kernels.dwpu import depthwise_conv2d_acc
+from axdrive_hw.kernels.mvm import conv2d_acc, matmul_acc
+
+# (name, kernel call for a first-call probe in a fresh process)
+_PROBES = {
+    "matmul_acc": ("from axdrive_hw.kernels.mvm import matmul_acc as k",
+                   "k(np.zeros((2, 3), np.int8), 0, np.zeros((4, 3), np.int8), np.zeros(4, np.int32))"),
+    "conv2d_acc": ("from axdrive_hw.kernels.mvm import conv2d_acc as k",
+                   "k(np.zeros((1, 4, 4, 2), np.int8), 0, np.zeros((2, 3, 3, 2), np.int8), np.zeros(2, np.int32), "
+                   "1, 1, 1, 1, 1, 1, 1, 1, 1)"),
+    "depthwise_conv2d_acc": ("from axdrive_hw.kernels.dwpu import depthwise_conv2d_acc as k",
+                             "k(np.zeros((1, 4, 4, 2), np.int8), 0, np.zeros((3, 3, 2), np.int8), "
+                             "np.zeros(2, np.int32), 1, 1, 1, 1, 1, 1, 1, 1)"),
+}
+
+
+def first_call_seconds(kernel: str, cache_dir: str) -> float:
+    """Seconds of the first call of ``kernel`` in a fresh interpreter using ``cache_dir``."""
+    imp, call = _PROBES[kernel]
+    code = (f"import time, numpy as np\n{imp}\nt0 = time.perf_counter()\n{call}\n"
+            "print(time.perf_counter() - t0)\n")
+    env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir}
+    env.pop("NUMBA_DISABLE_JIT", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _im2col(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
+    n, h, w, c = x.shape
+    cols = np.stack([x[:, i:i + h - kh + 1, j:j + w - kw + 1, :] for i in range(kh) for j in range(kw)], axis=3)
+    return cols.reshape(n * (h - kh + 1) * (w - kw + 1), kh * kw * c)
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    rows = []
+
+    # dense: (M, K) x (K, O)
+    m, k, o = 256, 1024, 256
+    a = rng.integers(-128, 128, (m, k), dtype=np.int8)
+    w = rng.integers(-127, 128, (o, k), dtype=np.int8)
+    b = np.zeros(o, np.int32)
+    a32, wt32 = a.astype(np.int32), w.T.astype(np.int32).copy()
+    cases = [("matmul_acc", f"{m}x{k} . {k}x{o}", m * k * o, lambda: matmul_acc(a, 3, w, b),
+              lambda: np.matmul(a32, wt32), "np.matmul int32")]
+
+    # conv 3x3, 64 -> 64 channels, 32x32, valid padding (im2col for NumPy)
+    x = rng.integers(-128, 128, (1, 32, 32, 64), dtype=np.int8)
+    cw = rng.integers(-127, 128, (64, 3, 3, 64), dtype=np.int8)
+    cb = np.zeros(64, np.int32)
+    cols32 = _im2col(x, 3, 3).astype(np.int32)
+    cw32 = cw.reshape(64, -1).T.astype(np.int32).copy()
+    macs = 30 * 30 * 64 * 9 * 64
+    cases.append(("conv2d_acc", "1x32x32x64 * 64x3x3x64", macs,
+                  lambda: conv2d_acc(x, 3, cw, cb, 1, 1, 0, 0, 0, 0, 1, 1, 1),
+                  lambda: np.matmul(cols32, cw32), "np.matmul int32 (im2col)"))
+
+    # depthwise 3x3 on 64x64x128
+    xd = rng.integers(-128, 128, (1, 64, 64, 128), dtype=np.int8)
+    wd = rng.integers(-127, 128, (3, 3, 128), dtype=np.int8)
+    bd = np.zeros(128, np.int32)
+    colsd = _im2col(xd, 3, 3).reshape(-1, 9, 128).astype(np.int32)
+    wd32 = wd.reshape(9, 128).astype(np.int32)
+    cases.append(("depthwise_conv2d_acc", "1x64x64x128 * 3x3x128", 62 * 62 * 128 * 9,
+                  lambda: depthwise_conv2d_acc(xd, 3, wd, bd, 1, 1, 0, 0, 0, 0, 1, 1),
+                  lambda: (colsd * wd32).sum(axis=1, dtype=np.int32), "numpy int32 multiply-sum"))
+
+    with tempfile.TemporaryDirectory() as cache:
+        for name, shape, n_macs, kernel, baseline, base_name in cases:
+            cold = first_call_seconds(name, cache)   # empty cache: compiles and writes the cache
+            warm = first_call_seconds(name, cache)   # same cache: loads the compiled code
+            tk = timeit(kernel, repeat=5)
+            tb = timeit(baseline, repeat=5)
+            rows.append([name, shape, n_macs, n_macs / tk["median_s"] / 1e9, base_name,
+                         n_macs / tb["median_s"] / 1e9, tb["median_s"] / tk["median_s"], cold, warm])
+    report("kernels", "python benchmarks/bench_kernels.py",
+           ["kernel", "shape", "MACs", "numba GMAC/s", "baseline", "numpy GMAC/s", "numba/numpy",
+            "first call, no cache (s)", "first call, cached (s)"], rows,
+           {"numba_threads": numba.config.NUMBA_NUM_THREADS})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,397 @@
+"""The event-driven cycle model of the AIPU.
+
+Every core has four kinds of engines: the MVM, the DWPU, the DPU (one
+channel each) and the core DMA (one channel, two with ``dma_dual_channel``);
+the chip has one system DMA (DDR <-> L2) used when ``use_sysdma`` is on.
+Tasks of a core's list are dispatched in order to per-engine FIFO queues;
+the head of a queue starts when the engine has a free channel and every
+token it waits on has been signalled (tokens are counting semaphores shared
+by all cores; a wait costs ``sync.token_cycles`` with hardware tokens and
+``sync.polling_cycles`` with software polling). A task signals its tokens
+when it ends. Engines run concurrently, so double buffering, pipelining and
+multi-core splits show in the cycles.
+
+Costs (numbers from the :class:`~axdrive_hw.target.Target`):
+
+* MVM: per weight set (see :func:`~axdrive_hw.kernels.mvm.plan_weight_sets`)
+  a load of its bytes at ``weight_load_bandwidth`` and ``M x activation_bits``
+  cycles of compute (``M`` im2col rows), at most the set's MACs divided by
+  ``peak x mvm_utilization_limit``; with ``imc_double_buffer`` the load of
+  the next set overlaps the compute of the current one. A task whose single
+  weight set is already resident (same bytes as the previous MVM task of the
+  core) skips the load (weight-stationary reuse).
+* DWPU: one PWORD of one tap per cycle.
+* DPU: the sum of the program's instruction cycles per PWORD chunk.
+* DMA: ``setup_cycles``, then the bytes flow at the channel bandwidth, shared
+  fairly with every other transfer touching the same memory (each level's
+  ``bandwidth``; L1 per core): a fluid model re-evaluated at every event.
+* Every MVM/DWPU/DPU task adds its unit's ``task_overhead_cycles``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SimOptions", "TaskRecord", "TokenEvent", "Timeline", "CycleModel", "task_macs", "UNITS"]
+
+import heapq
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from axdrive.errors import SimulationError
+from axdrive_hw.kernels.dpu import OPCODES
+from axdrive_hw.kernels.mvm import conv_output_size, plan_weight_sets
+from axdrive_hw.program.model import Program, Task
+from axdrive_hw.target import Target
+
+UNITS: tuple[str, ...] = ("mvm", "dwpu", "dpu", "dma")
+"""Engine kinds of one core (the system DMA is chip-wide, track ``sysdma``)."""
+
+_EPS = 1e-9
+_DPU_NAMES = {v: k for k, v in OPCODES.items()}
+
+
+@dataclass(frozen=True)
+class SimOptions:
+    """The compiler-config knobs the simulator honours, as explicit fields.
+
+    Names match the configuration properties so a compiler passes them
+    through with :meth:`from_config`.
+    """
+
+    use_hw_tokens: bool = True
+    dma_dual_channel: bool = True
+    use_sysdma: bool = True
+    mvm_utilization_limit: float = 1.0
+    imc_double_buffer: bool = True
+    frequency: int | None = None  # Hz; None: the target's frequency_hz
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.mvm_utilization_limit <= 1.0:
+            raise ValueError(f"mvm_utilization_limit={self.mvm_utilization_limit} must be in (0, 1]")
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "SimOptions":
+        """Pick this class's fields out of a config mapping; ``imc_double_buffer_*`` keys enable double buffering."""
+        known = {k: config[k] for k in cls.__dataclass_fields__ if k in config}
+        if "imc_double_buffer" not in known:
+            flags = [bool(v) for k, v in config.items() if k.startswith("imc_double_buffer")]
+            if flags:
+                known["imc_double_buffer"] = any(flags)
+        return cls(**known)
+
+
+@dataclass
+class TaskRecord:
+    """When one task ran. ``start`` is when its work began (after any token wait)."""
+
+    core: int
+    index: int
+    kind: str
+    op: str
+    unit: str       # track name: mvm, dwpu, dpu, dma0, dma1, sysdma
+    issue: float    # cycle the task left its queue (tokens acquired); all cycles are whole numbers
+    start: float
+    end: float
+    nbytes: int = 0
+    macs: int = 0
+    weight_load_cycles: float = 0.0
+    stage: str | None = None
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    cycle: float
+    core: int
+    index: int
+    token: int
+    action: str  # "wait" or "signal"
+    count: int   # token count after the action
+
+
+@dataclass
+class Timeline:
+    """The cycle model's result: per-task records in start order, token events, totals."""
+
+    records: list[TaskRecord]
+    tokens: list[TokenEvent]
+    cycles: float
+    frequency_hz: int
+    cores: int
+    core_end: list[float] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return self.cycles / self.frequency_hz
+
+    def unit_busy(self) -> dict[str, float]:
+        """Busy cycles per ``core<N>.<unit>`` track."""
+        busy: dict[str, float] = {}
+        for r in self.records:
+            key = f"core{r.core}.{r.unit}" if r.unit != "sysdma" else "chip.sysdma"
+            busy[key] = busy.get(key, 0.0) + (r.end - r.start)
+        return dict(sorted(busy.items()))
+
+
+def task_macs(task: Task) -> int:
+    """Multiply-accumulates of an MVM/DWPU task (0 for others)."""
+    if task.kind == "mvm":
+        m, k, o, _sets = _mvm_geometry(task)
+        return m * k * o
+    if task.op == "depthwise":
+        y = task.outputs["y"].shape
+        kh, kw, _c = task.inputs["w"].shape
+        return int(y[0] * y[1] * y[2] * y[3] * kh * kw)
+    return 0
+
+
+def _mvm_geometry(task: Task) -> tuple[int, int, int, int]:
+    """``(M rows, K per group, O total, groups)`` of an MVM task."""
+    w = task.inputs["w"].shape
+    if task.op == "matmul":
+        return int(task.inputs["x"].shape[0]), int(w[1]), int(w[0]), 1
+    n, h, wd, _c = task.inputs["x"].shape
+    o, kh, kw, cg = w
+    sh, sw = task.params.get("stride", (1, 1))
+    t, l, b, r = task.params.get("pads", (0, 0, 0, 0))
+    dh, dw = task.params.get("dilation", (1, 1))
+    oh = conv_output_size(h, kh, sh, t, b, dh)
+    ow = conv_output_size(wd, kw, sw, l, r, dw)
+    return int(n * oh * ow), int(kh * kw * cg), int(o), int(task.params.get("groups", 1))
+
+
+class CycleModel:
+    """Durations of tasks and the event loop that schedules them.
+
+    ``on_start(core, index, task)`` is called when a task leaves its queue,
+    in a token-consistent order; the functional simulator executes the task
+    there (so a missing token shows as a read of an unwritten buffer).
+    ``on_end(core, index, task)`` is called when it ends.
+    """
+
+    def __init__(self, target: Target, options: SimOptions | None = None) -> None:
+        self.target = target
+        self.options = options or SimOptions()
+        freq = self.options.frequency or target.frequency_hz
+        if not target.min_frequency_hz <= freq <= target.max_frequency_hz:
+            raise ValueError(f"frequency {freq} Hz outside {target.min_frequency_hz}..{target.max_frequency_hz} Hz "
+                             f"of target {target.name}")
+        self.frequency_hz = int(freq)
+
+    # -- costs ---------------------------------------------------------------------------------------
+    def mvm_cycles(self, task: Task, resident: tuple[Any, ...] | None) -> tuple[float, float, int, tuple[Any, ...]]:
+        """``(total cycles, weight-load cycles, MACs, weight key)`` of an MVM task."""
+        spec = self.target.mvm
+        m, k, o, groups = _mvm_geometry(task)
+        og = o // groups
+        sets = plan_weight_sets(k, og, spec.rows, spec.columns, spec.imc_blocks) * groups
+        peak = spec.peak_macs_per_cycle * self.options.mvm_utilization_limit
+        compute, load = [], []
+        for s in sets:
+            macs_per_row = sum((k1 - k0) * (o1 - o0) for k0, k1, o0, o1 in s)
+            compute.append(max(m * spec.activation_bits, m * macs_per_row / peak))
+            load.append(macs_per_row / spec.weight_load_bandwidth)  # one int8 weight per MAC of a row
+        w = task.inputs["w"]
+        key = (w.buffer, w.offset, w.nbytes)
+        if len(sets) == 1 and resident == key:
+            load[0] = 0.0
+        if self.options.imc_double_buffer:
+            total = load[0] + sum(max(c, nxt) for c, nxt in zip(compute, load[1:] + [0.0]))
+        else:
+            total = sum(load) + sum(compute)
+        exposed = total - sum(compute)
+        return spec.task_overhead_cycles + total, exposed, m * k * o, key
+
+    def dwpu_cycles(self, task: Task) -> float:
+        spec = self.target.dwpu
+        n, oh, ow, c = task.outputs["y"].shape
+        if task.op == "depthwise":
+            taps = task.inputs["w"].shape[0] * task.inputs["w"].shape[1]
+        elif task.op in ("maxpool", "avgpool"):
+            taps = task.params["kernel"][0] * task.params["kernel"][1]
+        else:
+            taps = 1
+        return spec.task_overhead_cycles + n * oh * ow * math.ceil(c / spec.lanes) * taps
+
+    def dpu_cycles(self, task: Task, code: Any) -> float:
+        spec = self.target.dpu
+        per_chunk = sum(spec.instruction_cycles[_DPU_NAMES[int(row[0])]] for row in code)
+        streams = [r for n, r in task.inputs.items() if n.startswith("in")]
+        elements = math.prod(streams[0].shape) if streams else 0
+        return spec.task_overhead_cycles + math.ceil(elements / spec.lanes) * per_chunk
+
+    def dma_bytes(self, task: Task) -> int:
+        return int(task.params["rows"]) * int(task.params["row_bytes"])
+
+    # -- the event loop ------------------------------------------------------------------------------
+    def run(self, program: Program, *, on_start: Callable[[int, int, Task], None] | None = None,
+            on_end: Callable[[int, int, Task], None] | None = None,
+            dpu_code: Callable[[int, int, Task], Any] | None = None) -> Timeline:
+        """Schedule every task of ``program``; ``dpu_code`` returns a DPU task's instruction array."""
+        t, o = self.target, self.options
+        levels = {b.name: b for b in program.buffers}
+        cores = program.cores
+        dma_channels = 2 if o.dma_dual_channel else 1
+        sync_cost = t.sync.token_cycles if o.use_hw_tokens else t.sync.polling_cycles
+
+        # engine -> (channel names, queues); queues hold (core, index)
+        engines: dict[str, list[str]] = {}
+        queues: dict[str, list[list[tuple[int, int]]]] = {}
+        for c in range(cores):
+            for u in ("mvm", "dwpu", "dpu"):
+                engines[f"{c}.{u}"] = [u]
+                queues[f"{c}.{u}"] = [[]]
+            engines[f"{c}.dma"] = [f"dma{i}" for i in range(dma_channels)]
+            queues[f"{c}.dma"] = [[]]
+        engines["sysdma"] = ["sysdma"]
+        queues["sysdma"] = [[] for _ in range(cores)]
+
+        def route(core: int, task: Task) -> tuple[str, tuple[str, ...]]:
+            if task.kind != "dma":
+                return f"{core}.{task.kind}", ()
+            touched = []
+            for ref in (task.inputs["src"], task.outputs["dst"]):
+                b = levels[ref.buffer]
+                touched.append(f"l1.{b.core}" if b.level == "l1" else b.level)
+            if o.use_sysdma and "ddr" in touched:
+                return "sysdma", tuple(dict.fromkeys(touched))
+            return f"{core}.dma", tuple(dict.fromkeys(touched))
+
+        routes: dict[tuple[int, int], tuple[str, tuple[str, ...]]] = {}
+        for c, tl in enumerate(program.tasks):
+            for i, task in enumerate(tl):
+                eng, touched = route(c, task)
+                routes[(c, i)] = (eng, touched)
+                queues[eng][c if eng == "sysdma" else 0].append((c, i))
+        heads = {eng: [0] * len(qs) for eng, qs in queues.items()}
+        free = {eng: list(chs) for eng, chs in engines.items()}
+        tokens: dict[int, int] = {}
+        token_events: list[TokenEvent] = []
+        records: list[TaskRecord] = []
+        resident: dict[int, tuple[Any, ...] | None] = {c: None for c in range(cores)}
+        fixed: list[tuple[float, int, int, int]] = []  # (end, seq, core, index)
+        transfers: dict[tuple[int, int], dict[str, Any]] = {}
+        rec_of: dict[tuple[int, int], TaskRecord] = {}
+        bw_level = {"ddr": t.memory["ddr"].bandwidth, "l2": t.memory["l2"].bandwidth}
+        bw_level.update({f"l1.{c}": t.memory["l1"].bandwidth for c in range(cores)})
+        remaining_tasks = sum(len(tl) for tl in program.tasks)
+        core_end = [0.0] * cores
+        seq = 0
+        now = 0.0
+
+        def start(eng: str, qi: int, now: float) -> bool:
+            nonlocal seq
+            q, h = queues[eng][qi], heads[eng][qi]
+            if h >= len(q) or not free[eng]:
+                return False
+            c, i = q[h]
+            task = program.tasks[c][i]
+            if any(tokens.get(tok, 0) < task.wait.count(tok) for tok in set(task.wait)):
+                return False
+            for tok in task.wait:
+                tokens[tok] -= 1
+                token_events.append(TokenEvent(now, c, i, tok, "wait", tokens[tok]))
+            heads[eng][qi] += 1
+            channel = free[eng].pop(0)
+            begin = now + (sync_cost if task.wait else 0)
+            rec = TaskRecord(c, i, task.kind, task.op, channel, now, begin, begin, stage=task.stage)
+            rec_of[(c, i)] = rec
+            records.append(rec)
+            if on_start is not None:
+                on_start(c, i, task)
+            if task.kind == "dma":
+                nbytes = self.dma_bytes(task)
+                rec.nbytes = nbytes
+                bw = t.dma.system_bandwidth if eng == "sysdma" else t.dma.core_channel_bandwidth
+                transfers[(c, i)] = {"left": float(nbytes) if nbytes else 1e-7,  # empty copies still cost a beat
+                                     "data_from": begin + t.dma.setup_cycles, "bw": bw, "touched": routes[(c, i)][1]}
+            else:
+                if task.kind == "mvm":
+                    dur, wl, macs, key = self.mvm_cycles(task, resident[c])
+                    resident[c] = key
+                    rec.macs, rec.weight_load_cycles = macs, wl
+                elif task.kind == "dwpu":
+                    dur = self.dwpu_cycles(task)
+                    rec.macs = task_macs(task)
+                else:
+                    code = dpu_code(c, i, task) if dpu_code is not None else None
+                    if code is None:
+                        raise SimulationError(f"core {c} task {i} (dpu/program): no DPU code available for timing")
+                    dur = self.dpu_cycles(task, code)
+                rec.end = begin + math.ceil(dur)
+                heapq.heappush(fixed, (rec.end, seq, c, i))
+                seq += 1
+            return True
+
+        def finish(c: int, i: int, when: float) -> None:
+            nonlocal remaining_tasks
+            task = program.tasks[c][i]
+            rec = rec_of[(c, i)]
+            rec.end = when
+            eng = routes[(c, i)][0]
+            free[eng].append(rec.unit)
+            free[eng].sort()
+            for tok in task.signal:
+                tokens[tok] = tokens.get(tok, 0) + 1
+                token_events.append(TokenEvent(when, c, i, tok, "signal", tokens[tok]))
+            core_end[c] = max(core_end[c], when)
+            remaining_tasks -= 1
+            if on_end is not None:
+                on_end(c, i, task)
+
+        while True:
+            progressed = True
+            while progressed:
+                progressed = False
+                for eng in queues:  # insertion order: deterministic
+                    for qi in range(len(queues[eng])):
+                        while start(eng, qi, now):
+                            progressed = True
+            if not fixed and not transfers:
+                if remaining_tasks == 0:
+                    break
+                raise SimulationError(self._deadlock_message(program, queues, heads, tokens))
+            # rates of transfers in their data phase: fair share of every touched level
+            active = [k for k, tr in transfers.items() if tr["data_from"] <= now + _EPS]
+            users: dict[str, int] = {}
+            for k in active:
+                for lvl in transfers[k]["touched"]:
+                    users[lvl] = users.get(lvl, 0) + 1
+            rates = {k: min([transfers[k]["bw"]] + [bw_level[lvl] / users[lvl] for lvl in transfers[k]["touched"]])
+                     for k in active}
+            nxt = math.inf
+            if fixed:
+                nxt = fixed[0][0]
+            for k, tr in transfers.items():
+                # whole cycles: a transfer ends on the first cycle boundary its bytes are through
+                nxt = min(nxt, now + max(1, math.ceil(tr["left"] / rates[k] - _EPS)) if k in rates else tr["data_from"])
+            for k in active:
+                transfers[k]["left"] -= rates[k] * (nxt - now)
+            now = nxt
+            ended: list[tuple[int, int]] = []
+            while fixed and fixed[0][0] <= now + _EPS:
+                _end, _s, c, i = heapq.heappop(fixed)
+                ended.append((c, i))
+            for k in sorted(active):
+                if transfers[k]["left"] <= 1e-6:
+                    del transfers[k]
+                    ended.append(k)
+            for c, i in ended:
+                finish(c, i, now)
+
+        records.sort(key=lambda r: (r.start, r.core, r.index))
+        return Timeline(records, token_events, max(core_end, default=0.0), self.frequency_hz, cores, core_end)
+
+    @staticmethod
+    def _deadlock_message(program: Program, queues: dict[str, list[list[tuple[int, int]]]],
+                          heads: dict[str, list[int]], tokens: dict[int, int]) -> str:
+        for eng, qs in queues.items():
+            for qi, q in enumerate(qs):
+                h = heads[eng][qi]
+                if h < len(q):
+                    c, i = q[h]
+                    task = program.tasks[c][i]
+                    missing = [tok for tok in task.wait if tokens.get(tok, 0) < task.wait.count(tok)]
+                    if missing:
+                        return (f"deadlock: core {c} task {i} ({task.kind}/{task.op}) waits on token {missing[0]} "
+                                "which is never signalled")
+        return "deadlock: tasks remain but none can start"

@@ -1,0 +1,266 @@
+"""DPU: a vector processor on PWORD lanes, and its program interpreter.
+
+A DPU program is data: an int32 array of shape ``(n, 6)``, one instruction per
+row ``[opcode, dst, a, b, imm0, imm1]``. It is run once per chunk of ``lanes``
+consecutive elements of the task's input streams (all streams have the same
+element count ``E``; element ``e`` belongs to channel ``e % channels``).
+
+Registers: ``registers`` (16) vector registers of int32 lanes. Every
+arithmetic result is computed in int64 and **saturated** to int32.
+
+======  ============  ===================================================
+code    mnemonic      semantics (``r`` = registers, per lane)
+======  ============  ===================================================
+0       nop
+1       load          ``r[dst] = input[imm0]``
+2       store         ``output[imm0] = r[a]``; imm1=1 saturates to int8
+3       add           ``r[dst] = r[a] + r[b]``
+4       sub           ``r[dst] = r[a] - r[b]``
+5       mul           ``r[dst] = r[a] * r[b]``
+6       addi          ``r[dst] = r[a] + imm0``
+7       muli          ``r[dst] = r[a] * imm0``
+8       shift_round   ``r[dst] = (r[a] + 2**(s-1)) >> s``, s=clamp(imm0,-31,62); s<=0: ``sat32(r[a]) << -s``
+9       clamp         ``r[dst] = clamp(r[a], imm0, imm1)``
+10      min           ``r[dst] = min(r[a], r[b])``
+11      max           ``r[dst] = max(r[a], r[b])``
+12      select        ``r[dst] = r[imm0] != 0 ? r[a] : r[b]``
+13      cmpgt         ``r[dst] = r[a] > r[b]`` (1 or 0)
+14      lut           ``r[dst] = luts[imm0][clamp(r[a], -128, 127) + 128]``
+15      movi          ``r[dst] = imm0``
+16      spill_store   ``slot[imm0] = r[a]`` (L1 spill slot)
+17      spill_load    ``r[dst] = slot[imm0]``
+18      loadc         ``r[dst] = consts[imm0][channel]`` (per-channel constants)
+19      mulq          ``r[dst] = round_shift(r[a] * r[b], r[imm0])`` (requant step)
+======  ============  ===================================================
+"""
+
+from __future__ import annotations
+
+__all__ = ["OPCODES", "DpuProgramBuilder", "validate_dpu_program", "run_dpu_program"]
+
+import numpy as np
+from numba import njit
+
+OPCODES: dict[str, int] = {
+    "nop": 0, "load": 1, "store": 2, "add": 3, "sub": 4, "mul": 5, "addi": 6, "muli": 7, "shift_round": 8,
+    "clamp": 9, "min": 10, "max": 11, "select": 12, "cmpgt": 13, "lut": 14, "movi": 15, "spill_store": 16,
+    "spill_load": 17, "loadc": 18, "mulq": 19,
+}
+_NAMES = {v: k for k, v in OPCODES.items()}
+
+_I32MIN = np.int64(-(2**31))
+_I32MAX = np.int64(2**31 - 1)
+
+
+class DpuProgramBuilder:
+    """Builds the ``(n, 6)`` int32 instruction array, one method per mnemonic.
+
+    >>> p = DpuProgramBuilder(); p.load(0, 0); p.lut(1, 0, table=0); p.store(1, 0, int8=True)
+    >>> code = p.build()
+    """
+
+    def __init__(self) -> None:
+        self._rows: list[list[int]] = []
+
+    def emit(self, op: str, dst: int = 0, a: int = 0, b: int = 0, imm0: int = 0, imm1: int = 0) -> None:
+        self._rows.append([OPCODES[op], dst, a, b, imm0, imm1])
+
+    def load(self, dst: int, stream: int) -> None:
+        self.emit("load", dst, imm0=stream)
+
+    def store(self, src: int, stream: int, *, int8: bool = True) -> None:
+        self.emit("store", a=src, imm0=stream, imm1=int(int8))
+
+    def add(self, dst: int, a: int, b: int) -> None:
+        self.emit("add", dst, a, b)
+
+    def sub(self, dst: int, a: int, b: int) -> None:
+        self.emit("sub", dst, a, b)
+
+    def mul(self, dst: int, a: int, b: int) -> None:
+        self.emit("mul", dst, a, b)
+
+    def addi(self, dst: int, a: int, imm: int) -> None:
+        self.emit("addi", dst, a, imm0=imm)
+
+    def muli(self, dst: int, a: int, imm: int) -> None:
+        self.emit("muli", dst, a, imm0=imm)
+
+    def shift_round(self, dst: int, a: int, shift: int) -> None:
+        self.emit("shift_round", dst, a, imm0=shift)
+
+    def clamp(self, dst: int, a: int, lo: int, hi: int) -> None:
+        self.emit("clamp", dst, a, imm0=lo, imm1=hi)
+
+    def min(self, dst: int, a: int, b: int) -> None:
+        self.emit("min", dst, a, b)
+
+    def max(self, dst: int, a: int, b: int) -> None:
+        self.emit("max", dst, a, b)
+
+    def select(self, dst: int, cond: int, a: int, b: int) -> None:
+        self.emit("select", dst, a, b, imm0=cond)
+
+    def cmpgt(self, dst: int, a: int, b: int) -> None:
+        self.emit("cmpgt", dst, a, b)
+
+    def lut(self, dst: int, a: int, *, table: int) -> None:
+        self.emit("lut", dst, a, imm0=table)
+
+    def movi(self, dst: int, imm: int) -> None:
+        self.emit("movi", dst, imm0=imm)
+
+    def spill_store(self, src: int, slot: int) -> None:
+        self.emit("spill_store", a=src, imm0=slot)
+
+    def spill_load(self, dst: int, slot: int) -> None:
+        self.emit("spill_load", dst, imm0=slot)
+
+    def loadc(self, dst: int, const_row: int) -> None:
+        self.emit("loadc", dst, imm0=const_row)
+
+    def mulq(self, dst: int, a: int, mult_reg: int, shift_reg: int) -> None:
+        self.emit("mulq", dst, a, mult_reg, imm0=shift_reg)
+
+    def requantize(self, dst: int, src: int, mult_reg: int, shift_reg: int, zp: int, qmin: int = -128,
+                   qmax: int = 127) -> None:
+        """The numerics rule as three instructions: mulq, addi zp, clamp."""
+        self.mulq(dst, src, mult_reg, shift_reg)
+        self.addi(dst, dst, zp)
+        self.clamp(dst, dst, qmin, qmax)
+
+    def build(self) -> np.ndarray:
+        return np.array(self._rows, dtype=np.int32).reshape(-1, 6)
+
+
+def validate_dpu_program(code: np.ndarray, *, registers: int, n_inputs: int, n_outputs: int, n_luts: int,
+                         n_consts: int, spill_slots: int) -> None:
+    """Raise ``ValueError`` naming the first bad instruction (index and field)."""
+    code = np.asarray(code)
+    if code.ndim != 2 or code.shape[1] != 6:
+        raise ValueError(f"DPU program must have shape (n, 6), got {code.shape}")
+    written: set[int] = set()
+    stored: set[int] = set()
+    for i, (op, dst, a, b, imm0, _imm1) in enumerate(code.tolist()):
+        name = _NAMES.get(op)
+        if name is None:
+            raise ValueError(f"DPU instruction {i}: unknown opcode {op}")
+        for field, reg in (("dst", dst), ("a", a), ("b", b)):
+            if not 0 <= reg < registers:
+                raise ValueError(f"DPU instruction {i} ({name}): register {field}={reg} outside 0..{registers - 1}")
+        limit = {"load": n_inputs, "store": n_outputs, "lut": n_luts, "loadc": n_consts, "spill_store": spill_slots,
+                 "spill_load": spill_slots, "select": registers, "mulq": registers}.get(name)
+        if limit is not None and not 0 <= imm0 < limit:
+            raise ValueError(f"DPU instruction {i} ({name}): operand imm0={imm0} outside 0..{limit - 1}")
+        # Static def-before-use: registers and spill slots carry no value into a
+        # program, so reading one that was not written is a compiler bug.
+        for reg in _reads(name, a, b, imm0):
+            if reg not in written:
+                raise ValueError(f"DPU instruction {i} ({name}): reads register {reg} before any write")
+        if name == "spill_load" and imm0 not in stored:
+            raise ValueError(f"DPU instruction {i} (spill_load): reads spill slot {imm0} before any spill_store")
+        if name == "spill_store":
+            stored.add(imm0)
+        elif name not in ("store", "nop"):
+            written.add(dst)
+
+
+def _reads(name: str, a: int, b: int, imm0: int) -> tuple[int, ...]:
+    if name in ("add", "sub", "mul", "min", "max", "cmpgt"):
+        return (a, b)
+    if name == "select":
+        return (a, b, imm0)
+    if name == "mulq":
+        return (a, b, imm0)
+    if name in ("store", "addi", "muli", "shift_round", "clamp", "lut", "spill_store"):
+        return (a,)
+    return ()
+
+
+@njit(cache=True, nogil=True)
+def _sat(v: np.int64) -> np.int64:
+    if v > _I32MAX:
+        return _I32MAX
+    if v < _I32MIN:
+        return _I32MIN
+    return v
+
+
+@njit(cache=True, nogil=True)
+def _rshift(x: np.int64, s: np.int64) -> np.int64:
+    # Shift amounts are clamped to [-31, 62]; a left shift first saturates its
+    # operand to int32 so the result fits int64 (the caller saturates it again).
+    s = min(max(s, np.int64(-31)), np.int64(62))
+    if s <= 0:
+        return _sat(x) << (-s)
+    return (x + (np.int64(1) << (s - 1))) >> s
+
+
+@njit(cache=True, nogil=True)
+def run_dpu_program(code: np.ndarray, inputs: np.ndarray, consts: np.ndarray, luts: np.ndarray, channels: int,
+                    n_outputs: int, registers: int, lanes: int, spill_slots: int) -> np.ndarray:
+    """Interpret ``code`` over ``inputs`` ``(k, E)`` int32; returns ``(n_outputs, E)`` int32.
+
+    ``consts`` is ``(m, channels)`` int32, ``luts`` ``(t, 256)`` int8. The
+    program must be validated first (:func:`validate_dpu_program`).
+    """
+    e = inputs.shape[1]
+    out = np.zeros((n_outputs, e), dtype=np.int32)
+    reg = np.zeros((registers, lanes), dtype=np.int64)
+    spill = np.zeros((max(spill_slots, 1), lanes), dtype=np.int64)
+    n = code.shape[0]
+    for base in range(0, e, lanes):
+        width = min(lanes, e - base)
+        for pc in range(n):
+            op = code[pc, 0]
+            d = code[pc, 1]
+            a = code[pc, 2]
+            b = code[pc, 3]
+            i0 = np.int64(code[pc, 4])
+            i1 = np.int64(code[pc, 5])
+            for l in range(width):
+                if op == 0:
+                    pass
+                elif op == 1:
+                    reg[d, l] = np.int64(inputs[i0, base + l])
+                elif op == 2:
+                    v = reg[a, l]
+                    if i1 == 1:
+                        v = min(max(v, np.int64(-128)), np.int64(127))
+                    out[i0, base + l] = np.int32(v)
+                elif op == 3:
+                    reg[d, l] = _sat(reg[a, l] + reg[b, l])
+                elif op == 4:
+                    reg[d, l] = _sat(reg[a, l] - reg[b, l])
+                elif op == 5:
+                    reg[d, l] = _sat(reg[a, l] * reg[b, l])
+                elif op == 6:
+                    reg[d, l] = _sat(reg[a, l] + i0)
+                elif op == 7:
+                    reg[d, l] = _sat(reg[a, l] * i0)
+                elif op == 8:
+                    reg[d, l] = _sat(_rshift(reg[a, l], i0))
+                elif op == 9:
+                    reg[d, l] = min(max(reg[a, l], i0), i1)
+                elif op == 10:
+                    reg[d, l] = min(reg[a, l], reg[b, l])
+                elif op == 11:
+                    reg[d, l] = max(reg[a, l], reg[b, l])
+                elif op == 12:
+                    reg[d, l] = reg[a, l] if reg[i0, l] != 0 else reg[b, l]
+                elif op == 13:
+                    reg[d, l] = np.int64(1) if reg[a, l] > reg[b, l] else np.int64(0)
+                elif op == 14:
+                    q = min(max(reg[a, l], np.int64(-128)), np.int64(127))
+                    reg[d, l] = np.int64(luts[i0, q + 128])
+                elif op == 15:
+                    reg[d, l] = _sat(i0)
+                elif op == 16:
+                    spill[i0, l] = reg[a, l]
+                elif op == 17:
+                    reg[d, l] = spill[i0, l]
+                elif op == 18:
+                    reg[d, l] = np.int64(consts[i0, (base + l) % channels])
+                elif op == 19:
+                    reg[d, l] = _sat(_rshift(reg[a, l] * reg[b, l], reg[i0, l]))
+    return out

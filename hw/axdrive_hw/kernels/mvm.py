@@ -1,0 +1,155 @@
+"""MVM unit kernels: convolution and matrix multiply on int8, int32 accumulators.
+
+Layouts: activations NHWC int8 with zero point; conv weights OHWI int8
+(``(O, KH, KW, C // groups)``), symmetric; dense weights ``(O, K)``; bias int32
+``(O,)``. Padding positions hold the zero point (they contribute 0). Sums are
+accumulated in int64 and saturated to int32, as the adder tree does.
+"""
+
+from __future__ import annotations
+
+__all__ = ["conv_output_size", "conv2d_acc", "conv2d_requant", "matmul_acc", "plan_weight_sets",
+           "matmul_weight_sets_acc"]
+
+import numpy as np
+from numba import njit, prange
+
+from axdrive_hw.numerics import requantize_nb
+
+_I32MIN = np.int64(-(2**31))
+_I32MAX = np.int64(2**31 - 1)
+
+
+def conv_output_size(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int, dilation: int) -> int:
+    """Output length of one spatial axis (floor mode, like ONNX)."""
+    return (size + pad_begin + pad_end - dilation * (kernel - 1) - 1) // stride + 1
+
+
+@njit(cache=True, nogil=True)
+def _sat32(v: np.int64) -> np.int32:
+    if v < _I32MIN:
+        return np.int32(_I32MIN)
+    if v > _I32MAX:
+        return np.int32(_I32MAX)
+    return np.int32(v)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def conv2d_acc(x: np.ndarray, x_zp: int, w: np.ndarray, bias: np.ndarray, stride_h: int, stride_w: int,
+               pad_t: int, pad_l: int, pad_b: int, pad_r: int, dil_h: int, dil_w: int, groups: int) -> np.ndarray:
+    """Grouped 2-D convolution, NHWC x OHWI -> NHWO int32 accumulators (bias added)."""
+    n, h, wd, c = x.shape
+    o, kh, kw, cg = w.shape
+    og = o // groups
+    oh = (h + pad_t + pad_b - dil_h * (kh - 1) - 1) // stride_h + 1
+    ow = (wd + pad_l + pad_r - dil_w * (kw - 1) - 1) // stride_w + 1
+    out = np.empty((n, oh, ow, o), dtype=np.int32)
+    zp = np.int64(x_zp)
+    # One parallel loop over output rows of all images: enough work per
+    # iteration to pay for the thread hand-off, no shared writes.
+    for row in prange(n * oh):
+        b = row // oh
+        y = row % oh
+        for xo in range(ow):
+            for oc in range(o):
+                c0 = (oc // og) * cg
+                acc = np.int64(bias[oc])
+                for i in range(kh):
+                    iy = y * stride_h - pad_t + i * dil_h
+                    if iy < 0 or iy >= h:
+                        continue
+                    for j in range(kw):
+                        ix = xo * stride_w - pad_l + j * dil_w
+                        if ix < 0 or ix >= wd:
+                            continue
+                        # 1-D views with 0-based indices: no negative-index wraparound checks, so the
+                        # channel loop vectorises
+                        xv = x[b, iy, ix, c0:c0 + cg]
+                        wv = w[oc, i, j, :]
+                        for k in range(cg):
+                            acc += (np.int64(xv[k]) - zp) * np.int64(wv[k])
+                out[b, y, xo, oc] = _sat32(acc)
+    return out
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def matmul_acc(a: np.ndarray, a_zp: int, w: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """``(M, K) int8 - zp`` times ``(O, K) int8`` transposed -> ``(M, O)`` int32 (bias added)."""
+    m, k = a.shape
+    o = w.shape[0]
+    out = np.empty((m, o), dtype=np.int32)
+    zp = np.int64(a_zp)
+    for r in prange(m):
+        for oc in range(o):
+            acc = np.int64(bias[oc])
+            for i in range(k):
+                acc += (np.int64(a[r, i]) - zp) * np.int64(w[oc, i])
+            out[r, oc] = _sat32(acc)
+    return out
+
+
+def conv2d_requant(x: np.ndarray, x_zp: int, w: np.ndarray, bias: np.ndarray, multiplier: np.ndarray,
+                   shift: np.ndarray, out_zp: int, *, stride: tuple[int, int] = (1, 1),
+                   pads: tuple[int, int, int, int] = (0, 0, 0, 0), dilation: tuple[int, int] = (1, 1),
+                   groups: int = 1, qmin: int = -128, qmax: int = 127) -> np.ndarray:
+    """Convolution with the requantization fused on the output (int8 NHWO).
+
+    ``pads`` is ``(top, left, bottom, right)``; ``multiplier``/``shift`` are
+    per output channel (length O) or per tensor (length 1).
+    """
+    acc = conv2d_acc(x, x_zp, w, bias, stride[0], stride[1], pads[0], pads[1], pads[2], pads[3],
+                     dilation[0], dilation[1], groups)
+    o = acc.shape[-1]
+    flat = acc.reshape(-1, o)
+    y = requantize_nb(flat, np.atleast_1d(np.asarray(multiplier, dtype=np.int64)),
+                      np.atleast_1d(np.asarray(shift, dtype=np.int64)), out_zp, qmin, qmax)
+    return y.reshape(acc.shape)
+
+
+def plan_weight_sets(k: int, o: int, rows: int, columns: int, blocks: int) -> list[list[tuple[int, int, int, int]]]:
+    """Split a ``(K, O)`` weight matrix into the weight sets the IMC array holds.
+
+    The matrix is cut into ``rows x columns`` tiles (one IMC block each),
+    column range by column range, and consecutive tiles are grouped
+    ``blocks`` at a time; each group is one weight set, loaded into the array
+    before the activations stream through it. Returns, per set, its tiles as
+    ``(k0, k1, o0, o1)``.
+    """
+    if k <= 0 or o <= 0:
+        raise ValueError(f"weight matrix must be non-empty, got K={k}, O={o}")
+    tiles = [(k0, min(k0 + rows, k), o0, min(o0 + columns, o))
+             for o0 in range(0, o, columns) for k0 in range(0, k, rows)]
+    return [tiles[i:i + blocks] for i in range(0, len(tiles), blocks)]
+
+
+@njit(cache=True, nogil=True)
+def matmul_weight_sets_acc(a: np.ndarray, a_zp: int, w: np.ndarray, bias: np.ndarray,
+                           tiles: np.ndarray) -> np.ndarray:
+    """:func:`matmul_acc` computed tile by tile, as the IMC array does.
+
+    ``tiles`` is ``(t, 4)`` int64 rows ``(k0, k1, o0, o1)`` covering the
+    weight matrix once (the concatenation of :func:`plan_weight_sets`).
+    Partial sums of the tiles of one output column accumulate in the int64
+    accumulator and saturate to int32 once at the end, so the result equals
+    the untiled product bit for bit.
+    """
+    m = a.shape[0]
+    o = w.shape[0]
+    acc = np.empty((m, o), dtype=np.int64)
+    for r in range(m):
+        for oc in range(o):
+            acc[r, oc] = np.int64(bias[oc])
+    zp = np.int64(a_zp)
+    for t in range(tiles.shape[0]):
+        k0, k1, o0, o1 = tiles[t, 0], tiles[t, 1], tiles[t, 2], tiles[t, 3]
+        for r in range(m):
+            for oc in range(o0, o1):
+                s = np.int64(0)
+                for i in range(k0, k1):
+                    s += (np.int64(a[r, i]) - zp) * np.int64(w[oc, i])
+                acc[r, oc] += s
+    out = np.empty((m, o), dtype=np.int32)
+    for r in range(m):
+        for oc in range(o):
+            out[r, oc] = _sat32(acc[r, oc])
+    return out

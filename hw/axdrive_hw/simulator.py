@@ -1,0 +1,402 @@
+"""The functional simulator: runs a :class:`Program` bit-exactly on the Numba kernels.
+
+Tasks execute in the order the cycle model starts them (token-consistent,
+engines concurrent), and every memory access is checked against the memory
+map. A run stops with a one-line :class:`~axdrive.errors.SimulationError`
+naming the task and the address when
+
+* an operand lies outside its buffer or a buffer outside its memory level,
+* a task reads bytes nobody has written yet (typically a missing token),
+* a task writes a buffer whose bytes overlap another buffer that is still
+  live (written and not past its last use),
+* a task touches a buffer outside the buffer's live range, or an
+  MVM/DWPU/DPU operand is not in the L1 of the task's core,
+* the tasks deadlock on tokens.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Simulator", "SimResult", "run_program"]
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from axdrive.errors import SimulationError
+from axdrive_hw.cycle_model import CycleModel, SimOptions, Timeline
+from axdrive_hw.kernels.dma import copy2d
+from axdrive_hw.kernels.dpu import run_dpu_program, validate_dpu_program
+from axdrive_hw.kernels.dwpu import avg_pool2d, depthwise_conv2d_acc, max_pool2d, resize_nearest
+from axdrive_hw.kernels.mvm import conv2d_acc, matmul_acc
+from axdrive_hw.numerics import requantize_nb
+from axdrive_hw.program.model import TASK_OPS, Buffer, Program, Ref, Task
+from axdrive_hw.target import Target, load_target
+
+
+def _where(b: Buffer, offset: int) -> str:
+    space = f"l1[core{b.core}]" if b.level == "l1" else b.level
+    return f"{space}+0x{b.address + offset:x}"
+
+
+def _task_name(core: int, index: int, task: Task) -> str:
+    return f"core {core} task {index} ({task.kind}/{task.op})"
+
+
+class _Memory:
+    """Per-buffer storage plus a written-byte mask; every access goes through a check."""
+
+    def __init__(self, program: Program, target: Target) -> None:
+        self.buffers = {b.name: b for b in program.buffers}
+        self.data: dict[str, np.ndarray] = {}
+        self.written: dict[str, np.ndarray] = {}
+        self.retired: set[str] = set()
+        self.overlaps: dict[str, list[Buffer]] = {b.name: [] for b in program.buffers}
+        by_space: dict[tuple[str, int], list[Buffer]] = {}
+        for b in program.buffers:
+            if b.level == "l1" and not 0 <= b.core < program.cores:
+                raise SimulationError(f"buffer {b.name!r}: L1 of core {b.core} does not exist "
+                                      f"(program uses {program.cores} cores)")
+            usable = target.usable(b.level)
+            if b.address < 0 or b.size < 0 or b.address + b.size > usable:
+                raise SimulationError(f"buffer {b.name!r} at {_where(b, 0)} size {b.size} is out of bounds of "
+                                      f"{b.level} (usable bytes 0x0..0x{usable:x})")
+            by_space.setdefault((b.level, b.core if b.level == "l1" else 0), []).append(b)
+        for bufs in by_space.values():
+            bufs = sorted(bufs, key=lambda b: (b.address, b.name))
+            for i, a in enumerate(bufs):
+                for b in bufs[i + 1:]:
+                    if b.address >= a.address + a.size:
+                        break
+                    if a.size == 0 or b.size == 0:
+                        continue
+                    if a.live is None and b.live is None:
+                        raise SimulationError(f"buffers {a.name!r} and {b.name!r} overlap at {_where(b, 0)} and are "
+                                              "both live for the whole run")
+                    self.overlaps[a.name].append(b)
+                    self.overlaps[b.name].append(a)
+        for b in program.buffers:
+            if b.init is not None:
+                if b.init not in program.constants:
+                    raise SimulationError(f"buffer {b.name!r}: initialising constant {b.init!r} is missing")
+                raw = np.ascontiguousarray(program.constants[b.init]).view(np.uint8).ravel()
+                if raw.size > b.size:
+                    raise SimulationError(f"buffer {b.name!r}: constant {b.init!r} has {raw.size} bytes, buffer "
+                                          f"holds {b.size}")
+                self._store(b)[: raw.size] = raw
+                self.written[b.name][: raw.size] = True
+
+    def _store(self, b: Buffer) -> np.ndarray:
+        if b.name not in self.data:
+            self.data[b.name] = np.zeros(b.size, dtype=np.uint8)
+            self.written[b.name] = np.zeros(b.size, dtype=bool)
+        return self.data[b.name]
+
+    def buffer(self, who: str, name: str) -> Buffer:
+        b = self.buffers.get(name)
+        if b is None:
+            raise SimulationError(f"{who}: operand names unknown buffer {name!r}")
+        return b
+
+    def check_range(self, who: str, role: str, b: Buffer, start: int, end: int) -> None:
+        if start < 0 or end > b.size:
+            raise SimulationError(f"{who}: {role} bytes {start}..{end} at {_where(b, start)} are out of bounds of "
+                                  f"buffer {b.name!r} ({b.size} bytes at {_where(b, 0)})")
+
+    def _check_written(self, who: str, role: str, b: Buffer, mask: np.ndarray, first_offset: int,
+                       stride: int | None = None, row_bytes: int | None = None) -> None:
+        if mask.all():
+            return
+        flat = int(np.flatnonzero(~mask.ravel())[0])
+        off = first_offset + (flat if stride is None else (flat // row_bytes) * stride + flat % row_bytes)
+        raise SimulationError(f"{who}: reads {role} at {_where(b, off)} (buffer {b.name!r} + {off}) before anything "
+                              "wrote it")
+
+    def read(self, who: str, role: str, ref: Ref) -> np.ndarray:
+        b = self.buffer(who, ref.buffer)
+        self.check_range(who, role, b, ref.offset, ref.offset + ref.nbytes)
+        data = self._store(b)
+        self._check_written(who, role, b, self.written[b.name][ref.offset: ref.offset + ref.nbytes], ref.offset)
+        return data[ref.offset: ref.offset + ref.nbytes].view(ref.dtype).reshape(ref.shape).copy()
+
+    def _claim(self, who: str, b: Buffer, start: int, end: int) -> None:
+        """Writing ``b[start:end]``: no other live buffer may share those bytes."""
+        lo, hi = b.address + start, b.address + end
+        for other in self.overlaps[b.name]:
+            if other.name in self.retired or other.address >= hi or other.address + other.size <= lo:
+                continue
+            if other.live is None or (other.name in self.written and self.written[other.name].any()):
+                at = max(lo, other.address) - b.address
+                raise SimulationError(f"{who}: writes buffer {b.name!r} at {_where(b, at)} which overlaps live buffer "
+                                      f"{other.name!r}")
+
+    def write(self, who: str, role: str, ref: Ref, value: np.ndarray) -> None:
+        b = self.buffer(who, ref.buffer)
+        self.check_range(who, role, b, ref.offset, ref.offset + ref.nbytes)
+        if value.shape != ref.shape or value.dtype != np.dtype(ref.dtype):
+            raise SimulationError(f"{who}: result {value.dtype}{list(value.shape)} does not match output {role} "
+                                  f"{ref.dtype}{list(ref.shape)} (buffer {b.name!r})")
+        self._claim(who, b, ref.offset, ref.offset + ref.nbytes)
+        self._store(b)[ref.offset: ref.offset + ref.nbytes] = np.ascontiguousarray(value).view(np.uint8).ravel()
+        self.written[b.name][ref.offset: ref.offset + ref.nbytes] = True
+
+    def copy2d(self, who: str, src: Ref, dst: Ref, rows: int, row_bytes: int, src_stride: int,
+               dst_stride: int) -> None:
+        sb, db = self.buffer(who, src.buffer), self.buffer(who, dst.buffer)
+        if rows <= 0 or row_bytes <= 0:
+            return
+        if src_stride < row_bytes or dst_stride < row_bytes:
+            raise SimulationError(f"{who}: strides {src_stride}/{dst_stride} are shorter than a row of {row_bytes} "
+                                  "bytes")
+        s_end = src.offset + (rows - 1) * src_stride + row_bytes
+        d_end = dst.offset + (rows - 1) * dst_stride + row_bytes
+        self.check_range(who, "src", sb, src.offset, s_end)
+        self.check_range(who, "dst", db, dst.offset, d_end)
+        s_data, d_data = self._store(sb), self._store(db)
+        smask = as_strided(self.written[sb.name][src.offset:], (rows, row_bytes), (src_stride, 1), writeable=False)
+        self._check_written(who, "src", sb, smask, src.offset, src_stride, row_bytes)
+        self._claim(who, db, dst.offset, d_end)
+        copy2d(s_data, src.offset, src_stride, d_data, dst.offset, dst_stride, rows, row_bytes)
+        dmask = as_strided(self.written[db.name][dst.offset:], (rows, row_bytes), (dst_stride, 1))
+        dmask[...] = True
+
+    def retire(self, name: str) -> None:
+        self.retired.add(name)
+
+
+@dataclass
+class SimResult:
+    """Outputs by graph tensor name, and the timing of the run."""
+
+    outputs: dict[str, np.ndarray]
+    timeline: Timeline
+
+    @property
+    def cycles(self) -> float:
+        return self.timeline.cycles
+
+    @property
+    def seconds(self) -> float:
+        return self.timeline.seconds
+
+
+class Simulator:
+    """Runs a program: ``Simulator(program).run({"x": x})``.
+
+    ``functional=False`` only times the program (no data, no memory checks),
+    which is how large layers are estimated without computing them.
+    """
+
+    def __init__(self, program: Program, target: Target | None = None, options: SimOptions | None = None, *,
+                 functional: bool = True) -> None:
+        self.program = program
+        self.target = target or load_target(program.target)
+        self.options = options or SimOptions()
+        self.functional = functional
+        self.model = CycleModel(self.target, self.options)
+        if not 1 <= program.cores <= self.target.cores:
+            raise SimulationError(f"program uses {program.cores} cores, target {self.target.name} has "
+                                  f"{self.target.cores}")
+        names = {b.name for b in program.buffers}
+        for c, tl in enumerate(program.tasks):
+            for i, t in enumerate(tl):
+                if t.op not in TASK_OPS.get(t.kind, ()):
+                    raise SimulationError(f"core {c} task {i}: unknown task {t.kind}/{t.op}")
+                for role, ref in list(t.inputs.items()) + list(t.outputs.items()):
+                    if ref.buffer not in names:
+                        raise SimulationError(f"{_task_name(c, i, t)}: operand {role!r} names unknown buffer "
+                                              f"{ref.buffer!r}")
+        self._live_end: dict[tuple[int, int], list[str]] = {}
+        for b in program.buffers:
+            if b.live is not None:
+                self._live_end.setdefault((b.core, b.live[1]), []).append(b.name)
+
+    # -- public --------------------------------------------------------------------------------------
+    def run(self, inputs: Mapping[str, np.ndarray] | None = None) -> SimResult:
+        """Execute every task; returns outputs (functional mode) and the timeline."""
+        p = self.program
+        if not self.functional:
+            timeline = self.model.run(p, dpu_code=self._static_dpu_code)
+            return SimResult({}, timeline)
+        mem = _Memory(p, self.target)
+        self._load_inputs(mem, dict(inputs or {}))
+        codes: dict[tuple[int, int], np.ndarray] = {}
+
+        def on_start(c: int, i: int, task: Task) -> None:
+            code = self._execute(mem, c, i, task)
+            if code is not None:
+                codes[(c, i)] = code
+
+        def on_end(c: int, i: int, task: Task) -> None:
+            for name in self._live_end.get((c, i), ()):
+                mem.retire(name)
+
+        timeline = self.model.run(p, on_start=on_start, on_end=on_end, dpu_code=lambda c, i, t: codes.get((c, i)))
+        outputs = {}
+        for tensor, name in p.outputs.items():
+            b = mem.buffers[name]
+            ref = Ref(name, b.shape or (b.size,), b.dtype if b.shape else "uint8", 0)
+            outputs[tensor] = mem.read(f"output {tensor!r}", "output", ref)
+        return SimResult(outputs, timeline)
+
+    # -- internals -----------------------------------------------------------------------------------
+    def _load_inputs(self, mem: _Memory, inputs: dict[str, np.ndarray]) -> None:
+        unknown = sorted(set(inputs) - set(self.program.inputs))
+        if unknown:
+            raise SimulationError(f"input {unknown[0]!r} is not an input of the program "
+                                  f"(inputs: {', '.join(self.program.inputs)})")
+        for tensor, name in self.program.inputs.items():
+            if tensor not in inputs:
+                raise SimulationError(f"input {tensor!r} is missing")
+            b = mem.buffers[name]
+            a = np.ascontiguousarray(inputs[tensor])
+            if (b.shape and tuple(a.shape) != b.shape) or (b.shape and a.dtype != np.dtype(b.dtype)) \
+                    or a.nbytes > b.size:
+                raise SimulationError(f"input {tensor!r}: expected {b.dtype}{list(b.shape)} ({b.size} bytes), got "
+                                      f"{a.dtype}{list(a.shape)}")
+            mem.write(f"input {tensor!r}", "input", Ref(name, a.shape, str(a.dtype), 0), a)
+
+    def _static_dpu_code(self, c: int, i: int, task: Task) -> np.ndarray | None:
+        ref = task.inputs["code"]
+        b = self.program.buffer(ref.buffer)
+        if b.init is not None:
+            raw = np.ascontiguousarray(self.program.constants[b.init]).view(np.uint8).ravel()
+            return raw[ref.offset: ref.offset + ref.nbytes].view(ref.dtype).reshape(ref.shape)
+        # the code buffer is filled by a DMA: follow the copy back to its constant
+        for t in self.program.tasks[c][:i][::-1]:
+            if t.kind == "dma" and t.outputs["dst"].buffer == ref.buffer:
+                src = self.program.buffer(t.inputs["src"].buffer)
+                if src.init is not None:
+                    raw = np.ascontiguousarray(self.program.constants[src.init]).view(np.uint8).ravel()
+                    return raw[: ref.nbytes].view(ref.dtype).reshape(ref.shape)
+        return None
+
+    def _check_place(self, mem: _Memory, who: str, c: int, i: int, task: Task) -> None:
+        for role, ref in list(task.inputs.items()) + list(task.outputs.items()):
+            b = mem.buffers[ref.buffer]
+            if task.kind != "dma" and not (b.level == "l1" and b.core == c):
+                raise SimulationError(f"{who}: operand {role!r} (buffer {b.name!r}) is in {_where(b, 0)}; "
+                                      f"{task.kind.upper()} operands must be in the L1 of core {c}")
+            if b.live is not None and b.core == c and not b.live[0] <= i <= b.live[1]:
+                raise SimulationError(f"{who}: operand {role!r} touches buffer {b.name!r} at {_where(b, ref.offset)} "
+                                      f"outside its live range {b.live[0]}..{b.live[1]}")
+
+    def _execute(self, mem: _Memory, c: int, i: int, task: Task) -> np.ndarray | None:
+        who = _task_name(c, i, task)
+        self._check_place(mem, who, c, i, task)
+        try:
+            if task.kind == "dma":
+                p = task.params
+                mem.copy2d(who, task.inputs["src"], task.outputs["dst"], int(p["rows"]), int(p["row_bytes"]),
+                           int(p["src_stride"]), int(p["dst_stride"]))
+                return None
+            if task.kind == "mvm":
+                self._mvm(mem, who, task)
+            elif task.kind == "dwpu":
+                self._dwpu(mem, who, task)
+            else:
+                return self._dpu(mem, who, task)
+        except KeyError as e:
+            raise SimulationError(f"{who}: missing operand or parameter {e}") from None
+        return None
+
+    def _requant_or_acc(self, mem: _Memory, who: str, task: Task, acc: np.ndarray) -> np.ndarray:
+        y = task.outputs["y"]
+        if y.dtype == "int32":
+            return acc
+        if "multiplier" not in task.inputs:
+            raise SimulationError(f"{who}: output 'y' is {y.dtype} but the task has no multiplier/shift operands")
+        m = mem.read(who, "multiplier", task.inputs["multiplier"]).astype(np.int64).ravel()
+        s = mem.read(who, "shift", task.inputs["shift"]).astype(np.int64).ravel()
+        if np.any(s < 1) or np.any(s > 62):
+            raise SimulationError(f"{who}: requantization shift outside 1..62")
+        o = acc.shape[-1]
+        if m.size not in (1, o) or s.size != m.size:
+            raise SimulationError(f"{who}: {m.size} multipliers / {s.size} shifts for {o} channels")
+        qmin, qmax = int(task.params.get("qmin", -128)), int(task.params.get("qmax", 127))
+        return requantize_nb(acc.reshape(-1, o), m, s, int(task.params["out_zp"]), qmin, qmax).reshape(acc.shape)
+
+    def _mvm(self, mem: _Memory, who: str, task: Task) -> None:
+        x = mem.read(who, "x", task.inputs["x"])
+        w = mem.read(who, "w", task.inputs["w"])
+        bias = mem.read(who, "bias", task.inputs["bias"]).astype(np.int32).ravel()
+        p = task.params
+        if task.op == "matmul":
+            if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[1] or bias.size != w.shape[0]:
+                raise SimulationError(f"{who}: shapes x{list(x.shape)} w{list(w.shape)} bias{list(bias.shape)} do "
+                                      "not form a matmul")
+            acc = matmul_acc(x, int(p["x_zp"]), w, bias)
+        else:
+            g = int(p.get("groups", 1))
+            if x.ndim != 4 or w.ndim != 4 or w.shape[3] * g != x.shape[3] or w.shape[0] % g or bias.size != w.shape[0]:
+                raise SimulationError(f"{who}: shapes x{list(x.shape)} w{list(w.shape)} bias{list(bias.shape)} do "
+                                      f"not form a conv2d with groups={g}")
+            (sh, sw), pads, (dh, dw) = p.get("stride", (1, 1)), p.get("pads", (0, 0, 0, 0)), p.get("dilation", (1, 1))
+            acc = conv2d_acc(x, int(p["x_zp"]), w, bias, sh, sw, *pads, dh, dw, g)
+        self._write_y(mem, who, task, self._requant_or_acc(mem, who, task, acc))
+
+    def _write_y(self, mem: _Memory, who: str, task: Task, y: np.ndarray) -> None:
+        ref = task.outputs["y"]
+        if y.shape != ref.shape:
+            raise SimulationError(f"{who}: computes y{list(y.shape)} but the output operand is {list(ref.shape)}")
+        mem.write(who, "y", ref, y.astype(ref.dtype, copy=False))
+
+    def _dwpu(self, mem: _Memory, who: str, task: Task) -> None:
+        x = mem.read(who, "x", task.inputs["x"])
+        p = task.params
+        if task.op == "depthwise":
+            w = mem.read(who, "w", task.inputs["w"])
+            bias = mem.read(who, "bias", task.inputs["bias"]).astype(np.int32).ravel()
+            if x.ndim != 4 or w.ndim != 3 or w.shape[2] != x.shape[3] or bias.size != x.shape[3]:
+                raise SimulationError(f"{who}: shapes x{list(x.shape)} w{list(w.shape)} do not form a depthwise conv")
+            (sh, sw), pads, (dh, dw) = p.get("stride", (1, 1)), p.get("pads", (0, 0, 0, 0)), p.get("dilation", (1, 1))
+            acc = depthwise_conv2d_acc(x, int(p["x_zp"]), w, bias, sh, sw, *pads, dh, dw)
+            y = self._requant_or_acc(mem, who, task, acc)
+        elif task.op == "maxpool":
+            (kh, kw), (sh, sw) = p["kernel"], p["stride"]
+            y = max_pool2d(x, kh, kw, sh, sw, *p.get("pads", (0, 0, 0, 0)))
+        elif task.op == "avgpool":
+            (kh, kw), (sh, sw) = p["kernel"], p["stride"]
+            y = avg_pool2d(x, int(p.get("x_zp", 0)), kh, kw, sh, sw, *p.get("pads", (0, 0, 0, 0)),
+                           bool(p.get("count_include_pad", False)))
+        else:
+            shape = task.outputs["y"].shape
+            y = resize_nearest(x, shape[1], shape[2])
+        self._write_y(mem, who, task, y)
+
+    def _dpu(self, mem: _Memory, who: str, task: Task) -> np.ndarray:
+        spec = self.target.dpu
+        code = mem.read(who, "code", task.inputs["code"]).astype(np.int32).reshape(-1, 6)
+        streams = [mem.read(who, n, r) for n, r in sorted(task.inputs.items()) if n.startswith("in")]
+        outs = [task.outputs[f"out{k}"] for k in range(len(task.outputs))]
+        if not streams or len({s.size for s in streams} | {o.nbytes // np.dtype(o.dtype).itemsize for o in outs}) != 1:
+            raise SimulationError(f"{who}: input and output streams must all have the same element count")
+        channels = int(task.params["channels"])
+        consts = (mem.read(who, "consts", task.inputs["consts"]).astype(np.int32).reshape(-1, channels)
+                  if "consts" in task.inputs else np.zeros((0, max(channels, 1)), np.int32))
+        luts = (mem.read(who, "luts", task.inputs["luts"]).astype(np.int8).reshape(-1, 256)
+                if "luts" in task.inputs else np.zeros((0, 256), np.int8))
+        try:
+            validate_dpu_program(code, registers=spec.registers, n_inputs=len(streams), n_outputs=len(outs),
+                                 n_luts=luts.shape[0], n_consts=consts.shape[0], spill_slots=spec.spill_slots)
+        except ValueError as e:
+            raise SimulationError(f"{who}: {e}") from None
+        inp = np.stack([s.astype(np.int32).ravel() for s in streams])
+        res = run_dpu_program(code, inp, consts if consts.shape[0] else np.zeros((1, max(channels, 1)), np.int32),
+                              luts if luts.shape[0] else np.zeros((1, 256), np.int8), channels, len(outs),
+                              spec.registers, spec.lanes, spec.spill_slots)
+        for k, ref in enumerate(outs):
+            v = res[k]
+            if ref.dtype == "int8":
+                v = np.clip(v, -128, 127)  # int8 outputs saturate
+            mem.write(who, f"out{k}", ref, v.astype(ref.dtype).reshape(ref.shape))
+        return code
+
+
+def run_program(program: Program, inputs: Mapping[str, np.ndarray] | None = None, target: Target | None = None,
+                options: SimOptions | None = None, **option_fields: Any) -> SimResult:
+    """One-call simulation; ``option_fields`` are :class:`SimOptions` fields (``use_hw_tokens=False`` ...)."""
+    if option_fields:
+        options = SimOptions(**{**(options.__dict__ if options else {}), **option_fields})
+    return Simulator(program, target, options).run(inputs)

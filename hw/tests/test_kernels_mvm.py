@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from axdrive_hw.kernels.mvm import (conv2d_acc, conv2d_requant, matmul_acc, matmul_weight_sets_acc,
+                                  plan_weight_sets)
+from axdrive_hw.numerics import quantize_multiplier, requantize
+from axdrive_hw.reference import conv2d_ref, matmul_ref
+
+
+@st.composite
+def conv_cases(draw):
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    cg = draw(st.integers(1, 5))
+    og = draw(st.integers(1, 4))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dil = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    pads = tuple(draw(st.integers(0, 2)) for _ in range(4))
+    h = draw(st.integers(dil[0] * (kh - 1) + 1, 7))
+    w = draw(st.integers(dil[1] * (kw - 1) + 1, 7))
+    n = draw(st.integers(1, 2))
+    seed = draw(st.integers(0, 2**31))
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, (n, h, w, cg * groups), dtype=np.int8)
+    wt = rng.integers(-127, 128, (og * groups, kh, kw, cg), dtype=np.int8)
+    bias = rng.integers(-(2**20), 2**20, og * groups).astype(np.int32)
+    zp = draw(st.integers(-128, 127))
+    return x, zp, wt, bias, stride, pads, dil, groups
+
+
+@given(conv_cases())
+def test_conv2d_matches_im2col_reference_bit_exactly(case):
+    x, zp, w, bias, stride, pads, dil, groups = case
+    got = conv2d_acc(x, zp, w, bias, stride[0], stride[1], *pads, dil[0], dil[1], groups)
+    assert np.array_equal(got, conv2d_ref(x, zp, w, bias, stride, pads, dil, groups))
+
+
+@given(st.integers(1, 5), st.integers(1, 150), st.integers(1, 70), st.integers(-128, 127), st.integers(0, 2**31))
+def test_matmul_matches_int64_reference_for_channel_counts_not_multiple_of_pword(m, k, o, zp, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(-128, 128, (m, k), dtype=np.int8)
+    w = rng.integers(-127, 128, (o, k), dtype=np.int8)
+    bias = rng.integers(-1000, 1000, o).astype(np.int32)
+    assert np.array_equal(matmul_acc(a, zp, w, bias), matmul_ref(a, zp, w, bias))
+
+
+def test_accumulators_saturate_to_int32_instead_of_wrapping():
+    a = np.full((1, 4), -128, dtype=np.int8)
+    w = np.full((1, 4), -127, dtype=np.int8)
+    bias = np.array([2**31 - 100], dtype=np.int32)
+    assert matmul_acc(a, 0, w, bias)[0, 0] == 2**31 - 1
+    assert matmul_ref(a, 0, w, bias)[0, 0] == 2**31 - 1
+
+
+def test_padding_contributes_the_zero_point_so_adds_nothing():
+    x = np.full((1, 1, 1, 1), 5, dtype=np.int8)
+    w = np.ones((1, 3, 3, 1), dtype=np.int8)
+    out = conv2d_acc(x, 5, w, np.zeros(1, np.int32), 1, 1, 1, 1, 1, 1, 1, 1, 1)
+    assert out.shape == (1, 1, 1, 1) and out[0, 0, 0, 0] == 0
+
+
+@given(conv_cases(), st.integers(-128, 127))
+def test_fused_requantize_equals_conv_then_numerics_requantize(case, out_zp):
+    x, zp, w, bias, stride, pads, dil, groups = case
+    m, s = quantize_multiplier(np.linspace(1e-4, 3e-2, w.shape[0]))
+    got = conv2d_requant(x, zp, w, bias, m, s, out_zp, stride=stride, pads=pads, dilation=dil, groups=groups)
+    expect = requantize(conv2d_ref(x, zp, w, bias, stride, pads, dil, groups), m, s, out_zp)
+    assert got.dtype == np.int8 and np.array_equal(got, expect)
+
+
+@given(st.integers(65, 140), st.integers(1, 3), st.integers(1, 2), st.integers(-128, 127), st.integers(0, 2**31))
+def test_conv2d_with_channel_counts_past_one_pword_matches_reference(c, k, stride, zp, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, (1, 4, 5, c), dtype=np.int8)
+    w = rng.integers(-127, 128, (c % 7 + 1, k, k, c), dtype=np.int8)
+    bias = rng.integers(-1000, 1000, w.shape[0]).astype(np.int32)
+    got = conv2d_acc(x, zp, w, bias, stride, stride, 1, 0, 0, 1, 1, 1, 1)
+    assert np.array_equal(got, conv2d_ref(x, zp, w, bias, (stride, stride), (1, 0, 0, 1), (1, 1), 1))
+
+
+@given(st.integers(1, 4), st.integers(1, 300), st.integers(1, 300), st.integers(-128, 127), st.integers(0, 2**31))
+def test_weight_set_tiling_is_bit_exact_and_covers_the_matrix_once(m, k, o, zp, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(-128, 128, (m, k), dtype=np.int8)
+    w = rng.integers(-127, 128, (o, k), dtype=np.int8)
+    bias = rng.integers(-(2**31), 2**31, o).astype(np.int32)  # large biases: saturation only at the end
+    sets = plan_weight_sets(k, o, rows=64, columns=32, blocks=2)  # small array so several sets occur
+    tiles = np.array([t for s in sets for t in s], dtype=np.int64)
+    assert sum((k1 - k0) * (o1 - o0) for k0, k1, o0, o1 in tiles.tolist()) == k * o
+    assert all(len(s) <= 2 for s in sets)
+    assert np.array_equal(matmul_weight_sets_acc(a, zp, w, bias, tiles), matmul_ref(a, zp, w, bias))
+
+
+def test_a_full_array_weight_set_is_four_blocks_of_512_by_128():
+    sets = plan_weight_sets(2048, 256, rows=512, columns=128, blocks=4)
+    assert len(sets) == 2 and sets[0] == [(0, 512, 0, 128), (512, 1024, 0, 128), (1024, 1536, 0, 128),
+                                          (1536, 2048, 0, 128)]
