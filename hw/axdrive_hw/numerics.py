@@ -1,25 +1,11 @@
-"""Integer semantics of the AIPU, defined once.
+"""The AIPU's integer semantics, as the simulator runs them.
 
-Everyone who needs a number to match the hardware bit for bit imports it from
-here: the quantizer's integer reference, the simulator kernels and the
-quantized-graph export.
-
-Conventions
------------
-* Activations: int8 with a zero point ``zp`` (real = scale * (q - zp)).
-* Weights: int8 symmetric (zero point 0), per output channel scales.
-* Bias and accumulators: int32. Kernels accumulate in int64 and **saturate**
-  to int32 (never wrap).
-* Requantization (THE rounding rule)::
-
-      y = clamp(((acc * M + 2**(s-1)) >> s) + out_zp, qmin, qmax)
-
-  with ``M`` an int32 in ``[2**30, 2**31)`` and ``s`` in ``[1, 62]``; the
-  product is computed in int64 (``|acc| < 2**31`` so it cannot overflow) and
-  ``>>`` is an arithmetic (floor) shift, i.e. **round half up** (towards +inf).
-  ``real_scale ~= M * 2**-s``. Per-channel: ``M`` and ``s`` are arrays over the
-  last (channel) axis.
-* LUT: ``lut`` is 256 int8 values, ``lut[i]`` is the output for input ``i - 128``.
+The rules themselves (requantization by int32 multiplier and shift with round
+half up, int32 saturation, the 256-entry LUT) are defined once, in the core
+module :mod:`axdrive.numerics`, which the quantizer, the integer reference
+executor and the quantized-graph export use as well; this module re-exports
+them and adds the Numba versions the kernels call. Tests check that the two
+agree bit for bit, with and without ``NUMBA_DISABLE_JIT``.
 """
 
 from __future__ import annotations
@@ -28,67 +14,11 @@ __all__ = ["QMIN", "QMAX", "INT32_MIN", "INT32_MAX", "quantize_multiplier", "req
            "requantize_scalar_nb", "requantize_nb", "saturate_int32", "apply_lut", "apply_lut_nb", "make_lut",
            "round_shift"]
 
-import math
-from typing import Callable
-
 import numpy as np
 from numba import njit
 
-QMIN = -128
-QMAX = 127
-INT32_MIN = -(2**31)
-INT32_MAX = 2**31 - 1
-
-
-def _quantize_multiplier_one(real_scale: float) -> tuple[int, int]:
-    if not (real_scale > 0.0 and math.isfinite(real_scale)):
-        raise ValueError(f"requantization scale must be positive and finite, got {real_scale!r}")
-    mant, exp = math.frexp(real_scale)  # real = mant * 2**exp, mant in [0.5, 1)
-    m = int(round(mant * (1 << 31)))
-    if m == 1 << 31:  # mantissa rounded up to 1.0
-        m //= 2
-        exp += 1
-    shift = 31 - exp
-    if shift > 62:  # tiny scale: keep s in range; M shrinks (possibly to 0, every result then rounds to 0)
-        m >>= shift - 62
-        shift = 62
-    if shift < 1:
-        raise ValueError(f"requantization scale {real_scale!r} is too large (>= 2**30)")
-    return m, shift
-
-
-def quantize_multiplier(real_scale: float | np.ndarray) -> tuple[int, int] | tuple[np.ndarray, np.ndarray]:
-    """Split a positive real scale into ``(M, s)`` with ``real ~= M * 2**-s``.
-
-    ``M`` is in ``[2**30, 2**31)`` (an int32) except for scales below
-    ``2**-32`` where the shift saturates at 62 and ``M`` shrinks. Accepts a
-    scalar (returns two ints) or an array (returns int64 arrays, one entry per
-    output channel).
-    """
-    if np.ndim(real_scale) == 0:
-        return _quantize_multiplier_one(float(real_scale))
-    flat = np.asarray(real_scale, dtype=np.float64).ravel()
-    pairs = [_quantize_multiplier_one(float(v)) for v in flat]
-    shape = np.shape(real_scale)
-    return (np.array([p[0] for p in pairs], dtype=np.int64).reshape(shape),
-            np.array([p[1] for p in pairs], dtype=np.int64).reshape(shape))
-
-
-def requantize(acc: np.ndarray, multiplier: int | np.ndarray, shift: int | np.ndarray, out_zero_point: int,
-               qmin: int = QMIN, qmax: int = QMAX) -> np.ndarray:
-    """Vectorised requantization of int32 accumulators to int8 (see module rule).
-
-    ``multiplier``/``shift`` broadcast against the last axis of ``acc`` for
-    per-channel use. Returns int8 when ``[qmin, qmax]`` fits int8, else int32.
-    """
-    a = np.asarray(acc).astype(np.int64)
-    m = np.asarray(multiplier, dtype=np.int64)
-    s = np.asarray(shift, dtype=np.int64)
-    if np.any(s < 1) or np.any(s > 62):
-        raise ValueError("requantize shift must be in [1, 62]")
-    y = (a * m + (np.int64(1) << (s - 1))) >> s
-    y = np.clip(y + np.int64(out_zero_point), qmin, qmax)
-    return y.astype(np.int8 if (qmin >= QMIN and qmax <= QMAX) else np.int32)
+from axdrive.numerics import (INT32_MAX, INT32_MIN, QMAX, QMIN, apply_lut, make_lut, quantize_multiplier,
+                              requantize, saturate_int32)
 
 
 @njit(cache=True, nogil=True)
@@ -130,19 +60,6 @@ def requantize_nb(acc2d: np.ndarray, multiplier: np.ndarray, shift: np.ndarray, 
     return out
 
 
-def saturate_int32(x: np.ndarray) -> np.ndarray:
-    """Saturate an integer array to int32 (how accumulators leave the int64 adder tree)."""
-    return np.clip(np.asarray(x, dtype=np.int64), INT32_MIN, INT32_MAX).astype(np.int32)
-
-
-def apply_lut(x: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """Look up every int8 of ``x`` in the 256-entry int8 table (``lut[q + 128]``)."""
-    lut = np.asarray(lut)
-    if lut.shape != (256,):
-        raise ValueError(f"LUT must have 256 entries, got shape {lut.shape}")
-    return lut.astype(np.int8)[np.asarray(x, dtype=np.int16) + 128]
-
-
 @njit(cache=True, nogil=True)
 def apply_lut_nb(x: np.ndarray, lut: np.ndarray) -> np.ndarray:
     """Numba version of :func:`apply_lut` on a flat int8 array."""
@@ -150,16 +67,3 @@ def apply_lut_nb(x: np.ndarray, lut: np.ndarray) -> np.ndarray:
     for i in range(x.shape[0]):
         out[i] = lut[np.int64(x[i]) + 128]
     return out
-
-
-def make_lut(fn: Callable[[np.ndarray], np.ndarray], in_scale: float, in_zp: int, out_scale: float,
-             out_zp: int) -> np.ndarray:
-    """Tabulate a real function (sigmoid, SiLU, ...) as an int8 LUT.
-
-    The table is where float enters and leaves: ``q -> real -> fn -> q``, with
-    round-half-to-even of numpy and saturation to int8.
-    """
-    q = np.arange(-128, 128, dtype=np.int64)
-    real = (q - in_zp) * in_scale
-    y = np.round(np.asarray(fn(real), dtype=np.float64) / out_scale) + out_zp
-    return np.clip(y, QMIN, QMAX).astype(np.int8)
