@@ -113,7 +113,6 @@ class Graph:
         users: list[list[int]] = [[] for _ in self.nodes]
         for i, node in enumerate(self.nodes):
             d = {index[id(producers[x])] for x in node.inputs if x in producers}
-            d.discard(i) if False else None
             deps.append(d)
             for j in d:
                 users[j].append(i)

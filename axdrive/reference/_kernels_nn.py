@@ -1,0 +1,347 @@
+"""Neural-network kernels: convolution, pooling, matrix products,
+normalization, softmax and resize (ONNX semantics, numpy).
+
+Why im2col: the float executor is the ground truth for calibration and for
+every numeric test, so it runs whole models many times. Convolution and
+pooling therefore use ``sliding_window_view`` plus one batched matmul or
+reduction; the only Python loops are over kernel taps (ConvTranspose) or
+axes (Resize), never over pixels.
+"""
+
+from __future__ import annotations
+
+__all__ = ["KERNELS"]
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..ir import Node
+
+Args = list[Any]
+
+
+def _spatial_pads(node: Node, in_sp: tuple[int, ...], k_eff: list[int], strides: list[int]) -> tuple[list[int], list[int]]:
+    """Begin/end padding per spatial axis from ``pads`` or ``auto_pad``."""
+    n = len(in_sp)
+    auto = node.attrs.get("auto_pad", "NOTSET")
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        begin, end = [], []
+        for size, k, s in zip(in_sp, k_eff, strides):
+            total = max(0, (math.ceil(size / s) - 1) * s + k - size)
+            small, big = total // 2, total - total // 2
+            begin.append(small if auto == "SAME_UPPER" else big)
+            end.append(big if auto == "SAME_UPPER" else small)
+        return begin, end
+    if auto == "VALID":
+        return [0] * n, [0] * n
+    pads = list(node.attrs.get("pads", [0] * (2 * n)))
+    return pads[:n], pads[n:]
+
+
+def _geometry(node: Node, x: np.ndarray, kernel: tuple[int, ...]) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
+    n = x.ndim - 2
+    strides = list(node.attrs.get("strides", [1] * n))
+    dilations = list(node.attrs.get("dilations", [1] * n))
+    k_eff = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
+    begin, end = _spatial_pads(node, x.shape[2:], k_eff, strides)
+    return strides, dilations, k_eff, begin, end
+
+
+def _windows(xp: np.ndarray, k_eff: list[int], strides: list[int], dilations: list[int],
+             out: list[int] | None = None) -> np.ndarray:
+    """View of shape ``(N, C, *out, *kernel)`` over the padded input."""
+    n = len(k_eff)
+    axes = tuple(range(2, 2 + n))
+    win = sliding_window_view(xp, k_eff, axis=axes)
+    index = (slice(None), slice(None)) + tuple(
+        slice(0, None if out is None else (o - 1) * s + 1, s) for s, o in zip(strides, out or [0] * n)
+    ) + tuple(slice(None, None, d) for d in dilations)
+    return win[index]
+
+
+def _conv(node: Node, args: Args, opset: int) -> np.ndarray:
+    x, w = args[0], args[1]
+    b = args[2] if len(args) > 2 else None
+    groups = int(node.attrs.get("group", 1))
+    kernel = tuple(node.attrs.get("kernel_shape", w.shape[2:]))
+    strides, dilations, k_eff, begin, end = _geometry(node, x, kernel)
+    xp = np.pad(x, [(0, 0), (0, 0)] + list(zip(begin, end)))
+    win = _windows(xp, k_eff, strides, dilations)  # N, C, *out, *k
+    n_batch, channels = x.shape[:2]
+    out_sp = win.shape[2:2 + len(kernel)]
+    cg, og = channels // groups, w.shape[0] // groups
+    k_size = int(np.prod(kernel))
+    positions = int(np.prod(out_sp))
+    nsp = len(kernel)
+    win = win.reshape(n_batch, groups, cg, *out_sp, *kernel)
+    # -> (G, N, *out, Cg, *k): im2col rows per output position, one matrix per group
+    order = (1, 0) + tuple(range(3, 3 + nsp)) + (2,) + tuple(range(3 + nsp, 3 + 2 * nsp))
+    cols = win.transpose(order).reshape(groups, n_batch * positions, cg * k_size)
+    wmat = w.reshape(groups, og, cg * k_size).transpose(0, 2, 1)
+    y = np.matmul(cols, wmat)  # G, N*P, Og
+    y = y.reshape(groups, n_batch, *out_sp, og)
+    y = np.moveaxis(y, -1, 2).swapaxes(0, 1).reshape(n_batch, groups * og, *out_sp)
+    if b is not None:
+        y = y + b.reshape((1, -1) + (1,) * nsp)
+    return np.ascontiguousarray(y, dtype=x.dtype)
+
+
+def _conv_transpose(node: Node, args: Args, opset: int) -> np.ndarray:
+    x, w = args[0], args[1]
+    b = args[2] if len(args) > 2 else None
+    groups = int(node.attrs.get("group", 1))
+    nsp = x.ndim - 2
+    kernel = tuple(node.attrs.get("kernel_shape", w.shape[2:]))
+    strides = list(node.attrs.get("strides", [1] * nsp))
+    dilations = list(node.attrs.get("dilations", [1] * nsp))
+    out_pad = list(node.attrs.get("output_padding", [0] * nsp))
+    n_batch, channels = x.shape[:2]
+    in_sp = x.shape[2:]
+    cg, og = channels // groups, w.shape[1]
+    full = [(i - 1) * s + (k - 1) * d + 1 + p for i, s, k, d, p in zip(in_sp, strides, kernel, dilations, out_pad)]
+    positions = int(np.prod(in_sp))
+    xm = x.reshape(n_batch, groups, cg, positions).transpose(1, 0, 3, 2).reshape(groups, n_batch * positions, cg)
+    wm = w.reshape(groups, cg, og * int(np.prod(kernel)))
+    contrib = np.matmul(xm, wm).reshape(groups, n_batch, *in_sp, og, *kernel)
+    y = np.zeros((n_batch, groups, og, *full), dtype=np.float64 if x.dtype == np.float64 else x.dtype)
+    lead = (1, 0, 2 + nsp) + tuple(range(2, 2 + nsp))
+    for tap in np.ndindex(*kernel):
+        part = contrib[(Ellipsis,) + tap].transpose(lead)  # N, G, Og, *in
+        sl = tuple(slice(t * d, t * d + (i - 1) * s + 1, s) for t, d, i, s in zip(tap, dilations, in_sp, strides))
+        y[(slice(None),) * 3 + sl] += part
+    y = y.reshape(n_batch, groups * og, *full)
+    auto = node.attrs.get("auto_pad", "NOTSET")
+    if "output_shape" in node.attrs or auto in ("SAME_UPPER", "SAME_LOWER"):
+        if "output_shape" in node.attrs:
+            target = list(node.attrs["output_shape"])[-nsp:]
+        else:
+            target = [i * s for i, s in zip(in_sp, strides)]
+        total = [f - t for f, t in zip(full, target)]
+        begin = [t // 2 if auto == "SAME_UPPER" else t - t // 2 for t in total]
+    else:
+        pads = list(node.attrs.get("pads", [0] * (2 * nsp)))
+        begin = pads[:nsp]
+        target = [f - pb - pe for f, pb, pe in zip(full, pads[:nsp], pads[nsp:])]
+    y = y[(slice(None), slice(None)) + tuple(slice(pb, pb + t) for pb, t in zip(begin, target))]
+    if b is not None:
+        y = y + b.reshape((1, -1) + (1,) * nsp)
+    return np.ascontiguousarray(y, dtype=x.dtype)
+
+
+def _pool_setup(node: Node, x: np.ndarray, fill: Any) -> tuple[np.ndarray, np.ndarray, list[int], list[int], list[int], list[int]]:
+    """Padded input, the count mask, and the geometry (k_eff, strides, dilations, out).
+
+    The mask is 1 where a window element counts for AveragePool: the real
+    input, plus the explicit padding when ``count_include_pad``; never the
+    extra right padding that ``ceil_mode`` needs."""
+    kernel = tuple(node.attrs["kernel_shape"])
+    strides, dilations, k_eff, begin, end = _geometry(node, x, kernel)
+    out, extra = [], []
+    for size, k, s, pb, pe in zip(x.shape[2:], k_eff, strides, begin, end):
+        span = size + pb + pe - k
+        o = (-(-span // s) if node.attrs.get("ceil_mode", 0) else span // s) + 1
+        if node.attrs.get("ceil_mode", 0) and (o - 1) * s >= size + pb:
+            o -= 1  # the last window must start inside the input or the left padding
+        out.append(o)
+        extra.append(max(0, (o - 1) * s + k - (size + pb + pe)))
+    widths = [(0, 0), (0, 0)] + [(pb, pe + ex) for pb, pe, ex in zip(begin, end, extra)]
+    xp = np.pad(x, widths, constant_values=fill)
+    mask = np.ones(x.shape[2:], np.float64)
+    if node.attrs.get("count_include_pad", 0):
+        mask = np.pad(mask, list(zip(begin, end)), constant_values=1)
+        mask = np.pad(mask, [(0, ex) for ex in extra])
+    else:
+        mask = np.pad(mask, [(pb, pe + ex) for pb, pe, ex in zip(begin, end, extra)])
+    return xp, mask, k_eff, strides, dilations, out
+
+
+def _max_pool(node: Node, args: Args, opset: int) -> np.ndarray:
+    x = args[0]
+    if len(node.outputs) > 1 and node.outputs[1]:
+        raise ValueError("MaxPool's Indices output is not supported")
+    fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    xp, _, k_eff, strides, dilations, out = _pool_setup(node, x, fill)
+    win = _windows(xp, k_eff, strides, dilations, out)
+    return win.max(axis=tuple(range(-len(out), 0)))
+
+
+def _average_pool(node: Node, args: Args, opset: int) -> np.ndarray:
+    x = args[0]
+    xp, mask, k_eff, strides, dilations, out = _pool_setup(node, x, 0)
+    axes = tuple(range(-len(out), 0))
+    total = _windows(xp, k_eff, strides, dilations, out).sum(axis=axes, dtype=np.float64)
+    count = _windows(mask[None, None], k_eff, strides, dilations, out).sum(axis=axes)
+    return (total / count).astype(x.dtype)
+
+
+def _global_average_pool(node: Node, args: Args, opset: int) -> np.ndarray:
+    x = args[0]
+    return x.mean(axis=tuple(range(2, x.ndim)), keepdims=True, dtype=np.float64).astype(x.dtype)
+
+
+def _global_max_pool(node: Node, args: Args, opset: int) -> np.ndarray:
+    x = args[0]
+    return x.max(axis=tuple(range(2, x.ndim)), keepdims=True)
+
+
+def _gemm(node: Node, args: Args, opset: int) -> np.ndarray:
+    a, b = args[0], args[1]
+    c = args[2] if len(args) > 2 else None
+    a = a.T if node.attrs.get("transA", 0) else a
+    b = b.T if node.attrs.get("transB", 0) else b
+    y = np.matmul(a, b)
+    alpha, beta = node.attrs.get("alpha", 1.0), node.attrs.get("beta", 1.0)
+    if alpha != 1.0:
+        y = y * np.asarray(alpha, y.dtype)
+    if c is not None:
+        y = y + (c if beta == 1.0 else c * np.asarray(beta, c.dtype))
+    return y.astype(args[0].dtype, copy=False)
+
+
+def _matmul(node: Node, args: Args, opset: int) -> np.ndarray:
+    return np.matmul(args[0], args[1])
+
+
+def _channel(v: np.ndarray, ndim: int) -> np.ndarray:
+    return v.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def _batch_norm(node: Node, args: Args, opset: int) -> np.ndarray:
+    x, scale, bias, mean, var = args[:5]
+    eps = node.attrs.get("epsilon", 1e-5)
+    factor = scale / np.sqrt(var + np.asarray(eps, var.dtype))
+    y = (x - _channel(mean, x.ndim)) * _channel(factor, x.ndim) + _channel(bias, x.ndim)
+    return y.astype(x.dtype, copy=False)
+
+
+def _instance_norm(node: Node, args: Args, opset: int) -> np.ndarray:
+    x, scale, bias = args
+    axes = tuple(range(2, x.ndim))
+    mean = x.mean(axis=axes, keepdims=True)
+    var = x.var(axis=axes, keepdims=True)
+    eps = node.attrs.get("epsilon", 1e-5)
+    y = (x - mean) / np.sqrt(var + eps) * _channel(scale, x.ndim) + _channel(bias, x.ndim)
+    return y.astype(x.dtype)
+
+
+def _layer_norm(node: Node, args: Args, opset: int) -> np.ndarray:
+    x, scale = args[0], args[1]
+    bias = args[2] if len(args) > 2 else None
+    axis = node.attrs.get("axis", -1) % x.ndim
+    axes = tuple(range(axis, x.ndim))
+    mean = x.mean(axis=axes, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
+    y = (x - mean) / np.sqrt(var + node.attrs.get("epsilon", 1e-5)) * scale
+    if bias is not None:
+        y = y + bias
+    return y.astype(x.dtype)
+
+
+def _softmax_like(log: bool) -> Callable[[Node, Args, int], np.ndarray]:
+    def kernel(node: Node, args: Args, opset: int) -> np.ndarray:
+        x = args[0]
+        if opset < 13:  # input coerced to 2-D at ``axis`` (default 1)
+            axis = node.attrs.get("axis", 1) % max(x.ndim, 1)
+            flat = x.reshape(int(np.prod(x.shape[:axis], dtype=np.int64)), -1)
+            return kernel_axis(flat, 1).reshape(x.shape)
+        return kernel_axis(x, node.attrs.get("axis", -1))
+
+    def kernel_axis(x: np.ndarray, axis: int) -> np.ndarray:
+        shifted = x - x.max(axis=axis, keepdims=True)
+        e = np.exp(shifted)
+        total = e.sum(axis=axis, keepdims=True)
+        return (shifted - np.log(total) if log else e / total).astype(x.dtype)
+
+    return kernel
+
+
+def _source_coords(out: int, size: int, scale: float, mode: str) -> np.ndarray:
+    """Input coordinate of each output index along one axis (ONNX Resize)."""
+    x = np.arange(out, dtype=np.float32)
+    scale = np.float32(scale)
+    if mode == "asymmetric":
+        return x / scale
+    if mode == "align_corners":
+        return np.zeros(out, np.float32) if out == 1 else x * np.float32(size - 1) / np.float32(out - 1)
+    if mode == "pytorch_half_pixel":
+        return (x + 0.5) / scale - 0.5 if out > 1 else np.zeros(out, np.float32)
+    if mode == "half_pixel_symmetric":
+        adjust = np.float32(out) / (scale * np.float32(size))
+        offset = np.float32(size) / 2 * (1 - adjust)
+        return offset + (x + 0.5) / scale - 0.5
+    if mode == "half_pixel":
+        return (x + 0.5) / scale - 0.5
+    raise ValueError(f"Resize coordinate_transformation_mode {mode!r} is not supported")
+
+
+def _nearest_index(coords: np.ndarray, size: int, mode: str) -> np.ndarray:
+    if mode == "round_prefer_floor":
+        idx = np.ceil(coords - 0.5)
+    elif mode == "round_prefer_ceil":
+        idx = np.floor(coords + 0.5)
+    elif mode == "floor":
+        idx = np.floor(coords)
+    elif mode == "ceil":
+        idx = np.ceil(coords)
+    else:
+        raise ValueError(f"Resize nearest_mode {mode!r} is not supported")
+    return np.clip(idx, 0, size - 1).astype(np.int64)
+
+
+def _resize(node: Node, args: Args, opset: int) -> np.ndarray:
+    x = args[0]
+    attrs = node.attrs
+    mode = attrs.get("mode", "nearest")
+    if mode not in ("nearest", "linear"):
+        raise ValueError(f"Resize mode {mode!r} is not supported (nearest, linear are)")
+    if attrs.get("antialias", 0) or attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch":
+        raise ValueError("Resize with antialias or keep_aspect_ratio_policy is not supported")
+    axes = [a % x.ndim for a in attrs.get("axes", range(x.ndim))]
+    scales_in = args[2] if len(args) > 2 and args[2] is not None and args[2].size else None
+    sizes_in = args[3] if len(args) > 3 and args[3] is not None and args[3].size else None
+    ctm = attrs.get("coordinate_transformation_mode", "half_pixel")
+    y = x
+    for i, axis in enumerate(axes):
+        size = x.shape[axis]
+        if sizes_in is not None:
+            out = int(sizes_in[i])
+            scale = out / size
+        else:
+            scale = float(np.float32(scales_in[i]))
+            out = int(math.floor(size * scale))
+        if out == size and scale == 1.0:
+            continue
+        coords = _source_coords(out, size, scale, ctm)
+        if mode == "nearest":
+            y = np.take(y, _nearest_index(coords, size, attrs.get("nearest_mode", "round_prefer_floor")), axis=axis)
+            continue
+        coords = np.clip(coords, 0, size - 1)
+        lo = np.floor(coords).astype(np.int64)
+        hi = np.minimum(lo + 1, size - 1)
+        frac = (coords - lo).astype(x.dtype)
+        shape = [1] * x.ndim
+        shape[axis] = out
+        frac = frac.reshape(shape)
+        y = np.take(y, lo, axis=axis) * (1 - frac) + np.take(y, hi, axis=axis) * frac
+    return np.ascontiguousarray(y, dtype=x.dtype)
+
+
+KERNELS: dict[str, Callable[[Node, Args, int], Any]] = {
+    "Conv": _conv,
+    "ConvTranspose": _conv_transpose,
+    "MaxPool": _max_pool,
+    "AveragePool": _average_pool,
+    "GlobalAveragePool": _global_average_pool,
+    "GlobalMaxPool": _global_max_pool,
+    "Gemm": _gemm,
+    "MatMul": _matmul,
+    "BatchNormalization": _batch_norm,
+    "InstanceNormalization": _instance_norm,
+    "LayerNormalization": _layer_norm,
+    "Softmax": _softmax_like(log=False),
+    "LogSoftmax": _softmax_like(log=True),
+    "Resize": _resize,
+}
