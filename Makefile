@@ -14,7 +14,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml $(wildcard hw/pyproject.toml) $(wildcard plugins/*/pyproject.toml) $(EXAMPLE_PLUGIN)/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip "setuptools>=69" "wheel>=0.42"
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip "setuptools>=77" "wheel>=0.42"
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-build-isolation \
 		-e ".[dev]" $(if $(wildcard hw/pyproject.toml),-e hw) $(addprefix -e ,$(PLUGIN_DIRS)) -e $(EXAMPLE_PLUGIN)
 	@touch $@

@@ -1,0 +1,120 @@
+"""axdrive pass plugin: the graph cleaner.
+
+One pass, ``graph_cleaner.split``, cuts the optimized float model into host
+pre-processing, the accelerator core and host post-processing (see
+:mod:`axdrive_graph_cleaner._split` for the rules). The host parts are written
+as ``host_preprocess.onnx`` / ``host_postprocess.onnx``, which onnxruntime runs
+around the accelerator program; the core replaces ``ctx.graph`` for every
+later pass. The chosen split is in the stash (:data:`SPLIT`) and in the
+compile report under ``graph_cleaner``.
+
+Example: YOLOv8n at 320x320 keeps its 64 convolutions and the channel concats
+of its three detection heads on the accelerator; the anchor/DFL decoding tail
+(reshape, split, softmax, the DFL convolution, box arithmetic, sigmoid) goes
+to ``host_postprocess.onnx``::
+
+    axdrive compile 320n.onnx -o out --input-shape images=1x3x320x320
+    python -c "import onnx; print(len(onnx.load('out/host_postprocess.onnx').graph.node))"
+"""
+
+from __future__ import annotations
+
+__all__ = ["SPLIT", "split_host_parts", "axdrive_passes"]
+
+from typing import Any
+
+from axdrive.errors import ConfigError, ConfigProblem, ModelError
+from axdrive.passes import Phase, StashKey, compiler_pass, hookimpl, when
+
+from ._split import Split, boundary_inputs, boundary_outputs, choose_condition_node, extract, find_split
+
+#: The split the cleaner chose, for later passes (e.g. reports naming host parts).
+SPLIT: StashKey[Split] = StashKey("graph_cleaner.split")
+
+_CONFIG_KEYS = (
+    "run_graph_cleaner",
+    "graph_cleaner_split_pre_post_processing",
+    "graph_cleaner_condition",
+    "graph_cleaner_node",
+    "graph_cleaner_threshold",
+    "graph_cleaner_dump_core_onnx",
+    "graph_cleaner_dump_full_opt_onnx",
+    "remove_layout_transform_from_preamble",
+)
+
+
+def _write_onnx(ctx: Any, prop: str | None, filename: str, graph: Any) -> None:
+    from axdrive.onnx_io import to_onnx
+
+    try:
+        ctx.artifacts.path(filename)
+    except ValueError:
+        raise ConfigError(ConfigProblem(prop or "artifact", filename,
+                                        "must be a plain file name (it is written inside the output directory)")) from None
+    ctx.artifacts.write_onnx(filename, to_onnx(graph))
+
+
+@compiler_pass(
+    "graph_cleaner.split",
+    requires=("graph_optimized",),
+    provides=("graph_cleaned",),
+    enabled=when("run_graph_cleaner"),
+    phase=Phase.CLEAN,
+    config_keys=_CONFIG_KEYS,
+)
+def split_host_parts(ctx: Any) -> dict[str, Any]:
+    """Split host pre- and post-processing off the accelerator core.
+
+    Post-processing is everything downstream of the first node that leaves
+    the world of feature maps (softmax, shape arithmetic, a reshape that is
+    more than a flatten of a 1x1 map) or, with ``graph_cleaner_condition``,
+    downstream of the chosen MatMul/Gemm/Clip. Pre-processing is the run of
+    constant normalisations (and, with ``remove_layout_transform_from_preamble``,
+    layout changes) right after the inputs.
+    """
+    graph = ctx.graph
+    cfg = ctx.config
+    if cfg.graph_cleaner_dump_full_opt_onnx:
+        _write_onnx(ctx, "graph_cleaner_dump_full_opt_onnx", cfg.graph_cleaner_dump_full_opt_onnx, graph)
+    cut = None
+    if cfg.graph_cleaner_condition is not None:
+        cut = choose_condition_node(graph, str(cfg.graph_cleaner_node), str(cfg.graph_cleaner_condition),
+                                    cfg.graph_cleaner_threshold)
+        if cut is None:
+            ctx.warn(f"no {cfg.graph_cleaner_node} node has a weight measure above graph_cleaner_threshold="
+                     f"{cfg.graph_cleaner_threshold}; split at the first host-only operation instead")
+    split = find_split(graph, split_pre=cfg.graph_cleaner_split_pre_post_processing,
+                       layout_preamble_to_host=cfg.remove_layout_transform_from_preamble, cut_after=cut)
+    if not split.core:
+        raise ModelError("the graph cleaner found nothing to run on the accelerator: every node is host "
+                         "pre- or post-processing (set run_graph_cleaner=false to keep the whole model)",
+                         node=graph.nodes[0].name if graph.nodes else None)
+    if split.pre:
+        pre_in = [i for i in graph.inputs if any(i in n.inputs for n in graph.nodes if n.name in set(split.pre))]
+        pre_out = boundary_outputs(graph, split.pre, split.core + split.post)
+        _write_onnx(ctx, None, "host_preprocess.onnx", extract(graph, split.pre, pre_in, pre_out, f"{graph.name}_pre"))
+    if split.post:
+        produced = {o for n in graph.nodes if n.name in set(split.post) for o in n.outputs if o}
+        post = extract(graph, split.post, boundary_inputs(graph, split.post),
+                       [o for o in graph.outputs if o in produced], f"{graph.name}_post")
+        _write_onnx(ctx, None, "host_postprocess.onnx", post)
+    core = extract(graph, split.core, split.core_inputs, split.core_outputs, graph.name)
+    if cfg.graph_cleaner_dump_core_onnx:
+        _write_onnx(ctx, "graph_cleaner_dump_core_onnx", cfg.graph_cleaner_dump_core_onnx, core)
+    ctx.graph = core
+    ctx.stash[SPLIT] = split
+    ctx.report["graph_cleaner"] = {
+        "pre_nodes": len(split.pre),
+        "core_nodes": len(split.core),
+        "post_nodes": len(split.post),
+        "core_inputs": split.core_inputs,
+        "core_outputs": split.core_outputs,
+        "cut_after": split.cut_after,
+    }
+    return {"pre_nodes": len(split.pre), "core_nodes": len(split.core), "post_nodes": len(split.post),
+            "core_outputs": len(split.core_outputs)}
+
+
+@hookimpl
+def axdrive_passes() -> list:
+    return [split_host_parts]

@@ -1,0 +1,204 @@
+"""Where a model's accelerator core begins and ends.
+
+A model exported for deployment usually carries work that does not belong on
+an int8 accelerator: input normalisation and layout changes at the front, and
+at the back the decoding tail of a detector (reshapes into anchor lists,
+distribution-focal-loss softmax, box arithmetic) or a classifier's final
+softmax. The cleaner cuts the graph into three parts that, run in sequence,
+compute exactly what the whole model computes:
+
+* **pre** is *upstream-closed* from the inputs: normalisation by constants
+  (and, with ``remove_layout_transform_from_preamble``, Transpose/Reshape);
+* **post** is the *downstream closure* of the seed nodes, the first nodes after
+  a convolution or dense layer that leave the world of feature maps (a
+  softmax, shape arithmetic, a reshape that is not a mere flatten of a 1x1
+  map), or, with ``graph_cleaner_condition``,
+  everything after the chosen node;
+* **core** is the rest.
+
+Because post is closed under consumers and pre under producers, no tensor
+flows back from a later part to an earlier one, so the three parts chain.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Split", "find_split", "choose_condition_node", "extract", "boundary_inputs", "boundary_outputs"]
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+
+from axdrive.ir import Graph, Node, Tensor
+
+#: Operators that only shape or decode results: they seed the post-processing tail.
+HOST_TAIL_OPS = frozenset({
+    "Softmax", "LogSoftmax", "ArgMax", "ArgMin", "TopK", "NonMaxSuppression", "NonZero", "Shape", "Size",
+    "Gather", "GatherElements", "GatherND", "ScatterND", "Range", "Expand", "ConstantOfShape", "Tile",
+    "Equal", "Greater", "Less", "Where", "Not", "And", "Or", "CumSum", "ReduceMax", "ReduceMin",
+})
+#: Layout operators: tail seeds unless they only flatten a 1x1 feature map.
+LAYOUT_OPS = frozenset({"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"})
+#: Operators that do the learned work; the tail begins after the first of them.
+MAC_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
+#: Element-wise operators by a constant: input normalisation in a preamble.
+NORMALISE_OPS = frozenset({"Cast", "Div", "Mul", "Sub", "Add", "Identity"})
+
+
+@dataclass
+class Split:
+    """Node names of each part, and the tensors that cross the cuts."""
+
+    pre: list[str] = field(default_factory=list)
+    core: list[str] = field(default_factory=list)
+    post: list[str] = field(default_factory=list)
+    core_inputs: list[str] = field(default_factory=list)
+    core_outputs: list[str] = field(default_factory=list)
+    cut_after: str | None = None  # the node chosen by a graph_cleaner_condition
+
+
+def _is_flatten_of_vector(graph: Graph, node: Node) -> bool:
+    """A layout op that keeps the data of a (N, C, 1, ..., 1) map as (N, C) or back:
+    for the hardware that is no change at all (a dense layer's input)."""
+    src = graph.tensors[node.inputs[0]].shape or ()
+    dst = graph.tensors[node.outputs[0]].shape or ()
+
+    def vector(shape: tuple[int, ...]) -> bool:
+        return len(shape) >= 2 and all(d == 1 for d in shape[2:])
+
+    return vector(tuple(src)) and vector(tuple(dst)) and tuple(src)[:2] == tuple(dst)[:2]
+
+
+def _is_tail_seed(graph: Graph, node: Node) -> bool:
+    if node.op in HOST_TAIL_OPS:
+        return True
+    return node.op in LAYOUT_OPS and not _is_flatten_of_vector(graph, node)
+
+
+def _constant_operand(graph: Graph, node: Node) -> bool:
+    """True for an element-wise op whose other operands are constants that
+    broadcast per channel or less (a normalisation, not a learned map)."""
+    if node.op in ("Cast", "Identity"):
+        return True
+    consts = [graph.constant(i) for i in node.inputs if i and graph.is_constant(i)]
+    if len(consts) != len(node.inputs) - 1:
+        return False
+    out = graph.tensors[node.outputs[0]].shape or ()
+    return all(c is not None and c.size <= max(out[1] if len(out) > 1 else 1, out[-1] if out else 1) for c in consts)
+
+
+def choose_condition_node(graph: Graph, op_type: str, condition: str, threshold: int) -> Node | None:
+    """The node of type ``op_type`` with the largest weight measure above ``threshold``.
+
+    The measure is the size of the node's largest constant input
+    (``maximum_weight_tensor_size``) or that input's first dimension
+    (``maximum_weight_tensor_first_dimension_size``). Ties go to the node
+    furthest down the graph, which keeps the most work on the accelerator.
+    """
+    best: tuple[int, int, Node] | None = None
+    for index, node in enumerate(graph.nodes):
+        if node.op != op_type:
+            continue
+        weights = [graph.constant(i) for i in node.inputs if i and graph.is_constant(i)]
+        if not weights:
+            continue
+        weight = max(weights, key=lambda w: w.size)
+        measure = int(weight.size) if condition == "maximum_weight_tensor_size" else int(
+            weight.shape[0] if weight.ndim else 1)
+        if measure <= threshold:
+            continue
+        if best is None or (measure, index) > (best[0], best[1]):
+            best = (measure, index, node)
+    return best[2] if best else None
+
+
+def _downstream(graph: Graph, seeds: Iterable[Node]) -> set[str]:
+    users = graph.consumer_map()
+    todo = list(seeds)
+    seen: set[str] = set()
+    while todo:
+        node = todo.pop()
+        if node.name in seen:
+            continue
+        seen.add(node.name)
+        for out in node.outputs:
+            todo.extend(users.get(out, ()))
+    return seen
+
+
+def find_split(graph: Graph, *, split_pre: bool, layout_preamble_to_host: bool,
+               cut_after: Node | None = None) -> Split:
+    """Partition ``graph`` into pre, core and post (see the module docstring)."""
+    # a layout change or softmax *before* the first MAC op is preamble, not tail
+    after_mac = _downstream(graph, [n for n in graph.nodes if n.op in MAC_OPS])
+    seeds = [n for n in graph.nodes if n.name in after_mac and n.op not in MAC_OPS and _is_tail_seed(graph, n)]
+    if cut_after is not None:
+        users = graph.consumer_map()
+        seeds += [u for out in cut_after.outputs for u in users.get(out, ())]
+    post = _downstream(graph, seeds)
+
+    pre: set[str] = set()
+    if split_pre:
+        available = set(graph.inputs)
+        allowed = NORMALISE_OPS | (LAYOUT_OPS if layout_preamble_to_host else frozenset())
+        for node in graph.nodes:  # topological order: a node's producers are decided first
+            runtime = [i for i in node.inputs if i and not graph.is_constant(i)]
+            if (node.name not in post and node.op in allowed and runtime and all(i in available for i in runtime)
+                    and not any(o in graph.outputs for o in node.outputs)
+                    and (node.op in LAYOUT_OPS or _constant_operand(graph, node))):
+                pre.add(node.name)
+                available.update(o for o in node.outputs if o)
+
+    split = Split(
+        pre=[n.name for n in graph.nodes if n.name in pre],
+        core=[n.name for n in graph.nodes if n.name not in pre and n.name not in post],
+        post=[n.name for n in graph.nodes if n.name in post],
+        cut_after=cut_after.name if cut_after is not None else None,
+    )
+    split.core_inputs = boundary_inputs(graph, split.core)
+    split.core_outputs = boundary_outputs(graph, split.core, split.post)
+    return split
+
+
+def boundary_inputs(graph: Graph, names: list[str]) -> list[str]:
+    """Run-time tensors the given nodes read but do not produce, in first-use order."""
+    members = {n.name: n for n in graph.nodes if n.name in set(names)}
+    produced = {o for n in members.values() for o in n.outputs if o}
+    seen: dict[str, None] = {}
+    for node in graph.nodes:
+        if node.name in members:
+            for i in node.inputs:
+                if i and i not in produced and not graph.is_constant(i):
+                    seen.setdefault(i)
+    return list(seen)
+
+
+def boundary_outputs(graph: Graph, part: list[str], later: list[str]) -> list[str]:
+    """Tensors ``part`` produces that a later part or the model's outputs read."""
+    members = set(part)
+    later_nodes = [n for n in graph.nodes if n.name in set(later)]
+    wanted = set(graph.outputs) | {i for n in later_nodes for i in n.inputs if i}
+    outs: list[str] = []
+    for node in graph.nodes:
+        if node.name in members:
+            outs.extend(o for o in node.outputs if o and o in wanted)
+    return outs
+
+
+def extract(graph: Graph, names: list[str], inputs: list[str], outputs: list[str], name: str) -> Graph:
+    """A standalone graph of the nodes ``names`` with the given boundary tensors."""
+    keep = set(names)
+    nodes = [n for n in graph.nodes if n.name in keep]
+    used = set(inputs) | set(outputs) | {t for n in nodes for t in (*n.inputs, *n.outputs) if t}
+    tensors: dict[str, Tensor] = {}
+    for t in sorted(used):
+        src = graph.tensors[t]
+        tensors[t] = Tensor(src.name, src.shape, src.dtype, src.data, src.qparams)
+    sub = Graph(name=name, nodes=[_copy_node(n) for n in nodes], tensors=tensors, inputs=list(inputs),
+                outputs=list(outputs), opset=graph.opset)
+    return sub
+
+
+def _copy_node(node: Node) -> Node:
+    attrs = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in node.attrs.items()}
+    return Node(node.name, node.op, list(node.inputs), list(node.outputs), attrs, node.domain, node.source)
