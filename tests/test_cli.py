@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from conftest import REPO, run_cli
+from _support import REPO, run_cli
 
 TESTS = str(REPO / "tests")
 # the toy plugin only, loaded with -p as a user would load their own module

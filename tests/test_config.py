@@ -10,7 +10,7 @@ import pytest
 
 from axdrive.config import BY_NAME, PROPERTIES, CompilerConfig, json_schema, markdown_reference
 from axdrive.errors import ConfigError
-from conftest import REPO, SPEC, run_cli
+from _support import REPO, SPEC, run_cli
 
 
 def _spec_rows() -> dict[str, tuple[str, str]]:

@@ -13,7 +13,7 @@ import _toy
 from axdrive import driver
 from axdrive.config import CompilerConfig
 from axdrive.errors import ConfigError, PluginError, PassResolutionError
-from conftest import SPEC
+from _support import SPEC
 
 
 @pytest.fixture

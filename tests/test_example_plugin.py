@@ -7,7 +7,7 @@ import json
 
 import jsonschema
 
-from conftest import SPEC, run_cli
+from _support import SPEC, run_cli
 
 
 def test_example_plugin_is_listed_with_its_distribution_and_pass():

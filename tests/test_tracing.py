@@ -14,7 +14,7 @@ from axdrive.tracing import (Tracer, chrome_trace, critical_path, dependency_gra
                              format_tree, load_graph)
 from axdrive.errors import UsageError
 
-from conftest import SPEC
+from _support import SPEC
 
 
 @st.composite
