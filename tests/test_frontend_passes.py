@@ -91,11 +91,24 @@ def ops(graph) -> Counter:
 
 def test_plugin_is_found_through_the_entry_point_and_ordered_as_a_chain():
     host = PluginHost(autoload=True)
-    names = [p.name for p in host.passes()]
-    assert {p.name for p in fe.PASSES} <= set(names)
     ordered, _ = order_passes([p for p in host.passes() if p.name.startswith("frontend.")])
-    assert [p.name for p in ordered] == [p.name for p in fe.PASSES]
-    assert fe.fuse_activations.provides == ("graph_optimized",)
+    assert [p.name for p in ordered] == ["frontend.load", "frontend.check", "frontend.shape_infer", "frontend.optimize"]
+    group = ordered[-1]
+    assert [s.name for s in group.subpasses] == [p.name for p in fe.PASSES[3:]]
+    assert group.provides == ("graph_optimized",)
+
+
+def test_disabling_one_optimisation_skips_only_that_rewrite(tmp_path, ppocr_model):
+    from axdrive import driver
+    from axdrive.config import CompilerConfig
+
+    res = driver.compile(ppocr_model, CompilerConfig(trace_tvm_passes=True), output_dir=tmp_path / "o",
+                         input_shapes={"x": (1, 3, 48, 192)}, plugins=["no:quantizer", "no:example"],
+                         disable_passes=["frontend.fold_batchnorm"])
+    status = {p["name"]: p["status"] for p in res.report["passes"]}
+    assert status["frontend.fold_batchnorm"] == "skipped" and status["frontend.fuse_activations"] == "ok"
+    assert status["graph_cleaner.split"] == "ok"
+    assert sum(n.op == "BatchNormalization" for n in res.graph.nodes) == 35
 
 
 def conv_relu_model() -> onnx.ModelProto:

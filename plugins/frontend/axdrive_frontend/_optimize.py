@@ -3,13 +3,13 @@ the core engine; statistics are the per-rule hit counts plus node counts."""
 
 from __future__ import annotations
 
-__all__ = ["fold_constants", "eliminate_dead_code", "fold_batchnorm", "fuse_activations", "remove_dead"]
+__all__ = ["fold_constants", "eliminate_dead_code", "fold_batchnorm", "fuse_activations", "optimize", "remove_dead"]
 
 from typing import Any
 
 from axdrive.ir import Graph
 from axdrive.ir.rewrite import Rule, rewrite
-from axdrive.passes import Phase, compiler_pass
+from axdrive.passes import Phase, compiler_pass, pass_group
 
 from ._rules import FOLD_BATCHNORM_RULES, FOLD_CONSTANT_RULES, FUSE_ACTIVATION_RULES, RELU6_RULES, SIMPLIFY_RULES
 
@@ -43,8 +43,7 @@ def _run(graph: Graph, *rule_lists: list[Rule]) -> dict[str, Any]:
     return stats
 
 
-@compiler_pass("frontend.fold_constants", requires=("shapes_inferred",), provides=("constants_folded",),
-               phase=Phase.OPTIMIZE)
+@compiler_pass("frontend.fold_constants", phase=Phase.OPTIMIZE)
 def fold_constants(ctx: Any) -> dict[str, Any]:
     """Evaluate every node whose inputs are constants (and Shape/Size of
     static tensors) with the reference executor and replace it by its value.
@@ -55,8 +54,7 @@ def fold_constants(ctx: Any) -> dict[str, Any]:
     return _run(ctx.graph, FOLD_CONSTANT_RULES)
 
 
-@compiler_pass("frontend.eliminate_dead_code", requires=("constants_folded",), provides=("dead_code_eliminated",),
-               phase=Phase.OPTIMIZE)
+@compiler_pass("frontend.eliminate_dead_code", phase=Phase.OPTIMIZE)
 def eliminate_dead_code(ctx: Any) -> dict[str, Any]:
     """Remove Identity/Dropout (unless they define a graph output), nodes
     whose results are never used, and unreferenced constants.
@@ -64,8 +62,7 @@ def eliminate_dead_code(ctx: Any) -> dict[str, Any]:
     return _run(ctx.graph, SIMPLIFY_RULES)
 
 
-@compiler_pass("frontend.fold_batchnorm", requires=("dead_code_eliminated",), provides=("batchnorm_folded",),
-               phase=Phase.OPTIMIZE)
+@compiler_pass("frontend.fold_batchnorm", phase=Phase.OPTIMIZE)
 def fold_batchnorm(ctx: Any) -> dict[str, Any]:
     """Fold an inference BatchNormalization into the Conv feeding it (new
     weights ``W*g/sqrt(v+eps)`` and bias ``(b-m)*g/sqrt(v+eps)+beta``),
@@ -73,8 +70,7 @@ def fold_batchnorm(ctx: Any) -> dict[str, Any]:
     return _run(ctx.graph, FOLD_BATCHNORM_RULES)
 
 
-@compiler_pass("frontend.fuse_activations", requires=("batchnorm_folded",), provides=("graph_optimized",),
-               phase=Phase.OPTIMIZE)
+@compiler_pass("frontend.fuse_activations", phase=Phase.OPTIMIZE)
 def fuse_activations(ctx: Any) -> dict[str, Any]:
     """Fuse activation subgraphs into single nodes: ``x*Sigmoid(x)`` ->
     ``axdrive.SiLU``; ``x*HardSigmoid(x)`` (alpha 1/6) and
@@ -82,3 +78,17 @@ def fuse_activations(ctx: Any) -> dict[str, Any]:
     ``axdrive.Relu6``. The export to ONNX expands them back.
     Statistics: hits per rule, nodes before/after."""
     return _run(ctx.graph, FUSE_ACTIVATION_RULES, RELU6_RULES)
+
+
+#: The optimisations run as one group, in this order, each a sub-pass with its
+#: own span and statistics. Grouping (rather than chaining requirements) means
+#: ``--disable-pass frontend.fold_batchnorm`` skips that rewrite alone while the
+#: rest of the compile still gets ``graph_optimized``.
+optimize = pass_group(
+    "frontend.optimize",
+    [fold_constants, eliminate_dead_code, fold_batchnorm, fuse_activations],
+    requires=("shapes_inferred",),
+    provides=("graph_optimized",),
+    phase=Phase.OPTIMIZE,
+    description="Fold constants, remove dead code, fold BatchNorm into Conv, fuse activations.",
+)
