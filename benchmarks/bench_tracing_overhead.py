@@ -1,7 +1,9 @@
 """What pass tracing costs: the same compile with the tracing instrument and
 trace files on, and with the instrument unregistered, measured in one run.
 
-Goal (issue 3): under 2% of compile time.
+Goal (issue 3): under 2% of compile time. Measured on the frontend + cleaner
+pipeline of PP-OCR (the quantizer blocked): many short passes, the worst case
+for a per-pass cost; with calibration in the compile the share is smaller still.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from axdrive.passes import PluginHost
 
 
 def compile_once(model, traced: bool, out: str) -> None:
-    host = PluginHost()
+    host = PluginHost.from_args(["no:quantizer"])
     if not traced:
         host.pm.unregister(name="axdrive.instruments.tracing")
     cfg = CompilerConfig()
@@ -29,8 +31,8 @@ def compile_once(model, traced: bool, out: str) -> None:
 def main() -> None:
     model = fetch_model("ppocr_cls")
     with tempfile.TemporaryDirectory() as tmp:
-        off = timeit(lambda: compile_once(model, False, f"{tmp}/off"), repeat=7)
-        on = timeit(lambda: compile_once(model, True, f"{tmp}/on"), repeat=7)
+        off = timeit(lambda: compile_once(model, False, f"{tmp}/off"), repeat=15)
+        on = timeit(lambda: compile_once(model, True, f"{tmp}/on"), repeat=15)
     overhead = on["median_s"] / off["median_s"] - 1
     rows = [["tracing off (instrument unregistered)", off["median_s"] * 1e3, 1.0],
             ["tracing on + trace files written", on["median_s"] * 1e3, on["median_s"] / off["median_s"]]]
