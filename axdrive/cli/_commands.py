@@ -89,6 +89,84 @@ def _print_summary(result: Any) -> None:
         print(f"  {name}")
 
 
+# -- run -----------------------------------------------------------------------
+def _read_inputs(path: str) -> Any:
+    import numpy as np
+
+    from ..errors import UsageError
+
+    if not path.endswith((".npy", ".npz")):
+        raise UsageError(f"--input {path}: expected a .npy (one array) or .npz (one array per input name)")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise UsageError(f"--input {path}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--input {path}: not a readable {path[-4:]} file: {exc}") from None
+    if isinstance(data, np.ndarray):
+        return data
+    with data:
+        return {k: data[k] for k in data.files}
+
+
+def _fmt_seconds(s: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if s >= scale:
+            return f"{s / scale:.4g} {unit}"
+    return f"{s / 1e-9:.4g} ns"
+
+
+def _fmt_db(v: float) -> str:
+    return "inf" if v == float("inf") else "-inf" if v == float("-inf") else f"{v:.2f}"
+
+
+def cmd_run(args: Namespace) -> int:
+    _setup_logging(args)
+    import io
+    from pathlib import Path
+
+    import numpy as np
+
+    from ..artifacts import atomic_write_bytes, canonical_json
+    from ..runner import execute
+
+    result = execute(args.dir, _read_inputs(args.input), core_only=args.core_only, profile=args.profile,
+                     compare=args.compare, plugins=args.plugins)
+    rep = result.report
+    link = rep.get("host_link", {})
+    print(f"ran {args.dir} on {rep.get('target')}: {rep.get('frames')} frame(s), {rep.get('cycles'):,} cycles = "
+          f"{_fmt_seconds(rep.get('seconds', 0.0))} at {rep.get('frequency_hz', 0) / 1e6:g} MHz "
+          f"(host link {link.get('input_cycles', 0):,} + {link.get('output_cycles', 0):,} cycles; "
+          f"{rep.get('multicore_mode')} on {rep.get('host', {}).get('workers', 1)} {rep.get('host', {}).get('kind')})")
+    busy = rep.get("unit_busy", {})
+    if busy:
+        print("  busy cycles: " + ", ".join(f"{k}={v:,}" for k, v in busy.items()))
+    print("outputs:" if result else "outputs: none")
+    for name, value in result.items():
+        v = np.asarray(value)
+        rng = f" [{v.min():.6g}, {v.max():.6g}]" if v.size and v.dtype.kind in "fiu" else ""
+        print(f"  {name}: {v.dtype}{list(v.shape)}{rng}")
+    if args.compare:
+        print("compare (ours against each reference):")
+        width = max((len(c.output) for c in result.comparisons), default=6)
+        for c in result.comparisons:
+            print(f"  {c.output:<{width}}  {c.reference:<40} max-abs {c.max_abs_error:<12.6g} "
+                  f"SQNR {_fmt_db(c.sqnr_db)} dB")
+        for note in result.notes:
+            print(f"  note: {note}")
+    if args.output:
+        buf = io.BytesIO()
+        np.savez(buf, **{k: np.asarray(v) for k, v in result.items()})
+        atomic_write_bytes(args.output, buf.getvalue())
+        print(f"wrote {args.output}")
+    if result.trace_lines is not None:
+        folder = Path(args.output).resolve().parent if args.output else Path(args.dir)
+        atomic_write_bytes(folder / "profile.txt", "".join(line + "\n" for line in result.trace_lines).encode())
+        atomic_write_bytes(folder / "profile_trace.json", canonical_json(result.chrome_trace).encode())
+        print(f"wrote {folder / 'profile.txt'} ({len(result.trace_lines)} lines) and {folder / 'profile_trace.json'}")
+    return 0
+
+
 # -- passes --------------------------------------------------------------------
 def cmd_passes(args: Namespace) -> int:
     _setup_logging(args)

@@ -54,6 +54,27 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(handler=c.cmd_compile)
 
+    p = sub.add_parser("run", help="run a compiled output directory on the simulated AIPU",
+                       description="Run DIR's program on the simulated AIPU, with the host pre/post-processing parts "
+                       "in onnxruntime, so the outputs are the original model's, under their original names.")
+    p.add_argument("dir", metavar="DIR", help="an output directory written by axdrive compile (with program.bin)")
+    p.add_argument("--input", metavar="X.npy|X.npz", required=True,
+                   help=".npy for a single-input model, .npz with one array per input name; a leading batch of "
+                   "several frames is split across the cores")
+    p.add_argument("-o", "--output", metavar="OUT.npz", help="write the outputs, by name, to this .npz (atomically)")
+    p.add_argument("--compare", action="store_true",
+                   help="also run the integer reference and onnxruntime on quantized_model.onnx and the float model; "
+                   "print max-abs error and SQNR (dB) per output")
+    p.add_argument("--profile", metavar="LEVELS",
+                   help="trace levels, e.g. B,K or all: writes profile.txt and profile_trace.json (Chrome) next to "
+                   "OUT.npz, or into DIR")
+    p.add_argument("--core-only", action="store_true",
+                   help="run the accelerator part alone: inputs and outputs are the program's (dequantized)")
+    p.add_argument("-p", metavar="PLUGIN", action="append", default=[], dest="plugins",
+                   help="load a plugin module (-p mymod) or block an installed one (-p no:NAME); repeatable")
+    _common(p)
+    p.set_defaults(handler=c.cmd_run)
+
     p = sub.add_parser("passes", help="list installed pass plugins and the pipeline a config resolves to")
     _config_options(p)
     _plugin_options(p)

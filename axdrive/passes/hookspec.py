@@ -46,6 +46,7 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import CompilerConfig
     from ._context import CompileSession, PassContext
+    from ..runner import DeviceRuntime
     from ._pass import Pass
 
 PROJECT_NAME = "axdrive"
@@ -130,3 +131,35 @@ def axdrive_pass_skipped(pass_: "Pass", ctx: "PassContext", reason: str) -> None
     run: disabled by the config (``reason`` names the flag), by
     ``--disable-pass``, or because none of the providers of one of its
     requirements ran."""
+
+
+@hookspec(firstresult=True)
+def axdrive_runtime(target: str) -> "DeviceRuntime | None":
+    """Return the host runtime that executes compiled programs for ``target``,
+    or ``None`` if this plugin has none for it.
+
+    Called by ``axdrive run`` (:func:`axdrive.run`) once per run, with the
+    target name the output directory records (``manifest.json`` ``"target"``,
+    ``aipu_v1`` when none is recorded). The first non-``None`` answer wins. It
+    is a hook, not an import, so the core never depends on a hardware
+    distribution: without one installed, ``axdrive run`` fails with one line
+    naming the target and the distribution to install.
+
+    The answer must satisfy :class:`axdrive.runner.DeviceRuntime`: a
+    ``distribution`` name and ``run(output_dir, inputs, *, config, profile)``
+    returning an object with ``outputs`` (device tensors by name), ``report``
+    (cycles, seconds, per-unit busy), ``trace_lines`` and ``chrome_trace``
+    (``None`` unless ``profile`` names levels). ``axdrive-hw`` answers for its
+    built-in targets::
+
+        @hookimpl
+        def axdrive_runtime(target):
+            if target not in builtin_targets():
+                return None
+            from axdrive_hw.runtime import AipuRuntime   # heavy: imported only when asked
+
+            return AipuRuntime(target)
+
+    Keep the module that implements this hook light to import (it is loaded
+    for every compile); import the runtime itself inside the implementation.
+    """

@@ -1,0 +1,390 @@
+"""``run()``: execute a compiled output directory, host parts and accelerator part together.
+
+Why here and not in ``axdrive_hw``: the run is a core workflow (read the
+manifest, run the host pre/post-processing with onnxruntime, quantize and
+dequantize at the device boundary, compare against references); only the
+device execution depends on the hardware, and the core reaches it through the
+``axdrive_runtime`` hook, exactly as it reaches passes. A missing runtime is
+one error line naming the target and the distribution to install.
+
+The parts are chained *by tensor name*: every value computed so far (the
+user's inputs, ``host_preprocess.onnx``'s outputs, the device outputs) goes
+into one environment, and each part takes its inputs from it. So the result
+holds the original model's outputs under their original names, whichever way
+the graph cleaner split the model.
+"""
+
+from __future__ import annotations
+
+__all__ = ["run", "execute", "RunResult", "Comparison", "DeviceRuntime", "DeviceRun", "load_manifest",
+           "quantize", "dequantize", "DEFAULT_TARGET", "PROGRAM_FILE"]
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Protocol
+
+import numpy as np
+
+from .errors import AxdriveError, ModelError, UsageError
+
+DEFAULT_TARGET = "aipu_v1"
+"""The target a manifest without a ``"target"`` entry was compiled for (the only built-in one)."""
+
+PROGRAM_FILE = "program.bin"
+_PRE, _POST, _QDQ = "host_preprocess.onnx", "host_postprocess.onnx", "quantized_model.onnx"
+_LOWERING_MODES = ("quantize_and_lower", "lower_only")
+
+
+class DeviceRun(Protocol):
+    """What a runtime's ``run`` returns."""
+
+    outputs: dict[str, np.ndarray]
+    report: dict[str, Any]
+    trace_lines: list[str] | None
+    chrome_trace: dict[str, Any] | None
+
+
+class DeviceRuntime(Protocol):
+    """What the ``axdrive_runtime`` hook returns: runs ``output_dir``'s program on device-typed inputs."""
+
+    distribution: str
+
+    def run(self, output_dir: str | Path, inputs: Mapping[str, np.ndarray], *, config: Mapping[str, Any],
+            profile: str | Iterable[str] | None) -> DeviceRun: ...
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One output against one reference: ``max|ours - ref|`` and ``10 log10(sum ref^2 / sum (ours - ref)^2)``."""
+
+    output: str
+    reference: str
+    max_abs_error: float
+    sqnr_db: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"output": self.output, "reference": self.reference, "max_abs_error": self.max_abs_error,
+                "sqnr_db": self.sqnr_db}
+
+
+class RunResult(dict):  # type: ignore[type-arg]
+    """The outputs by name (a plain ``dict[str, np.ndarray]``) plus what else the run produced.
+
+    ``report``: the device run report (cycles, seconds, per-unit busy, host
+    link); ``core_outputs``: the accelerator part's outputs, dequantized;
+    ``trace_lines``/``chrome_trace``: the profile (``None`` without levels);
+    ``comparisons`` and ``notes`` (references that were skipped, and why).
+    """
+
+    report: dict[str, Any]
+    core_outputs: dict[str, np.ndarray]
+    trace_lines: list[str] | None
+    chrome_trace: dict[str, Any] | None
+    comparisons: list[Comparison]
+    notes: list[str]
+
+
+def load_manifest(output_dir: str | Path) -> dict[str, Any]:
+    """``output_dir/manifest.json``, or a one-line :class:`UsageError` saying why it is not an axdrive output."""
+    out = Path(output_dir)
+    if not out.is_dir():
+        raise UsageError(f"{out}: no such directory (expected an output directory written by axdrive compile)")
+    path = out / "manifest.json"
+    if not path.is_file():
+        raise UsageError(f"{out}: not an axdrive output directory (no manifest.json)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path}: unreadable manifest: {exc}") from None
+    if not isinstance(manifest, dict) or not str(manifest.get("schema", "")).startswith("axdrive.manifest/"):
+        raise UsageError(f"{path}: not an axdrive manifest (no 'schema': 'axdrive.manifest/...')")
+    return manifest
+
+
+# -- quantization at the device boundary ------------------------------------------------------------------------
+def _qparams(q: Mapping[str, Any], ndim: int) -> tuple[np.ndarray, np.ndarray, np.dtype]:
+    scale = np.asarray(q["scale"], np.float64)
+    zp = np.asarray(q.get("zero_point", 0), np.int64)
+    axis = q.get("axis")
+    if axis is not None and scale.ndim == 1:
+        shape = [1] * ndim
+        shape[int(axis) % ndim] = -1
+        scale, zp = scale.reshape(shape), np.broadcast_to(zp, scale.shape).reshape(shape)
+    return scale, zp, np.dtype(q.get("dtype", "int8"))
+
+
+def quantize(x: np.ndarray, q: Mapping[str, Any]) -> np.ndarray:
+    """``clamp(round_half_even(x / scale) + zero_point)`` in the integer ``dtype`` (ONNX ``QuantizeLinear``)."""
+    x = np.asarray(x)
+    scale, zp, dtype = _qparams(q, x.ndim)
+    info = np.iinfo(dtype)
+    return np.clip(np.rint(x.astype(np.float64) / scale) + zp, info.min, info.max).astype(dtype)
+
+
+def dequantize(v: np.ndarray, q: Mapping[str, Any]) -> np.ndarray:
+    """``scale * (v - zero_point)`` as float32 (ONNX ``DequantizeLinear``)."""
+    v = np.asarray(v)
+    scale, zp, _ = _qparams(q, v.ndim)
+    return ((v.astype(np.float64) - zp) * scale).astype(np.float32)
+
+
+# -- onnxruntime ----------------------------------------------------------------------------------------------
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
+              "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(int16)": np.int16,
+              "tensor(int32)": np.int32, "tensor(int64)": np.int64, "tensor(bool)": np.bool_}
+
+
+def _session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for bad models
+        raise ModelError(f"onnxruntime cannot load it: {' '.join(str(exc).split())}", file=str(path)) from None
+
+
+def _run_onnx(path: Path, env: Mapping[str, np.ndarray], what: str) -> dict[str, np.ndarray]:
+    """Run an ONNX file with its inputs taken from ``env`` by name; returns its outputs by name."""
+    sess = _session(path)
+    feeds = {}
+    for i in sess.get_inputs():
+        if i.name not in env:
+            raise UsageError(f"{path.name} ({what}) needs input {i.name!r}, which is neither a given input nor "
+                             f"computed so far (have: {', '.join(sorted(env)) or 'nothing'})")
+        a = np.asarray(env[i.name])
+        want = _ORT_TYPES.get(i.type)
+        if want is not None and a.dtype != want:
+            if np.dtype(want).kind == a.dtype.kind or (np.dtype(want).kind == "f" and a.dtype.kind in "iu"):
+                a = a.astype(want)
+            else:
+                raise UsageError(f"{path.name} ({what}): input {i.name!r} is {i.type}, got {a.dtype}")
+        feeds[i.name] = a
+    try:
+        values = sess.run(None, feeds)
+    except Exception as exc:
+        raise ModelError(f"onnxruntime failed ({what}): {' '.join(str(exc).split())}", file=str(path)) from None
+    return {o.name: np.asarray(v) for o, v in zip(sess.get_outputs(), values)}
+
+
+def _onnx_io_names(path: Path) -> tuple[list[str], list[str]]:
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise ModelError(f"not a readable ONNX model: {exc}", file=str(path)) from None
+    inits = {t.name for t in model.graph.initializer}
+    return [i.name for i in model.graph.input if i.name not in inits], [o.name for o in model.graph.output]
+
+
+# -- the run --------------------------------------------------------------------------------------------------
+def _check_program(out: Path, manifest: Mapping[str, Any]) -> None:
+    if (out / PROGRAM_FILE).is_file():
+        return
+    mode = str(manifest.get("config", {}).get("compiler_mode", "unknown"))
+    if mode in _LOWERING_MODES:
+        raise UsageError(f"{out}: no {PROGRAM_FILE} although compiler_mode={mode!r} wrote it; the lowering produced "
+                         "no program (recompile, or check that a lowering plugin is installed: axdrive passes)")
+    raise UsageError(f"{out}: no {PROGRAM_FILE} to run: compiler_mode={mode!r} wrote this directory and stops "
+                     f"before lowering; compile with compiler_mode=quantize_and_lower (or run {_QDQ} in onnxruntime)")
+
+
+def _runtime(host: Any, target: str) -> DeviceRuntime:
+    runtime = host.hook.axdrive_runtime(target=target)
+    if runtime is None:
+        raise UsageError(f"no installed runtime runs target {target!r}: install the distribution axdrive-hw "
+                         "(pip install axdrive-hw, or -e hw in a checkout), which provides the simulated AIPU")
+    return runtime
+
+
+def _host(plugins: Any) -> Any:
+    from .passes import PluginHost
+
+    if isinstance(plugins, PluginHost):
+        return plugins
+    return PluginHost.from_args(plugins or ())
+
+
+def _named_inputs(inputs: Any, names: list[str], where: str) -> dict[str, np.ndarray]:
+    if isinstance(inputs, Mapping):
+        given = {str(k): np.asarray(v) for k, v in inputs.items()}
+    elif not names:
+        raise UsageError(f"{where} records no input names: give the inputs by name (a dict, or an .npz)")
+    else:
+        if len(names) != 1:
+            raise UsageError(f"{where} takes {len(names)} inputs ({', '.join(names)}): give them by name "
+                             "(a dict, or an .npz with one array per name)")
+        given = {names[0]: np.asarray(inputs)}
+    unknown = sorted(set(given) - set(names))
+    if unknown and names:  # without recorded names (an old manifest) the runtime checks them
+        raise UsageError(f"input {unknown[0]!r} is not an input of {where} (inputs: {', '.join(names)})")
+    missing = [n for n in names if n not in given]
+    if missing:
+        raise UsageError(f"input {missing[0]!r} of {where} is missing (inputs: {', '.join(names)})")
+    return given
+
+
+def execute(output_dir: str | Path, inputs: Any, *, core_only: bool = False, profile: str | Iterable[str] | None = None,
+            compare: bool = False, plugins: Any = None) -> RunResult:
+    """Run ``output_dir`` on ``inputs`` and return everything the run produced (see :class:`RunResult`).
+
+    ``inputs`` is a mapping of input names to arrays, or one array for a
+    single-input model. With ``core_only`` the inputs are the accelerator
+    part's inputs (float, or already of the device's dtype) and the result is
+    its dequantized outputs.
+    """
+    out = Path(output_dir)
+    manifest = load_manifest(out)
+    _check_program(out, manifest)
+    config = dict(manifest.get("config") or {})
+    device_in = [e for e in manifest.get("inputs") or [] if isinstance(e, dict) and "name" in e]
+    device_out = {e["name"]: e for e in manifest.get("outputs") or [] if isinstance(e, dict) and "name" in e}
+    pre, post = out / _PRE, out / _POST
+    if core_only or not pre.is_file():
+        names, where = [e["name"] for e in device_in], f"{out} (accelerator part)"
+    else:
+        names, where = _onnx_io_names(pre)[0], f"{out} ({_PRE})"
+    env: dict[str, np.ndarray] = _named_inputs(inputs, names, where)
+    given = dict(env)
+    if pre.is_file() and not core_only:
+        env.update(_run_onnx(pre, env, "host pre-processing"))
+
+    feeds: dict[str, np.ndarray] = {}
+    for e in device_in:
+        if e["name"] not in env:
+            raise UsageError(f"the accelerator input {e['name']!r} is neither a given input nor computed by {_PRE}")
+        v = np.asarray(env[e["name"]])
+        q = e.get("quantization")
+        feeds[e["name"]] = quantize(v, q) if isinstance(q, dict) and v.dtype.kind == "f" else v
+    if not device_in:  # a manifest without an I/O signature: the program takes the values as given
+        feeds = dict(env)
+
+    host = _host(plugins)
+    target = str(manifest.get("target") or config.get("target") or DEFAULT_TARGET)
+    device = _runtime(host, target).run(out, feeds, config=config, profile=profile)
+    core: dict[str, np.ndarray] = {}
+    for name, v in device.outputs.items():
+        q = device_out.get(name, {}).get("quantization")
+        core[name] = dequantize(v, q) if isinstance(q, dict) else np.asarray(v)
+    env.update(core)
+
+    if core_only:
+        outputs = dict(core)
+    elif post.is_file():
+        post_out = _run_onnx(post, env, "host post-processing")
+        env.update(post_out)
+        consumed = set(_onnx_io_names(post)[0])
+        outputs = {**{k: v for k, v in core.items() if k not in consumed}, **post_out}
+    else:
+        outputs = dict(core)
+
+    result = RunResult(outputs)
+    result.report = dict(device.report)
+    result.core_outputs = core
+    result.trace_lines = device.trace_lines
+    result.chrome_trace = device.chrome_trace
+    result.comparisons, result.notes = [], []
+    if compare:
+        qenv = {**env, **feeds, **{k: np.asarray(v) for k, v in device.outputs.items()}}
+        _compare(out, manifest, given, env, qenv, device_out, set(outputs) | set(core), result)
+    return result
+
+
+def run(output_dir: str | Path, inputs: Any, *, core_only: bool = False, profile: str | Iterable[str] | None = None,
+        compare: bool = False, plugins: Any = None) -> dict[str, np.ndarray]:
+    """Run a compiled program on its device, with the host parts in onnxruntime; outputs by original name.
+
+    The returned dict is a :class:`RunResult`: its ``report``,
+    ``comparisons`` (with ``compare=True``), ``trace_lines`` and
+    ``chrome_trace`` (with ``profile`` levels) ride along as attributes.
+    """
+    return execute(output_dir, inputs, core_only=core_only, profile=profile, compare=compare, plugins=plugins)
+
+
+# -- comparison against references ------------------------------------------------------------------------------
+def _metrics(ours: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    a, b = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
+    noise = float(np.sum((a - b) ** 2))
+    signal = float(np.sum(b ** 2))
+    max_abs = float(np.max(np.abs(a - b))) if a.size else 0.0
+    if noise == 0.0:
+        return max_abs, float("inf")
+    if signal == 0.0:
+        return max_abs, float("-inf")
+    return max_abs, 10.0 * float(np.log10(signal / noise))
+
+
+def _float_model(out: Path, manifest: Mapping[str, Any]) -> tuple[Path | None, str | None]:
+    """The float model the compile started from, or why it is not available."""
+    entry = manifest.get("model") or {}
+    name = entry.get("path") or entry.get("file")
+    if not name:
+        return None, "float model: skipped (the compile was given an in-memory model; the manifest records no file)"
+    p = Path(name)
+    candidates = [p] if p.is_absolute() else [out / p, Path.cwd() / p, out.parent / p]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        return None, f"float model: skipped (the manifest names {name!r}, not found in {out} or the current directory)"
+    sha = entry.get("sha256")
+    if sha and hashlib.sha256(found.read_bytes()).hexdigest() != sha:
+        return None, f"float model: skipped ({found} is not the file that was compiled: sha256 differs)"
+    return found, None
+
+
+def _integer_reference(path: Path, env: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray] | None, str | None]:
+    try:
+        from .onnx_io import load_model
+        from .reference.integer import run_integer
+    except ImportError as exc:
+        return None, f"integer reference: skipped (not available in this axdrive: {exc})"
+    try:
+        graph = load_model(str(path))
+        feeds = {n: env[n] for n in graph.inputs if n in env}
+        return dict(run_integer(graph, feeds)), None
+    except AxdriveError as exc:
+        msg = " ".join(str(exc).split())
+        return None, f"integer reference: skipped ({msg if path.name in msg else f'{path.name}: {msg}'})"
+
+
+def _compare(out: Path, manifest: Mapping[str, Any], given: Mapping[str, np.ndarray], env: Mapping[str, np.ndarray],
+             qenv: Mapping[str, np.ndarray], device_out: Mapping[str, Mapping[str, Any]], names: set[str],
+             result: RunResult) -> None:
+    refs: list[tuple[str, dict[str, np.ndarray]]] = []
+    qdq = out / _QDQ
+    if qdq.is_file():
+        ints, note = _integer_reference(qdq, qenv)
+        if ints is not None:
+            deq = {}
+            for k, v in ints.items():
+                q = device_out.get(k, {}).get("quantization")
+                deq[k] = dequantize(v, q) if isinstance(q, dict) and np.asarray(v).dtype.kind in "iu" else v
+            refs.append(("integer reference", deq))
+        else:
+            result.notes.append(note or "integer reference: skipped")
+        refs.append((f"onnxruntime {_QDQ}", _run_onnx(qdq, env, "quantized model")))
+    else:
+        result.notes.append(f"integer reference and quantized model: skipped (no {_QDQ} in {out})")
+    model, note = _float_model(out, manifest)
+    if model is not None:
+        refs.append((f"onnxruntime float {model.name}", _run_onnx(model, {**env, **given}, "float model")))
+    else:
+        result.notes.append(note or "float model: skipped")
+    for label, values in refs:
+        matched = False
+        for name in sorted(values):
+            if name not in names:
+                continue
+            ours = result[name] if name in result else result.core_outputs[name]
+            ref = values[name]
+            if np.shape(ours) != np.shape(ref):
+                result.notes.append(f"{label}: output {name!r} has shape {list(np.shape(ref))}, ours "
+                                    f"{list(np.shape(ours))}; not compared")
+                continue
+            result.comparisons.append(Comparison(name, label, *_metrics(ours, ref)))
+            matched = True
+        if not matched:
+            result.notes.append(f"{label}: none of its outputs ({', '.join(sorted(values))}) is an output of this run")
