@@ -90,40 +90,37 @@ class CompilerConfig:
     def update(self, values: Mapping[str, Any], *, source: str | None = None) -> None:
         """Set several properties; every problem is reported at once, nothing is
         changed if any value is bad."""
-        problems: list[ConfigProblem] = []
-        staged: dict[str, Any] = {}
-        for name, value in values.items():
-            prop = BY_NAME.get(name)
-            if prop is None:
-                problems.append(_unknown(name, source))
-                continue
-            try:
-                staged[name] = prop.check(value)
-            except BadValue as exc:
-                problems.append(ConfigProblem(name, _show(value), str(exc), source))
-        if problems:
-            raise ConfigError(problems)
-        for name, value in staged.items():
-            self._set(name, value, source=source)
+        self._apply_all(((name, value, _show(value), Property.check) for name, value in values.items()), source)
 
     def set_from_strings(self, assignments: Iterable[str], *, source: str = "--set") -> None:
         """Apply ``NAME=VALUE`` strings (the CLI's ``--set``), typed by each property."""
-        problems: list[ConfigProblem] = []
-        staged: dict[str, Any] = {}
+        items: list[Any] = []
         for item in assignments:
             name, sep, text = item.partition("=")
-            name = name.strip()
-            if not sep or not name:
-                problems.append(ConfigProblem(item, ..., "expected NAME=VALUE, e.g. aipu_cores_used=4", source))
+            if not sep or not name.strip():
+                items.append(ConfigProblem(item, ..., "expected NAME=VALUE, e.g. aipu_cores_used=4", source))
                 continue
+            items.append((name.strip(), text, _AsTyped(text.strip()), Property.parse))
+        self._apply_all(items, source)
+
+    def _apply_all(self, items: Iterable[Any], source: str | None) -> None:
+        """Convert every ``(name, raw, shown, convert)`` first (a :class:`ConfigProblem`
+        item is a problem found earlier); apply only if all are good."""
+        problems: list[ConfigProblem] = []
+        staged: dict[str, Any] = {}
+        for item in items:
+            if isinstance(item, ConfigProblem):
+                problems.append(item)
+                continue
+            name, raw, shown, convert = item
             prop = BY_NAME.get(name)
             if prop is None:
                 problems.append(_unknown(name, source))
                 continue
             try:
-                staged[name] = prop.parse(text)
+                staged[name] = convert(prop, raw)
             except BadValue as exc:
-                problems.append(ConfigProblem(name, _AsTyped(text.strip()), str(exc), source))
+                problems.append(ConfigProblem(name, shown, str(exc), source))
         if problems:
             raise ConfigError(problems)
         for name, value in staged.items():
