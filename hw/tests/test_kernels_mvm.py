@@ -98,3 +98,16 @@ def test_a_full_array_weight_set_is_four_blocks_of_512_by_128():
     sets = plan_weight_sets(2048, 256, rows=512, columns=128, blocks=4)
     assert len(sets) == 2 and sets[0] == [(0, 512, 0, 128), (512, 1024, 0, 128), (1024, 1536, 0, 128),
                                           (1536, 2048, 0, 128)]
+
+
+def test_long_rows_and_zero_points_outside_int8_take_the_int64_loops_and_stay_exact():
+    rng = np.random.default_rng(7)
+    a = rng.integers(-128, 128, (2, 20000), dtype=np.int8)  # K past the int32 fast path's bound
+    w = rng.integers(-127, 128, (3, 20000), dtype=np.int8)
+    bias = rng.integers(-1000, 1000, 3).astype(np.int32)
+    assert np.array_equal(matmul_acc(a, 5, w, bias), matmul_ref(a, 5, w, bias))
+    assert np.array_equal(matmul_acc(a[:, :40], 300, w[:, :40], bias), matmul_ref(a[:, :40], 300, w[:, :40], bias))
+    x = rng.integers(-128, 128, (1, 4, 4, 3), dtype=np.int8)
+    wt = rng.integers(-127, 128, (2, 3, 3, 3), dtype=np.int8)
+    got = conv2d_acc(x, -200, wt, bias[:2], 1, 1, 1, 1, 1, 1, 1, 1, 1)
+    assert np.array_equal(got, conv2d_ref(x, -200, wt, bias[:2], (1, 1), (1, 1, 1, 1), (1, 1), 1))

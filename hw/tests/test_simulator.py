@@ -196,3 +196,47 @@ def test_simulation_is_deterministic():
     a, b = run_program(program, ins), run_program(program, ins)
     assert np.array_equal(a.outputs["y"], b.outputs["y"])
     assert [dataclasses.astuple(r) for r in a.timeline.records] == [dataclasses.astuple(r) for r in b.timeline.records]
+
+
+def test_repeated_runs_replay_the_schedule_and_match_a_fresh_simulator():
+    program, ins, raw = conv_relu_program(3, c=9, o=11)
+    sim = Simulator(program)
+    first = sim.run(ins)
+    rng = np.random.default_rng(5)
+    for _ in range(2):
+        other = {"x": rng.integers(-128, 128, ins["x"].shape, dtype=np.int8)}
+        again, fresh = sim.run(other), Simulator(program).run(other)
+        assert np.array_equal(again.outputs["y"], fresh.outputs["y"])
+        assert np.array_equal(again.outputs["y"], _conv_relu_expected(other, raw))
+        assert again.timeline == fresh.timeline == first.timeline
+
+
+def test_a_dpu_program_that_changes_between_runs_is_scheduled_again():
+    pb = ProgramBuilder(cores=1)
+    x = pb.input("x", (1, 2, 2, 64))
+    code_in = pb.input("code", (8, 6), "int32")
+    y = pb.output("y", (1, 2, 2, 64))
+    xl = pb.buffer("x_l1", "l1", (1, 2, 2, 64))
+    cl = pb.buffer("code_l1", "l1", (8, 6), "int32")
+    yl = pb.buffer("y_l1", "l1", (1, 2, 2, 64))
+    pb.dma(0, x, xl, signal=(1,))
+    pb.dma(0, code_in, cl, signal=(1,))
+    pb.dpu(0, [xl], [yl], cl, channels=64, wait=(1, 1), signal=(2,))
+    pb.dma(0, yl, y, wait=(2,))
+    program = pb.build()
+
+    def code(adds):  # x + adds, as 8 instructions (padded with nops)
+        b = DpuProgramBuilder()
+        b.load(0, 0)
+        for _ in range(adds):
+            b.addi(0, 0, 1)
+        b.store(0, 0)
+        return np.concatenate([b.build(), np.zeros((6 - adds, 6), np.int32)])
+
+    xin = np.random.default_rng(0).integers(-128, 120, (1, 2, 2, 64), dtype=np.int8)
+    sim = Simulator(program)
+    assert np.array_equal(sim.run({"x": xin, "code": code(1)}).outputs["y"], xin + 1)
+    later = {"x": xin, "code": code(6)}
+    again, fresh = sim.run(later), Simulator(program).run(later)
+    assert np.array_equal(again.outputs["y"], xin + 6) and np.array_equal(again.outputs["y"], fresh.outputs["y"])
+    assert again.timeline == fresh.timeline

@@ -16,8 +16,14 @@ def copy2d(src: np.ndarray, src_offset: int, src_stride: int, dst: np.ndarray, d
     Channel slices of NHWC tensors (concat, channel tiles) and height tiles are
     both a single 2-D copy. Source and destination must not overlap.
     """
+    same = src.ctypes.data == dst.ctypes.data
     for r in range(rows):
         s = src_offset + r * src_stride
         d = dst_offset + r * dst_stride
-        for i in range(row_bytes):
-            dst[d + i] = src[s + i]
+        if same and s < d + row_bytes and d < s + row_bytes:
+            # overlapping bytes of one array: byte by byte, front to back
+            for i in range(row_bytes):
+                dst[d + i] = src[s + i]
+        else:
+            # a row as one block copy (the element loop does not vectorise: its indices might be negative)
+            dst[d:d + row_bytes] = src[s:s + row_bytes]

@@ -218,49 +218,69 @@ def run_dpu_program(code: np.ndarray, inputs: np.ndarray, consts: np.ndarray, lu
             b = code[pc, 3]
             i0 = np.int64(code[pc, 4])
             i1 = np.int64(code[pc, 5])
-            for l in range(width):
-                if op == 0:
-                    pass
-                elif op == 1:
+            # one instruction over the chunk's lanes: the opcode test is out of the lane loop,
+            # which then vectorises (every lane still sees the instructions in program order)
+            if op == 0:
+                pass
+            elif op == 1:
+                for l in range(width):
                     reg[d, l] = np.int64(inputs[i0, base + l])
-                elif op == 2:
+            elif op == 2:
+                for l in range(width):
                     v = reg[a, l]
                     if i1 == 1:
                         v = min(max(v, np.int64(-128)), np.int64(127))
                     out[i0, base + l] = np.int32(v)
-                elif op == 3:
+            elif op == 3:
+                for l in range(width):
                     reg[d, l] = _sat(reg[a, l] + reg[b, l])
-                elif op == 4:
+            elif op == 4:
+                for l in range(width):
                     reg[d, l] = _sat(reg[a, l] - reg[b, l])
-                elif op == 5:
+            elif op == 5:
+                for l in range(width):
                     reg[d, l] = _sat(reg[a, l] * reg[b, l])
-                elif op == 6:
+            elif op == 6:
+                for l in range(width):
                     reg[d, l] = _sat(reg[a, l] + i0)
-                elif op == 7:
+            elif op == 7:
+                for l in range(width):
                     reg[d, l] = _sat(reg[a, l] * i0)
-                elif op == 8:
+            elif op == 8:
+                for l in range(width):
                     reg[d, l] = _sat(_rshift(reg[a, l], i0))
-                elif op == 9:
+            elif op == 9:
+                for l in range(width):
                     reg[d, l] = min(max(reg[a, l], i0), i1)
-                elif op == 10:
+            elif op == 10:
+                for l in range(width):
                     reg[d, l] = min(reg[a, l], reg[b, l])
-                elif op == 11:
+            elif op == 11:
+                for l in range(width):
                     reg[d, l] = max(reg[a, l], reg[b, l])
-                elif op == 12:
+            elif op == 12:
+                for l in range(width):
                     reg[d, l] = reg[a, l] if reg[i0, l] != 0 else reg[b, l]
-                elif op == 13:
+            elif op == 13:
+                for l in range(width):
                     reg[d, l] = np.int64(1) if reg[a, l] > reg[b, l] else np.int64(0)
-                elif op == 14:
+            elif op == 14:
+                for l in range(width):
                     q = min(max(reg[a, l], np.int64(-128)), np.int64(127))
                     reg[d, l] = np.int64(luts[i0, q + 128])
-                elif op == 15:
+            elif op == 15:
+                for l in range(width):
                     reg[d, l] = _sat(i0)
-                elif op == 16:
+            elif op == 16:
+                for l in range(width):
                     spill[i0, l] = reg[a, l]
-                elif op == 17:
+            elif op == 17:
+                for l in range(width):
                     reg[d, l] = spill[i0, l]
-                elif op == 18:
+            elif op == 18:
+                for l in range(width):
                     reg[d, l] = np.int64(consts[i0, (base + l) % channels])
-                elif op == 19:
+            elif op == 19:
+                for l in range(width):
                     reg[d, l] = _sat(_rshift(reg[a, l] * reg[b, l], reg[i0, l]))
     return out

@@ -34,10 +34,21 @@ def _sat32(v: np.int64) -> np.int32:
     return np.int32(v)
 
 
+# A product of (x - zp) and an int8 weight is at most 255 * 128 = 32640 in
+# magnitude (383 * 255 for any one-byte dtypes and an int8 zero point), so a
+# sum of up to 16384 of them is exact in int32: the dot products of the fast
+# kernels run in int32 on int16 operands (which vectorises to multiply-add
+# pairs), and the int32 sum is then added to the int64 accumulator and
+# saturated once, as before. Other operands (longer rows, wider dtypes or zero
+# points) take the int64 loops.
+_K_INT32 = 16384
+
+
 @njit(cache=True, nogil=True, parallel=True)
-def conv2d_acc(x: np.ndarray, x_zp: int, w: np.ndarray, bias: np.ndarray, stride_h: int, stride_w: int,
-               pad_t: int, pad_l: int, pad_b: int, pad_r: int, dil_h: int, dil_w: int, groups: int) -> np.ndarray:
-    """Grouped 2-D convolution, NHWC x OHWI -> NHWO int32 accumulators (bias added)."""
+def _conv2d_acc_int64(x: np.ndarray, x_zp: int, w: np.ndarray, bias: np.ndarray, stride_h: int, stride_w: int,
+                      pad_t: int, pad_l: int, pad_b: int, pad_r: int, dil_h: int, dil_w: int,
+                      groups: int) -> np.ndarray:
+    """:func:`conv2d_acc` with every product added in int64 (any K)."""
     n, h, wd, c = x.shape
     o, kh, kw, cg = w.shape
     og = o // groups
@@ -45,8 +56,6 @@ def conv2d_acc(x: np.ndarray, x_zp: int, w: np.ndarray, bias: np.ndarray, stride
     ow = (wd + pad_l + pad_r - dil_w * (kw - 1) - 1) // stride_w + 1
     out = np.empty((n, oh, ow, o), dtype=np.int32)
     zp = np.int64(x_zp)
-    # One parallel loop over output rows of all images: enough work per
-    # iteration to pay for the thread hand-off, no shared writes.
     for row in prange(n * oh):
         b = row // oh
         y = row % oh
@@ -62,8 +71,6 @@ def conv2d_acc(x: np.ndarray, x_zp: int, w: np.ndarray, bias: np.ndarray, stride
                         ix = xo * stride_w - pad_l + j * dil_w
                         if ix < 0 or ix >= wd:
                             continue
-                        # 1-D views with 0-based indices: no negative-index wraparound checks, so the
-                        # channel loop vectorises
                         xv = x[b, iy, ix, c0:c0 + cg]
                         wv = w[oc, i, j, :]
                         for k in range(cg):
@@ -73,8 +80,66 @@ def conv2d_acc(x: np.ndarray, x_zp: int, w: np.ndarray, bias: np.ndarray, stride
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def matmul_acc(a: np.ndarray, a_zp: int, w: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """``(M, K) int8 - zp`` times ``(O, K) int8`` transposed -> ``(M, O)`` int32 (bias added)."""
+def conv2d_acc(x: np.ndarray, x_zp: int, w: np.ndarray, bias: np.ndarray, stride_h: int, stride_w: int,
+               pad_t: int, pad_l: int, pad_b: int, pad_r: int, dil_h: int, dil_w: int, groups: int) -> np.ndarray:
+    """Grouped 2-D convolution, NHWC x OHWI -> NHWO int32 accumulators (bias added)."""
+    n, h, wd, c = x.shape
+    o, kh, kw, cg = w.shape
+    kk = kh * kw * cg
+    if kk > _K_INT32 or x.itemsize != 1 or w.itemsize != 1 or x_zp < -128 or x_zp > 127:
+        return _conv2d_acc_int64(x, x_zp, w, bias, stride_h, stride_w, pad_t, pad_l, pad_b, pad_r, dil_h, dil_w,
+                                 groups)
+    og = o // groups
+    oh = (h + pad_t + pad_b - dil_h * (kh - 1) - 1) // stride_h + 1
+    ow = (wd + pad_l + pad_r - dil_w * (kw - 1) - 1) // stride_w + 1
+    out = np.empty((n, oh, ow, o), dtype=np.int32)
+    # weights as (O, K) int16 rows, K in (tap row, tap column, channel) order like the patches below
+    w16 = np.empty((o, kk), dtype=np.int16)
+    for oc in range(o):
+        for i in range(kh):
+            for j in range(kw):
+                for k in range(cg):
+                    w16[oc, (i * kw + j) * cg + k] = np.int16(w[oc, i, j, k])
+    zp = np.int16(x_zp)
+    # One parallel loop over output rows of all images: enough work per
+    # iteration to pay for the thread hand-off, no shared writes.
+    for row in prange(n * oh):
+        b = row // oh
+        y = row % oh
+        # im2col of this output row only (it stays in cache): x - zp as int16, 0 where a tap is padding
+        patch = np.empty((ow, kk), dtype=np.int16)
+        for g in range(groups):
+            c0 = g * cg
+            for xo in range(ow):
+                pr = patch[xo]
+                for i in range(kh):
+                    iy = y * stride_h - pad_t + i * dil_h
+                    for j in range(kw):
+                        ix = xo * stride_w - pad_l + j * dil_w
+                        base = (i * kw + j) * cg
+                        if iy < 0 or iy >= h or ix < 0 or ix >= wd:
+                            for k in range(cg):
+                                pr[base + k] = 0
+                        else:
+                            xv = x[b, iy, ix, c0:c0 + cg]
+                            for k in range(cg):
+                                pr[base + k] = np.int16(xv[k]) - zp
+            for oc in range(g * og, (g + 1) * og):
+                wr = w16[oc]
+                bo = np.int64(bias[oc])
+                for xo in range(ow):
+                    pr = patch[xo]
+                    s = np.int32(0)
+                    for k in range(kk):
+                        s += np.int32(pr[k]) * np.int32(wr[k])
+                    # exact in int32 (see _K_INT32); the truncation lets the loop use 32-bit lanes
+                    out[b, y, xo, oc] = _sat32(bo + np.int64(np.int32(s)))
+    return out
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _matmul_acc_int64(a: np.ndarray, a_zp: int, w: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """:func:`matmul_acc` with every product added in int64 (any K)."""
     m, k = a.shape
     o = w.shape[0]
     out = np.empty((m, o), dtype=np.int32)
@@ -85,6 +150,32 @@ def matmul_acc(a: np.ndarray, a_zp: int, w: np.ndarray, bias: np.ndarray) -> np.
             for i in range(k):
                 acc += (np.int64(a[r, i]) - zp) * np.int64(w[oc, i])
             out[r, oc] = _sat32(acc)
+    return out
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def matmul_acc(a: np.ndarray, a_zp: int, w: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """``(M, K) int8 - zp`` times ``(O, K) int8`` transposed -> ``(M, O)`` int32 (bias added)."""
+    m, k = a.shape
+    o = w.shape[0]
+    if k > _K_INT32 or a.itemsize != 1 or w.itemsize != 1 or a_zp < -128 or a_zp > 127:
+        return _matmul_acc_int64(a, a_zp, w, bias)
+    out = np.empty((m, o), dtype=np.int32)
+    w16 = np.empty((o, k), dtype=np.int16)
+    for oc in range(o):
+        for i in range(k):
+            w16[oc, i] = np.int16(w[oc, i])
+    zp = np.int16(a_zp)
+    for r in prange(m):
+        ar = np.empty(k, dtype=np.int16)
+        for i in range(k):
+            ar[i] = np.int16(a[r, i]) - zp
+        for oc in range(o):
+            wr = w16[oc]
+            s = np.int32(0)
+            for i in range(k):
+                s += np.int32(ar[i]) * np.int32(wr[i])
+            out[r, oc] = _sat32(np.int64(bias[oc]) + np.int64(np.int32(s)))
     return out
 
 
