@@ -36,7 +36,7 @@ def main() -> None:
         opts.inter_op_num_threads = 1
         session_t = timeit(lambda: ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]), repeat=5)
         with tempfile.TemporaryDirectory() as tmp:
-            cfg = CompilerConfig(remove_output_dir=True)
+            cfg = CompilerConfig(remove_output_dir=True, compiler_mode="quantize_only")
             compile_t = timeit(lambda: driver.compile(path, cfg, output_dir=f"{tmp}/o", input_shapes={inp: shape},
                                                       plugins=["no:quantizer", "no:example"], verify=False), repeat=3)
             res = driver.compile(path, cfg, output_dir=f"{tmp}/o", input_shapes={inp: shape},

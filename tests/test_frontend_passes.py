@@ -102,8 +102,8 @@ def test_disabling_one_optimisation_skips_only_that_rewrite(tmp_path, ppocr_mode
     from axdrive import driver
     from axdrive.config import CompilerConfig
 
-    res = driver.compile(ppocr_model, CompilerConfig(trace_tvm_passes=True), output_dir=tmp_path / "o",
-                         input_shapes={"x": (1, 3, 48, 192)}, plugins=["no:quantizer", "no:example"],
+    cfg = CompilerConfig(trace_tvm_passes=True, compiler_mode="quantize_only")
+    res = driver.compile(ppocr_model, cfg, output_dir=tmp_path / "o", input_shapes={"x": (1, 3, 48, 192)}, plugins=["no:quantizer", "no:example"],
                          disable_passes=["frontend.fold_batchnorm"])
     status = {p["name"]: p["status"] for p in res.report["passes"]}
     assert status["frontend.fold_batchnorm"] == "skipped" and status["frontend.fuse_activations"] == "ok"

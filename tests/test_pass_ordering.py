@@ -144,3 +144,12 @@ def test_order_is_stable_across_many_shuffles_of_a_real_sized_pipeline():
     for _ in range(20):
         rnd.shuffle(passes)
         assert [p.name for p in order_passes(passes)[0]] == ref
+
+
+def test_a_pass_the_config_disables_may_require_what_nothing_provides():
+    cfg = SimpleNamespace(enable_icr=False)
+    passes = [mk("a.one", provides=["x"]), mk("b.icr", requires=["from_blocked_plugin"], enabled=when("enable_icr"))]
+    pipe = resolve_pipeline(passes, cfg)
+    assert [(e.name, e.enablement.enabled) for e in pipe] == [("a.one", True), ("b.icr", False)]
+    with pytest.raises(PassResolutionError, match="requires 'from_blocked_plugin', which no installed pass provides"):
+        resolve_pipeline(passes, SimpleNamespace(enable_icr=True))

@@ -119,8 +119,17 @@ def _missing_message(pass_: Pass, req: str, blocked: Iterable[str]) -> str:
     return msg
 
 
-def order_passes(passes: list[Pass], blocked: Iterable[str] = ()) -> tuple[list[Pass], list[tuple[str, str, str]]]:
-    """Topologically order ``passes``; raise on a missing provider or a cycle."""
+def order_passes(
+    passes: list[Pass], blocked: Iterable[str] = (), *, tolerate_missing: Iterable[str] = ()
+) -> tuple[list[Pass], list[tuple[str, str, str]]]:
+    """Topologically order ``passes``; raise on a missing provider or a cycle.
+
+    Passes named in ``tolerate_missing`` (those the config switches off) may
+    require something no installed pass provides: they will not run, so what
+    they would need does not matter, and ``-p no:quantizer`` with
+    ``compiler_mode=quantize_only`` stays a valid way to stop early.
+    """
+    tolerate = set(tolerate_missing)
     by_name: dict[str, Pass] = {}
     for p in passes:
         if p.name in by_name:
@@ -141,6 +150,8 @@ def order_passes(passes: list[Pass], blocked: Iterable[str] = ()) -> tuple[list[
         for req in p.requires:
             provs = providers.get(req)
             if not provs:
+                if p.name in tolerate:
+                    continue
                 raise PassResolutionError(_missing_message(p, req, blocked))
             for prov in sorted(provs):
                 if prov == p.name:
@@ -194,8 +205,9 @@ def resolve_pipeline(
             close = difflib.get_close_matches(u, sorted(known), n=1)
             hints.append(f"{u!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise PassResolutionError("--disable-pass names no installed pass: " + ", ".join(hints))
-    order, edges = order_passes(passes, blocked)
-    entries = [PipelineEntry(p, evaluate(p, config, disabled)) for p in order]
+    verdicts = {p.name: evaluate(p, config, disabled) for p in passes}
+    order, edges = order_passes(passes, blocked, tolerate_missing=[n for n, v in verdicts.items() if not v.enabled])
+    entries = [PipelineEntry(p, verdicts[p.name]) for p in order]
     return Pipeline(entries, edges)
 
 
