@@ -17,7 +17,8 @@ the graph cleaner split the model.
 from __future__ import annotations
 
 __all__ = ["run", "execute", "RunResult", "Comparison", "DeviceRuntime", "DeviceRun", "load_manifest",
-           "quantize", "dequantize", "DEFAULT_TARGET", "PROGRAM_FILE"]
+           "quantize", "dequantize", "DEFAULT_TARGET", "PROGRAM_FILE", "HOST_IO_FILE", "to_device_layout",
+           "from_device_layout"]
 
 import hashlib
 import json
@@ -33,6 +34,9 @@ DEFAULT_TARGET = "aipu_v1"
 """The target a manifest without a ``"target"`` entry was compiled for (the only built-in one)."""
 
 PROGRAM_FILE = "program.bin"
+HOST_IO_FILE = "host_io.json"
+"""Written by a lowering: each device input/output's layout (``NHWC`` with ``channels`` real of the
+padded last axis, filled with ``pad_value``; or ``NCHW`` as the model has it) and the ``target``."""
 _PRE, _POST, _QDQ = "host_preprocess.onnx", "host_postprocess.onnx", "quantized_model.onnx"
 _LOWERING_MODES = ("quantize_and_lower", "lower_only")
 
@@ -128,6 +132,41 @@ def dequantize(v: np.ndarray, q: Mapping[str, Any]) -> np.ndarray:
     v = np.asarray(v)
     scale, zp, _ = _qparams(q, v.ndim)
     return ((v.astype(np.float64) - zp) * scale).astype(np.float32)
+
+
+# -- layout at the device boundary ----------------------------------------------------------------------------
+def _host_io(out: Path) -> dict[str, Any]:
+    path = out / HOST_IO_FILE
+    if not path.is_file():
+        return {}
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path}: unreadable device I/O description: {exc}") from None
+    return doc if isinstance(doc, dict) else {}
+
+
+def to_device_layout(v: np.ndarray, io: Mapping[str, Any] | None) -> np.ndarray:
+    """An NCHW (or NC) tensor in the device's NHWC, channel-padded layout (``host_io.json`` entry ``io``)."""
+    if not io or io.get("layout") != "NHWC":
+        return v
+    a = np.asarray(v)
+    a = a.transpose(0, 2, 3, 1) if a.ndim == 4 else a.reshape(a.shape[0], 1, 1, -1)
+    width = int(io["device_shape"][-1])
+    if width > a.shape[-1]:
+        pad = np.full((*a.shape[:-1], width - a.shape[-1]), int(io.get("pad_value", 0)), a.dtype)
+        a = np.concatenate([a, pad], axis=-1)
+    return np.ascontiguousarray(a)
+
+
+def from_device_layout(v: np.ndarray, io: Mapping[str, Any] | None, shape: Any = None) -> np.ndarray:
+    """The inverse of :func:`to_device_layout`: real channels, back to the model's NCHW (or NC) ``shape``."""
+    if not io or io.get("layout") != "NHWC":
+        return v
+    a = np.asarray(v)[..., : int(io["channels"])]
+    if shape is not None and len(shape) == 2:
+        return np.ascontiguousarray(a.reshape(a.shape[0], -1))
+    return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
 
 
 # -- onnxruntime ----------------------------------------------------------------------------------------------
@@ -253,6 +292,7 @@ def execute(output_dir: str | Path, inputs: Any, *, core_only: bool = False, pro
     if pre.is_file() and not core_only:
         env.update(_run_onnx(pre, env, "host pre-processing"))
 
+    host_io = _host_io(out)
     feeds: dict[str, np.ndarray] = {}
     for e in device_in:
         if e["name"] not in env:
@@ -264,10 +304,14 @@ def execute(output_dir: str | Path, inputs: Any, *, core_only: bool = False, pro
         feeds = dict(env)
 
     host = _host(plugins)
-    target = str(manifest.get("target") or config.get("target") or DEFAULT_TARGET)
-    device = _runtime(host, target).run(out, feeds, config=config, profile=profile)
+    target = str(manifest.get("target") or host_io.get("target") or config.get("target") or DEFAULT_TARGET)
+    io_in, io_out = host_io.get("inputs") or {}, host_io.get("outputs") or {}
+    device_feeds = {k: to_device_layout(v, io_in.get(k)) for k, v in feeds.items()}
+    device = _runtime(host, target).run(out, device_feeds, config=config, profile=profile)
+    device_outputs = {k: from_device_layout(v, io_out.get(k), device_out.get(k, {}).get("shape"))
+                      for k, v in device.outputs.items()}
     core: dict[str, np.ndarray] = {}
-    for name, v in device.outputs.items():
+    for name, v in device_outputs.items():
         q = device_out.get(name, {}).get("quantization")
         core[name] = dequantize(v, q) if isinstance(q, dict) else np.asarray(v)
     env.update(core)
@@ -289,7 +333,7 @@ def execute(output_dir: str | Path, inputs: Any, *, core_only: bool = False, pro
     result.chrome_trace = device.chrome_trace
     result.comparisons, result.notes = [], []
     if compare:
-        qenv = {**env, **feeds, **{k: np.asarray(v) for k, v in device.outputs.items()}}
+        qenv = {**env, **feeds, **{k: np.asarray(v) for k, v in device_outputs.items()}}
         _compare(out, manifest, given, env, qenv, device_out, set(outputs) | set(core), result)
     return result
 

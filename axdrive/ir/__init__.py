@@ -14,3 +14,6 @@ from ._graph import Graph
 from ._node import AXDRIVE_DOMAIN, DEFAULT_DOMAIN, Node
 from ._qparams import QParams
 from ._tensor import Tensor
+from .dpu import DpuProgramError, LiveInterval, VInstr, VProgram, live_intervals, max_pressure
+
+__all__ += ["VInstr", "VProgram", "LiveInterval", "live_intervals", "max_pressure", "DpuProgramError"]

@@ -31,6 +31,10 @@ def _store_constants(m: Match, values: list[np.ndarray]) -> list[Node] | None:
 
 def _fold(m: Match) -> list[Node] | None:
     node, graph = m.root, m.graph
+    if node.op == "DequantizeLinear":
+        # A QDQ model's integer weight or bias (compiler_mode=lower_only): folding it to
+        # float would lose the integers and grid that quantizer.import_qdq takes as they are.
+        return None
     if not all(not x or graph.is_constant(x) for x in node.inputs):
         return None
     args = [graph.constant(x) if x else None for x in node.inputs]

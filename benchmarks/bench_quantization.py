@@ -1,0 +1,148 @@
+"""Our three quantization schemes against onnxruntime's ``quantize_static``.
+
+Both quantizers calibrate on the same 8 photos (``CALIBRATION_PHOTOS``) and are
+evaluated on 4 different ones (``EVALUATION_PHOTOS``) against the float model
+in onnxruntime: output SQNR (all outputs, all photos), top-1 agreement for the
+classifier, and quantization wall time. Ours: ``compiler_mode=quantize_only``
+(the QDQ core, followed by the float ``host_postprocess.onnx`` the graph
+cleaner split off). onnxruntime: ``quant_pre_process`` then ``quantize_static``
+(QDQ, per-channel, int8 activations and weights) with MinMax, Entropy and
+Percentile calibration.
+
+    python benchmarks/bench_quantization.py [--models ppocr_cls,yolov8n] [--schemes ...] [--ort-methods ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import onnxruntime as ort
+from _common import report
+
+from axdrive import driver
+from axdrive.calibration import ImagePreprocessing, load_images
+from axdrive.config import CompilerConfig
+from axdrive.models import CALIBRATION_PHOTOS, EVALUATION_PHOTOS, fetch_model, fetch_photos
+
+#: model -> (input name, shape, preprocessing, is a classifier)
+MODELS: dict[str, tuple[str, tuple[int, ...], ImagePreprocessing, bool]] = {
+    "ppocr_cls": ("x", (1, 3, 48, 192), ImagePreprocessing(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)), True),
+    "yolov8n": ("images", (1, 3, 320, 320), ImagePreprocessing(resize="letterbox"), False),
+}
+SCHEMES = ("per_tensor_histogram", "per_tensor_min_max", "hybrid_per_tensor_per_channel")
+ORT_METHODS = ("MinMax", "Entropy", "Percentile")
+
+Runner = Callable[[np.ndarray], list[np.ndarray]]
+
+
+def _session(path: str | Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _runner(path: str | Path, name: str) -> Runner:
+    s = _session(path)
+    return lambda x: s.run(None, {name: x})
+
+
+def ours(model: Path, name: str, shape: tuple[int, ...], calib: np.ndarray, scheme: str,
+         out: Path) -> tuple[Runner, float]:
+    cfg = CompilerConfig()
+    cfg.compiler_mode = "quantize_only"
+    cfg.quantization_scheme = scheme
+    t0 = time.perf_counter()
+    result = driver.compile(model, cfg, output_dir=out, input_shapes={name: shape}, calibration={name: calib},
+                            verify=False)
+    wall = time.perf_counter() - t0
+    core = _session(result.artifacts["quantized_model.onnx"])
+    post = _session(result.artifacts["host_postprocess.onnx"]) if "host_postprocess.onnx" in result.artifacts else None
+    core_in = core.get_inputs()[0].name
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        outs = dict(zip([o.name for o in core.get_outputs()], core.run(None, {core_in: x})))
+        if post is None:
+            return list(outs.values())
+        return post.run(None, {i.name: outs[i.name] for i in post.get_inputs()})
+
+    return run, wall
+
+
+def onnxruntime_static(model: Path, name: str, shape: tuple[int, ...], calib: np.ndarray, method: str,
+                       out: Path) -> tuple[Runner, float]:
+    import onnx
+    import onnx.version_converter
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    fixed = onnx.load(str(model))
+    for dim, size in zip(fixed.graph.input[0].type.tensor_type.shape.dim, shape):
+        dim.ClearField("dim_param")
+        dim.dim_value = size
+    if fixed.opset_import[0].version < 13:  # per-channel DequantizeLinear needs opset 13 (PP-OCR is opset 11)
+        fixed = onnx.version_converter.convert_version(fixed, 13)
+    out.mkdir(parents=True, exist_ok=True)
+    onnx.save(fixed, str(out / "fixed.onnx"))
+    batches = iter([{name: s[None]} for s in calib])
+
+    class Reader(CalibrationDataReader):
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(batches, None)
+
+    t0 = time.perf_counter()
+    # shapes are fixed above, so ONNX shape inference suffices (symbolic inference would need sympy)
+    quant_pre_process(str(out / "fixed.onnx"), str(out / "pre.onnx"), skip_symbolic_shape=True)
+    quantize_static(str(out / "pre.onnx"), str(out / "qdq.onnx"), Reader(), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=getattr(CalibrationMethod, method))
+    wall = time.perf_counter() - t0
+    return _runner(out / "qdq.onnx", name), wall
+
+
+def _metrics(reference: list[list[np.ndarray]], got: list[list[np.ndarray]], classifier: bool) -> tuple[float, Any]:
+    ref = np.concatenate([np.ravel(o) for outs in reference for o in outs]).astype(np.float64)
+    approx = np.concatenate([np.ravel(o) for outs in got for o in outs]).astype(np.float64)
+    sqnr = 10 * np.log10((ref ** 2).sum() / max(((ref - approx) ** 2).sum(), 1e-30))
+    if not classifier:
+        return float(sqnr), "-"
+    top1 = np.mean([np.argmax(r[0].reshape(-1)) == np.argmax(g[0].reshape(-1)) for r, g in zip(reference, got)])
+    return float(sqnr), float(top1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", default="ppocr_cls,yolov8n")
+    parser.add_argument("--schemes", default=",".join(SCHEMES))
+    parser.add_argument("--ort-methods", default=",".join(ORT_METHODS), help="empty for none")
+    args = parser.parse_args()
+    rows: list[list[Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for key in args.models.split(","):
+            name, shape, pre, classifier = MODELS[key]
+            model = fetch_model(key)
+            calib = load_images(fetch_photos(CALIBRATION_PHOTOS), shape, pre)
+            evals = load_images(fetch_photos(EVALUATION_PHOTOS), shape, pre)
+            float_run = _runner(model, name)
+            reference = [float_run(x[None]) for x in evals]
+            candidates: list[tuple[str, Callable[[], tuple[Runner, float]]]] = []
+            for scheme in filter(None, args.schemes.split(",")):
+                candidates.append((f"axdrive {scheme}", lambda s=scheme: ours(model, name, shape, calib, s,
+                                                                             Path(tmp) / key / s)))
+            for method in filter(None, args.ort_methods.split(",")):
+                candidates.append((f"onnxruntime {method}", lambda m=method: onnxruntime_static(
+                    model, name, shape, calib, m, Path(tmp) / key / m)))
+            for label, make in candidates:
+                run, wall = make()
+                sqnr, top1 = _metrics(reference, [run(x[None]) for x in evals], classifier)
+                rows.append([key, label, round(sqnr, 2), top1, round(wall, 2)])
+    report("quantization", "python benchmarks/bench_quantization.py",
+           ["model", "quantizer", "output SQNR dB", "top-1 agreement", "quantize wall s"], rows,
+           {"calibration_photos": list(CALIBRATION_PHOTOS), "evaluation_photos": list(EVALUATION_PHOTOS)})
+
+
+if __name__ == "__main__":
+    main()

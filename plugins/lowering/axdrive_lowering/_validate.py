@@ -1,0 +1,174 @@
+"""Which nodes of a quantized graph the AIPU can run, and why not the others.
+
+Why a check of its own, before any rewrite: a user whose model has three
+unsupported operators wants to hear about all three at once, named as in
+their model, with the reason, and not about whichever the first failing
+rewrite or the code generator happens to trip over.
+"""
+
+from __future__ import annotations
+
+__all__ = ["unsupported_nodes", "check_operators"]
+
+from typing import Callable
+
+import numpy as np
+
+from axdrive.errors import UnsupportedOperatorError
+from axdrive.ir import Graph, Node
+
+from ._layout import device_shape
+
+_ALIAS_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
+
+
+def _shape(graph: Graph, name: str) -> tuple[int, ...]:
+    return tuple(graph.tensors[name].shape)
+
+
+def _per_tensor(graph: Graph, node: Node) -> str | None:
+    for name in (*node.inputs, *node.outputs):
+        if not name or graph.is_constant(name):
+            continue
+        qp = graph.tensors[name].qparams
+        if qp is not None and qp.axis is not None:
+            return f"tensor {name!r} is quantized per channel; the AIPU's data path takes one zero point per tensor"
+    return None
+
+
+def _conv(graph: Graph, node: Node) -> str | None:
+    if node.op == "ConvTranspose":
+        return "transposed convolution is not lowered yet"
+    if len(_shape(graph, node.inputs[0])) != 4:
+        return "only 2-D convolutions (4-D tensors) map onto the MVM/DWPU"
+    w = graph.constant(node.inputs[1])
+    groups = int(node.attrs.get("group", 1))
+    c_in = _shape(graph, node.inputs[0])[1]
+    if groups != 1 and not (groups == c_in == w.shape[0] and w.shape[1] == 1):
+        return f"grouped convolution with {groups} groups is neither dense nor depthwise"
+    if node.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        return "auto_pad SAME_* is not lowered; give explicit pads"
+    return None
+
+
+def _dense(graph: Graph, node: Node) -> str | None:
+    if len(_shape(graph, node.inputs[0])) != 2:
+        return "dense layers on more than 2-D inputs are not lowered"
+    if node.op == "Gemm" and node.attrs.get("transA", 0):
+        return "Gemm with transA is not lowered"
+    return None
+
+
+def _elementwise(graph: Graph, node: Node) -> str | None:
+    out = _shape(graph, node.outputs[0])
+    for name in node.inputs[:2]:
+        if graph.is_constant(name):
+            c = graph.constant(name)
+            if c.size > 1 and (len(out) < 2 or c.size != out[1] or max(c.shape) != c.size):
+                return f"constant operand {name!r} of shape {list(c.shape)} is neither a scalar nor per channel"
+            continue
+        s = _shape(graph, name)
+        if s != out and not (len(s) == 4 and s[2:] == (1, 1) and s[:2] == out[:2]):
+            return f"operand {name!r} {list(s)} broadcasts other than a 1x1 map over the output {list(out)}"
+    return None
+
+
+def _move(graph: Graph, node: Node) -> str | None:
+    op = node.op
+    x = _shape(graph, node.inputs[0])
+    if op == "MaxPool":
+        if node.attrs.get("ceil_mode", 0) or any(d != 1 for d in node.attrs.get("dilations", [1, 1])):
+            return "MaxPool with ceil_mode or dilations is not lowered"
+        return None if len(x) == 4 else "only 2-D max pooling is lowered"
+    if op == "Resize":
+        y = _shape(graph, node.outputs[0])
+        if node.attrs.get("mode", "nearest") != "nearest" or len(x) != 4 or y[:2] != x[:2] \
+                or y[2] % x[2] or y[3] % x[3]:
+            return "only nearest-neighbour upsampling by whole factors maps onto the DWPU"
+        if node.attrs.get("coordinate_transformation_mode", "half_pixel") != "asymmetric" \
+                or node.attrs.get("nearest_mode", "round_prefer_floor") != "floor":
+            if y[2] != x[2] * 2 or y[3] != x[3] * 2:
+                return "nearest Resize other than asymmetric/floor is only lowered for factor 2"
+        return None
+    if op in ("Split", "Slice"):
+        axis = int(node.attrs.get("axis", 0))
+        if op == "Slice":
+            axes = graph.constant(node.input(3)) if node.input(3) else np.arange(len(x))
+            steps = graph.constant(node.input(4)) if node.input(4) else np.ones(len(axes), np.int64)
+            if axes is None or steps is None or len(axes) != 1 or np.any(steps != 1):
+                return "Slice with more than one axis, a run-time axis or a step is not lowered"
+            axis = int(axes[0])
+        return None if len(x) == 4 and axis % 4 == 1 else f"{op} along axis {axis} (only channels are lowered)"
+    if op == "Expand":
+        y = _shape(graph, node.outputs[0])
+        return None if len(x) == 4 and x[2:] == (1, 1) and y[:2] == x[:2] else "Expand other than 1x1 -> HxW"
+    if op in _ALIAS_OPS:
+        a, b = device_shape(x), device_shape(_shape(graph, node.outputs[0]))
+        if a is None or a != b:
+            return (f"{op} {list(x)} -> {list(_shape(graph, node.outputs[0]))} changes the channels-innermost "
+                    "layout; only reshapes between NCHW and NC of 1x1 maps are free")
+        return None
+    return f"data movement {op} is not lowered"
+
+
+def _concat(graph: Graph, node: Node) -> str | None:
+    rank = len(_shape(graph, node.outputs[0]))
+    return None if rank == 4 and int(node.attrs.get("axis", 0)) % 4 == 1 else "Concat other than along channels"
+
+
+def _pool(graph: Graph, node: Node) -> str | None:
+    return None if len(_shape(graph, node.inputs[0])) == 4 else "only 2-D average pooling is lowered"
+
+
+def _softmax(graph: Graph, node: Node) -> str | None:
+    return ("the DPU computes lane by lane and has no reduction across a tensor; leave Softmax to the host "
+            "(run_graph_cleaner) ")
+
+
+_CHECKS: dict[str, Callable[[Graph, Node], str | None]] = {
+    "move": _move, "add": _elementwise, "sub": _elementwise, "mul": _elementwise, "lut": lambda g, n: None,
+    "concat": _concat, "avgpool": _pool, "softmax": _softmax,
+}
+
+
+def _reason(graph: Graph, node: Node) -> str | None:
+    kind = node.attrs.get("integer_op")
+    if kind in ("quantize", "dequantize"):
+        return None  # the float edges: removed by lowering.remove_float_io
+    if kind is None:
+        return "the node has no integer semantics (was the graph quantized?)"
+    for name in node.outputs:
+        shape = graph.tensors[name].shape
+        if device_shape(shape) is None:
+            return f"output {name!r} has rank {len(shape)}; the AIPU stores NCHW (rank 4) or NC (rank 2) tensors"
+        if shape[0] != 1:
+            return f"output {name!r} has batch {shape[0]}; programs run one frame (batch 1) at a time"
+    why = _per_tensor(graph, node)
+    if why:
+        return why
+    if kind == "mac":
+        return _conv(graph, node) if node.op in ("Conv", "ConvTranspose") else _dense(graph, node)
+    if kind == "matmul":
+        return "a product of two run-time tensors has no MVM mapping (weights must be constant)"
+    check = _CHECKS.get(kind)
+    return check(graph, node) if check else f"integer_op {kind!r} has no AIPU mapping"
+
+
+def unsupported_nodes(graph: Graph) -> list[tuple[Node, str]]:
+    """Every node the AIPU cannot run, with the reason, in graph order."""
+    out = []
+    for node in graph.nodes:
+        why = _reason(graph, node)
+        if why:
+            out.append((node, why.strip()))
+    return out
+
+
+def check_operators(graph: Graph) -> dict[str, int]:
+    """Raise one :class:`UnsupportedOperatorError` listing every unsupported node."""
+    bad = unsupported_nodes(graph)
+    if bad:
+        listed = ", ".join(f"{node.name!r} ({node.op}: {why})" for node, why in bad)
+        noun = "node cannot" if len(bad) == 1 else "nodes cannot"
+        raise UnsupportedOperatorError(f"{len(bad)} {noun} run on the AIPU: {listed}", node=bad[0][0].name)
+    return {"nodes_checked": len(graph.nodes)}

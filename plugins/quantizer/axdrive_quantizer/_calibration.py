@@ -1,0 +1,191 @@
+"""Calibration: from the user's calibration input to activation statistics of the core graph.
+
+Where the data comes from (``ctx.inputs["calibration"]``): ``None`` (the sample
+photos shipped through :mod:`axdrive.models`, with a warning), a path (``.npy``,
+``.npz`` or a folder of images; :func:`axdrive.calibration.load_calibration`
+checks it and names the file in any error), or arrays already loaded by an API
+caller. Optional ``ctx.inputs["preprocessing"]`` (an
+:class:`~axdrive.calibration.ImagePreprocessing` or its mapping) says how photos
+become inputs.
+
+The data is for the *model's* inputs; when the graph cleaner moved a
+pre-processing part to the host, that part (``host_preprocess.onnx``) runs in
+onnxruntime first, exactly as it will at deployment, to give the core's inputs.
+
+The float executor then runs in batches (``keep_all=True``) and every batch is
+folded into the :class:`~axdrive_quantizer._observe.Observer` at once.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CalibrationData", "calibration_feeds", "observe"]
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+
+from axdrive.calibration import load_calibration
+from axdrive.errors import CalibrationError, ModelError
+from axdrive.ir import Graph
+from axdrive.reference import run_float
+
+from ._observe import Observer
+
+#: Upper bound of the activations one calibration batch may hold (all tensors are kept).
+BATCH_BYTES = 256 << 20
+
+
+@dataclass
+class CalibrationData:
+    """Float feeds of the core graph, batch on axis 0, and where they came from."""
+
+    feeds: dict[str, np.ndarray]
+    source: str
+    samples: int
+
+
+def _host_preprocess(ctx: Any) -> Any | None:
+    """The staged ``host_preprocess.onnx`` of this compile, if the graph cleaner wrote one."""
+    try:
+        names = ctx.artifacts.names
+    except RuntimeError:
+        return None
+    if "host_preprocess.onnx" not in names:
+        return None
+    import onnx
+
+    return onnx.load(str(ctx.artifacts.path("host_preprocess.onnx")))
+
+
+def _shape_of(value_info: Any) -> tuple[int, ...]:
+    return tuple(int(d.dim_value) for d in value_info.type.tensor_type.shape.dim)
+
+
+def calibration_feeds(ctx: Any, graph: Graph) -> CalibrationData:
+    """Load, check and (through the host pre-processing) map the calibration input onto ``graph``'s inputs."""
+    source = ctx.inputs.get("calibration")
+    pre_model = _host_preprocess(ctx)
+    pre_outputs = {o.name for o in pre_model.graph.output} if pre_model is not None else set()
+    shapes = {name: graph.tensors[name].shape for name in graph.inputs if name not in pre_outputs}
+    if pre_model is not None:
+        for vi in pre_model.graph.input:
+            shapes.setdefault(vi.name, _shape_of(vi))
+    if source is None:
+        from axdrive.models import CALIBRATION_PHOTOS, fetch_photos
+
+        ctx.warn(f"no calibration data given: calibrating on the {len(CALIBRATION_PHOTOS)} sample photos "
+                 "(give --calibration for representative inputs)")
+        paths = fetch_photos(CALIBRATION_PHOTOS)
+        label = f"sample photos ({', '.join(CALIBRATION_PHOTOS)})"
+        from axdrive.calibration import ImagePreprocessing, load_images
+
+        pre = _preprocessing(ctx) or ImagePreprocessing()
+        if len(shapes) != 1:
+            raise CalibrationError(f"the sample photos can only calibrate a single-input model; this one has "
+                                   f"{sorted(shapes)}: give calibration data as .npz")
+        (name, shape), = shapes.items()
+        data = {name: load_images(paths, shape, pre)}
+    else:
+        label = str(source) if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__") else "arrays"
+        data = load_calibration(source, shapes, _preprocessing(ctx))
+    samples = int(next(iter(data.values())).shape[0])
+    if any(int(a.shape[0]) != samples for a in data.values()):
+        raise CalibrationError(f"{label}: calibration arrays have different sample counts "
+                               f"{ {k: int(v.shape[0]) for k, v in data.items()} }")
+    if pre_model is not None:
+        data = _run_preprocess(pre_model, data, label)
+    return CalibrationData({name: data[name] for name in graph.inputs}, label, samples)
+
+
+def _preprocessing(ctx: Any) -> Any:
+    return ctx.inputs.get("preprocessing")
+
+
+def _run_preprocess(model: Any, data: dict[str, np.ndarray], label: str) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(deterministic=True), providers=["CPUExecutionProvider"])
+    in_names = [i.name for i in session.get_inputs()]
+    out_names = [o.name for o in session.get_outputs()]
+    rows: list[list[np.ndarray]] = []
+    n = int(next(iter(data.values())).shape[0])
+    try:
+        for i in range(n):
+            rows.append(session.run(out_names, {k: data[k][i:i + 1] for k in in_names}))
+    except Exception as exc:  # onnxruntime's own exception types
+        raise CalibrationError(f"{label}: host_preprocess.onnx failed on the calibration data: "
+                               f"{str(exc).splitlines()[0]}") from None
+    out = dict(data)
+    out.update({name: np.concatenate([r[j] for r in rows]) for j, name in enumerate(out_names)})
+    return out
+
+
+def _batched(graph: Graph, size: int) -> Graph:
+    """A shallow copy whose inputs declare batch ``size`` (kernels follow the arrays)."""
+    g = graph.copy_order()
+    g.tensors = dict(graph.tensors)
+    for name in g.inputs:
+        t = graph.tensors[name]
+        g.tensors[name] = type(t)(t.name, (size, *t.shape[1:]), t.dtype)
+    return g
+
+
+def _batch_size(graph: Graph, samples: int) -> int:
+    per_sample = sum(t.size * 4 for t in graph.tensors.values() if t.data is None and t.shape)
+    return max(1, min(samples, BATCH_BYTES // max(per_sample, 1)))
+
+
+def _batches(feeds: dict[str, np.ndarray], size: int) -> Iterator[dict[str, np.ndarray]]:
+    n = int(next(iter(feeds.values())).shape[0])
+    for start in range(0, n, size):
+        yield {k: v[start:start + size] for k, v in feeds.items()}
+
+
+def observe(graph: Graph, data: CalibrationData, observer: Observer) -> dict[str, int]:
+    """Run the float graph over all calibration samples, batched, folding every batch
+    into ``observer``. Falls back to one sample per run when the graph has the
+    batch size baked in (a Reshape to ``[1, ...]``). Returns statistics."""
+    size = _batch_size(graph, data.samples)
+    if size > 1:
+        try:
+            probe = {k: v[:size] for k, v in data.feeds.items()}
+            values = run_float(_batched(graph, probe[graph.inputs[0]].shape[0]), probe, keep_all=True)
+            if any(np.ndim(values[o]) == 0 or np.shape(values[o])[0] != probe[graph.inputs[0]].shape[0]
+                   for o in graph.outputs):
+                raise ModelError("batch axis not preserved")
+        except ModelError:
+            size = 1
+    runs = 0
+    with _Progress(data.samples) as advance:
+        for batch in _batches(data.feeds, size):
+            n = int(next(iter(batch.values())).shape[0])
+            observer.update(run_float(_batched(graph, n) if size > 1 else graph, batch, keep_all=True))
+            runs += 1
+            advance(n)
+    return {"samples": data.samples, "batches": runs, "batch_size": size}
+
+
+class _Progress:
+    """A rich progress bar on a TTY, nothing otherwise (logs and CI stay clean)."""
+
+    def __init__(self, total: int) -> None:
+        from rich.console import Console
+
+        self.total = total
+        self.console = Console(stderr=True)
+        self.bar: Any = None
+
+    def __enter__(self):  # noqa: ANN204 - returns the advance callback
+        if self.console.is_terminal:
+            from rich.progress import Progress
+
+            self.bar = Progress(console=self.console, transient=True)
+            self.bar.start()
+            task = self.bar.add_task("calibrating", total=self.total)
+            return lambda n: self.bar.advance(task, n)
+        return lambda n: None
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.stop()

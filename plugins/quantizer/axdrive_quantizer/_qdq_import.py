@@ -1,0 +1,154 @@
+"""``lower_only``: read an already-quantized QDQ model's grids instead of calibrating.
+
+A QDQ model (e.g. from ``onnxruntime.quantization.quantize_static``) states
+every activation's grid as a QuantizeLinear -> DequantizeLinear pair and every
+weight as a DequantizeLinear of an integer initializer. This module turns
+each pair into the :class:`~axdrive.ir.QParams` of the float tensor it
+brackets, each dequantized weight back into the integer weight it was, removes
+the Q/DQ nodes, and hands the float graph, the grids and the fixed weights to
+the same :func:`~axdrive_quantizer._quantize.quantize_graph` the calibrating
+path uses. uint8 activations (onnxruntime's default) are moved to int8 by
+shifting the zero point by -128, which represents the same reals.
+"""
+
+from __future__ import annotations
+
+__all__ = ["QDQ_OPS", "register_qdq_kernels", "import_qdq_graph"]
+
+from typing import Any
+
+import numpy as np
+
+from axdrive.errors import ModelError, UnsupportedOperatorError
+from axdrive.ir import Graph, Node, QParams, Tensor
+
+from ._quantize import quantize_graph
+from ._rules import MOVE_OPS, fusions
+
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+
+def register_qdq_kernels() -> int:
+    """Make the float reference (and so the model importer) accept QDQ models.
+
+    The kernels are defined in the core (:data:`axdrive.reference.integer.QDQ_KERNELS`);
+    until the core's registry lists them itself, the quantizer adds them when a
+    ``lower_only`` compile is configured. Idempotent; returns how many were added."""
+    from axdrive.reference import KERNELS
+    from axdrive.reference.integer import QDQ_KERNELS
+
+    added = 0
+    for key, fn in QDQ_KERNELS.items():
+        if key not in KERNELS:
+            KERNELS[key] = fn
+            added += 1
+    return added
+
+
+def _qparams(graph: Graph, node: Node, dtype: np.dtype) -> QParams:
+    scale = graph.constant(node.input(1))
+    zp_name = node.input(2)
+    zp = graph.constant(zp_name) if zp_name else np.zeros(np.shape(scale), np.uint8)
+    if scale is None or zp is None:
+        raise UnsupportedOperatorError(f"{node.op} with a run-time scale or zero point cannot be imported",
+                                       node=node.name)
+    zp64 = np.asarray(zp).astype(np.int64)
+    if np.dtype(dtype) == np.uint8:  # same reals on the int8 grid
+        zp64 = zp64 - 128
+    elif np.dtype(dtype) not in (np.dtype(np.int8), np.dtype(np.int32)):
+        raise UnsupportedOperatorError(f"{node.op} to {np.dtype(dtype).name} is not supported (int8/uint8 only)",
+                                       node=node.name)
+    axis = int(node.attrs.get("axis", 1)) if np.ndim(scale) == 1 and np.size(scale) > 1 else None
+    scale = np.asarray(scale, np.float64)
+    if axis is None:
+        scale, zp64 = scale.reshape(()), zp64.reshape(())
+    return QParams(scale, zp64, axis, "int32" if np.dtype(dtype) == np.int32 else "int8")
+
+
+def _rename(graph: Graph, old: str, new: str) -> None:
+    for node in graph.nodes:
+        node.inputs = [new if x == old else x for x in node.inputs]
+        node.outputs = [new if x == old else x for x in node.outputs]
+    graph.outputs = [new if x == old else x for x in graph.outputs]
+    t = graph.tensors.pop(old)
+    graph.tensors[new] = Tensor(new, t.shape, t.dtype, t.data, t.qparams)
+
+
+def import_qdq_graph(graph: Graph) -> tuple[Graph, dict[str, Any]]:
+    """The quantized graph (int8 I/O) of a float IR that still has its Q/DQ nodes."""
+    g = graph.copy()
+    acts: dict[str, QParams] = {}
+    fixed: dict[str, tuple[np.ndarray, QParams]] = {}
+    pairs = weights = 0
+    dq_nodes = [n for n in g.nodes if n.op == "DequantizeLinear" and n.domain == ""]
+    # 1. DequantizeLinear of integer constants: weights and biases
+    for node in dq_nodes:
+        if not g.is_constant(node.input(0)):
+            continue
+        q = np.asarray(g.constant(node.input(0)))
+        qp = _qparams(g, node, q.dtype)
+        if q.dtype == np.uint8:
+            q = (q.astype(np.int16) - 128).astype(np.int8)
+        out = node.outputs[0]
+        g.tensors[out] = Tensor.constant(out, qp.dequantize(q).astype(np.float32))
+        fixed[out] = (q, qp)
+        g.nodes.remove(node)
+        weights += 1
+    # 2. QuantizeLinear -> DequantizeLinear pairs around activations
+    users = g.consumer_map()
+    for node in [n for n in g.nodes if n.op == "QuantizeLinear" and n.domain == ""]:
+        src, qname = node.input(0), node.outputs[0]
+        zp_t = g.tensors.get(node.input(2)) if node.input(2) else None
+        qp = _qparams(g, node, zp_t.dtype if zp_t is not None else np.dtype(np.uint8))
+        acts.setdefault(src, qp)
+        g.nodes.remove(node)
+        pairs += 1
+        for dq in users.get(qname, []):
+            if dq.op != "DequantizeLinear":
+                raise UnsupportedOperatorError(f"{dq.op} reads the quantized tensor {qname!r} directly; only "
+                                               "DequantizeLinear may", node=dq.name)
+            g.nodes.remove(dq)
+            out = dq.outputs[0]
+            for reader in g.nodes:
+                reader.inputs = [src if x == out else x for x in reader.inputs]
+            if out in g.outputs:
+                g.outputs = [src if x == out else x for x in g.outputs]
+                if src not in g.inputs:  # keep the model's output name
+                    _rename(g, src, out)
+                    acts[out] = acts.pop(src)
+                    src = out
+        if qname in g.outputs:
+            g.outputs = [src if x == qname else x for x in g.outputs]
+    # 3. int8 graph inputs read through a DequantizeLinear
+    for node in [n for n in g.nodes if n.op == "DequantizeLinear"]:
+        src = node.input(0)
+        if src not in g.inputs:
+            raise UnsupportedOperatorError("DequantizeLinear of a tensor that no QuantizeLinear produced",
+                                           node=node.name)
+        acts[src] = _qparams(g, node, g.tensors[src].dtype)
+        g.nodes.remove(node)
+        for reader in g.nodes:
+            reader.inputs = [src if x == node.outputs[0] else x for x in reader.inputs]
+    used = {x for n in g.nodes for x in n.inputs if x}
+    for name in [n for n, t in g.tensors.items() if t.data is not None and n not in used and n not in fixed]:
+        del g.tensors[name]
+    try:
+        g.verify()
+    except ModelError as exc:
+        raise ModelError(f"removing the Q/DQ nodes left an invalid graph: {exc}", node=exc.node) from exc
+    missing = [t for t in [*g.inputs, *(o for n in g.nodes for o in n.outputs if o)] if t not in acts]
+    fused = fusions(g)
+    fused_outputs = {n.outputs[0] for n in fused.values()}
+    for name in missing:
+        # a MAC/Add output followed by a fused Relu, or a data-movement output, needs no grid of its own
+        producer = g.producer(name)
+        if producer is not None and (producer.name in fused or producer.op in MOVE_OPS):
+            continue
+        if name in fused_outputs:
+            continue
+        raise UnsupportedOperatorError(f"tensor {name!r} has no QuantizeLinear/DequantizeLinear pair, so its grid is "
+                                       "unknown (quantize the model with every activation in QDQ form)",
+                                       node=producer.name if producer else None)
+    qgraph, stats = quantize_graph(g, acts, fused, fixed)
+    return qgraph, {"qdq_pairs": pairs, "weights": weights, **stats}
+

@@ -1,0 +1,113 @@
+"""Which integer kernel each float operator becomes, and which tensors may be per-channel.
+
+Why a classification module: the quantizer, the calibration observer (which
+tensors need per-channel statistics) and the QDQ reader all ask the same
+questions of a float node ("is this a MAC with constant weights?", "can an
+8-bit table compute it?"), so the answers live in one place.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MAC_OPS", "MOVE_OPS", "FUSABLE_ACTIVATIONS", "LUT_OPS", "is_mac", "is_depthwise", "lut_input",
+           "activation_bounds", "fusions", "per_channel_candidates"]
+
+import numpy as np
+
+from axdrive.ir import AXDRIVE_DOMAIN, Graph, Node
+
+#: Multiply-accumulate operators with a constant weight (input 1).
+MAC_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+#: Operators that only move or select int8 values: the output shares the input's grid.
+MOVE_OPS = frozenset({"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice", "Split", "Gather",
+                      "MaxPool", "GlobalMaxPool", "Identity", "Dropout", "DepthToSpace", "SpaceToDepth",
+                      "Resize", "Pad", "Tile", "Expand"})
+#: Activations that become the clamp of the preceding MAC/Add when they are its only consumer.
+FUSABLE_ACTIVATIONS = frozenset({"Relu", "Clip", "Relu6"})
+#: Element-wise functions of one activation (other operands, if any, scalar constants): 256-entry LUTs.
+LUT_OPS = frozenset({"Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "LeakyRelu", "SiLU", "Relu", "Clip", "Relu6",
+                     "Elu", "Selu", "Gelu", "Softplus", "Softsign", "Exp", "Log", "Sqrt", "Abs", "Neg", "Erf",
+                     "Sin", "Cos", "Reciprocal", "Ceil", "Floor", "Round", "Sign", "Pow", "Add", "Sub", "Mul",
+                     "Div", "Max", "Min", "PRelu"})
+
+
+def is_mac(graph: Graph, node: Node) -> bool:
+    """A Conv/ConvTranspose/Gemm/MatMul whose weight (input 1) is a constant."""
+    return node.op in MAC_OPS and node.domain == "" and graph.is_constant(node.input(1)) \
+        and not graph.is_constant(node.input(0))
+
+
+def is_depthwise(graph: Graph, node: Node) -> bool:
+    """A Conv with one input channel per group (every channel filtered on its own)."""
+    if node.op != "Conv" or not graph.is_constant(node.input(1)):
+        return False
+    groups = int(node.attrs.get("group", 1))
+    w = graph.constant(node.input(1))
+    return groups > 1 and w.shape[1] == 1 and w.shape[0] == groups
+
+
+def lut_input(graph: Graph, node: Node) -> str | None:
+    """The single activation input of an element-wise node a LUT can compute, else None."""
+    if node.op not in LUT_OPS or node.domain not in ("", AXDRIVE_DOMAIN) or len(node.outputs) != 1:
+        return None
+    live = [name for name in node.inputs if name and not graph.is_constant(name)]
+    consts = [graph.constant(name) for name in node.inputs if name and graph.is_constant(name)]
+    if len(live) != 1 or any(c.size > 1 for c in consts):
+        return None
+    return live[0]
+
+
+def activation_bounds(graph: Graph, node: Node) -> tuple[float, float] | None:
+    """The real clamp ``(lo, hi)`` of a fusable Relu/Clip/Relu6, or None if its bounds are not constant."""
+    if node.op == "Relu" and node.domain == "":
+        return 0.0, float("inf")
+    if node.op == "Relu6" and node.domain == AXDRIVE_DOMAIN:
+        return 0.0, 6.0
+    if node.op == "Clip" and node.domain == "":
+        if "min" in node.attrs or "max" in node.attrs:  # opset < 11
+            return float(node.attrs.get("min", -np.inf)), float(node.attrs.get("max", np.inf))
+        bounds = []
+        for index, default in ((1, -np.inf), (2, np.inf)):
+            name = node.input(index)
+            if name and not graph.is_constant(name):
+                return None
+            bounds.append(float(graph.constant(name)) if name else default)
+        return bounds[0], bounds[1]
+    return None
+
+
+def fusions(graph: Graph) -> dict[str, Node]:
+    """Producer node name -> the activation node fused into its clamp: a Relu/Clip
+    that is the only consumer of a MAC's or an Add/Sub's output (not a graph output)."""
+    users = graph.consumer_map()
+    producers = graph.producers()
+    fused: dict[str, Node] = {}
+    for node in graph.nodes:
+        if node.op not in FUSABLE_ACTIVATIONS or activation_bounds(graph, node) is None:
+            continue
+        src = node.input(0)
+        prod = producers.get(src)
+        if prod is None or src in graph.outputs or len(users.get(src, [])) != 1 or prod.name in fused:
+            continue
+        if is_mac(graph, prod) or (prod.op in ("Add", "Sub") and lut_input(graph, prod) is None):
+            fused[prod.name] = node
+    return fused
+
+
+def per_channel_candidates(graph: Graph, fused: dict[str, Node]) -> set[str]:
+    """Tensors that may be quantized per channel (axis 1): produced by a Conv (its
+    per-channel requantization absorbs the per-channel output scale) and read
+    only by depthwise convolutions (whose per-channel requantization absorbs
+    the per-channel input scale). Names are those of the quantized graph, i.e.
+    the fused activation's output where one was fused."""
+    users = graph.consumer_map()
+    out: set[str] = set()
+    for node in graph.nodes:
+        if node.op != "Conv" or not is_mac(graph, node):
+            continue
+        name = fused[node.name].outputs[0] if node.name in fused else node.outputs[0]
+        readers = users.get(name, [])
+        if readers and name not in graph.outputs and all(is_depthwise(graph, r) and r.input(0) == name
+                                                         for r in readers):
+            out.add(name)
+    return out
+

@@ -1,0 +1,61 @@
+"""``lowering.validate_operators``: every node the AIPU cannot run, named, with its reason, in one error."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from axdrive import driver
+from axdrive.config import CompilerConfig
+from axdrive.errors import UnsupportedOperatorError
+
+
+def _unsupported_model():
+    """A conv the AIPU runs, then three nodes it cannot: a spatial Transpose, a Softmax, a Gather."""
+    rng = np.random.default_rng(0)
+    inits = {"w": rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "idx": np.array([0, 2], np.int64)}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Transpose", ["c"], ["t"], perm=[0, 1, 3, 2], name="swap_hw"),
+             helper.make_node("Softmax", ["t"], ["s"], axis=1, name="softmax"),
+             helper.make_node("Gather", ["s", "idx"], ["y"], axis=1, name="pick")]
+    graph = helper.make_graph(nodes, "bad", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def _compile(tmp_path, **props):
+    cfg = CompilerConfig()
+    cfg.run_graph_cleaner = False
+    for k, v in props.items():
+        setattr(cfg, k, v)
+    cal = {"x": np.random.default_rng(1).uniform(-1, 1, (2, 3, 8, 8)).astype(np.float32)}
+    return driver.compile(_unsupported_model(), cfg, output_dir=tmp_path / "out", calibration=cal)
+
+
+def test_every_unsupported_node_is_listed_with_its_name_and_reason_in_one_line(tmp_path):
+    with pytest.raises(UnsupportedOperatorError) as info:
+        _compile(tmp_path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "3 nodes cannot run on the AIPU" in message
+    assert "'swap_hw' (Transpose: " in message
+    assert "'softmax' (Softmax: " in message and "host" in message
+    assert "'pick' (Gather: " in message
+    assert "'conv'" not in message
+    assert message.index("'swap_hw'") < message.index("'softmax'") < message.index("'pick'")
+
+
+def test_nothing_is_written_when_validation_fails(tmp_path):
+    with pytest.raises(UnsupportedOperatorError):
+        _compile(tmp_path)
+    assert not (tmp_path / "out" / "program.bin").exists()
+
+
+def test_validation_is_skipped_in_quantize_only_mode(tmp_path):
+    r = _compile(tmp_path, compiler_mode="quantize_only")
+    assert "lowering.validate_operators" in r.pipeline
+    assert not (r.output_dir / "program.bin").exists()
