@@ -197,6 +197,7 @@ def compile(
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
     plugins: PluginHost | Iterable[str] | None = None,
     disable_passes: Iterable[str] = (),
+    stop_after: str | None = None,
     verify: bool | None = None,
     dump_ir_dir: str | Path | None = None,
     dump_ir_passes: Iterable[str] = (),
@@ -205,7 +206,9 @@ def compile(
     """Compile ``model`` (a path or an ``onnx.ModelProto``) per ``config``.
 
     ``plugins`` is a :class:`PluginHost` or ``-p`` style arguments
-    (``"module"`` to load, ``"no:name"`` to block). ``verify`` runs the IR
+    (``"module"`` to load, ``"no:name"`` to block). ``stop_after`` (a pass name
+    or a property such as ``"quantized"``) ends the compile there, like LLVM's
+    ``-stop-after``; later passes are recorded as skipped. ``verify`` runs the IR
     verifier after every pass (default: the ``AXDRIVE_VERIFY`` environment
     variable). Raises an :class:`~axdrive.errors.AxdriveError` subclass on failure.
     """
@@ -227,6 +230,8 @@ def compile(
     model_name = cfg.model_name or model_name
     disabled = set(disable_passes)
     pipeline: Pipeline = resolve_pipeline(host.passes(), cfg, disabled=disabled, blocked=host.blocked)
+    if stop_after is not None:
+        _check_stop_after(stop_after, pipeline)
 
     out = prepare_output_dir(cfg.output_dir, remove=cfg.remove_output_dir)
     stage = ArtifactStage(out)
@@ -252,7 +257,7 @@ def compile(
             log.info("compile started", passes=len(pipeline))
             try:
                 host.hook.axdrive_compile_start(session=session)
-                manager.run(pipeline)
+                manager.run(pipeline, stop_after=stop_after)
             except BaseException as exc:
                 # info, not error: the caller (the CLI) reports the error itself, once
                 log.info("compile failed", error=str(exc))
@@ -285,6 +290,19 @@ def compile(
         graph=session.graph,
         session=session,
     )
+
+
+def _check_stop_after(stop_after: str, pipeline: Pipeline) -> None:
+    """``--stop-after`` must name a pass of the pipeline or a property one provides."""
+    names = pipeline.names
+    props = sorted({p for e in pipeline for p in e.pass_.provides})
+    if stop_after in names or stop_after in props:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(stop_after, names + props, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise UsageError(f"--stop-after {stop_after!r} names no pass of the pipeline and no property a pass provides{hint}")
 
 
 def _report(session: CompileSession, model_name: str, wall_s: float) -> dict[str, Any]:

@@ -268,7 +268,7 @@ def _named_inputs(inputs: Any, names: list[str], where: str) -> dict[str, np.nda
 
 
 def execute(output_dir: str | Path, inputs: Any, *, core_only: bool = False, profile: str | Iterable[str] | None = None,
-            compare: bool = False, plugins: Any = None) -> RunResult:
+            compare: bool = False, plugins: Any = None, float_model: str | Path | None = None) -> RunResult:
     """Run ``output_dir`` on ``inputs`` and return everything the run produced (see :class:`RunResult`).
 
     ``inputs`` is a mapping of input names to arrays, or one array for a
@@ -334,12 +334,12 @@ def execute(output_dir: str | Path, inputs: Any, *, core_only: bool = False, pro
     result.comparisons, result.notes = [], []
     if compare:
         qenv = {**env, **feeds, **{k: np.asarray(v) for k, v in device_outputs.items()}}
-        _compare(out, manifest, given, env, qenv, device_out, set(outputs) | set(core), result)
+        _compare(out, manifest, given, env, qenv, device_out, set(outputs) | set(core), result, float_model)
     return result
 
 
 def run(output_dir: str | Path, inputs: Any, *, core_only: bool = False, profile: str | Iterable[str] | None = None,
-        compare: bool = False, plugins: Any = None) -> dict[str, np.ndarray]:
+        compare: bool = False, plugins: Any = None, float_model: str | Path | None = None) -> dict[str, np.ndarray]:
     """Run a compiled program on its device, with the host parts in onnxruntime; outputs by original name.
 
     The returned dict is a :class:`RunResult`: its ``report``,
@@ -362,32 +362,48 @@ def _metrics(ours: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     return max_abs, 10.0 * float(np.log10(signal / noise))
 
 
-def _float_model(out: Path, manifest: Mapping[str, Any]) -> tuple[Path | None, str | None]:
-    """The float model the compile started from, or why it is not available."""
+def _float_model(out: Path, manifest: Mapping[str, Any],
+                 given: str | Path | None = None) -> tuple[Path | None, str | None]:
+    """The float model the compile started from (``given``, else looked up by its
+    recorded file name), or why it is not available. Either way its sha256 must
+    be the one the manifest recorded: comparing against another model would lie."""
     entry = manifest.get("model") or {}
-    name = entry.get("path") or entry.get("file")
+    name = str(given) if given is not None else (entry.get("path") or entry.get("file"))
     if not name:
         return None, "float model: skipped (the compile was given an in-memory model; the manifest records no file)"
     p = Path(name)
     candidates = [p] if p.is_absolute() else [out / p, Path.cwd() / p, out.parent / p]
     found = next((c for c in candidates if c.is_file()), None)
     if found is None:
-        return None, f"float model: skipped (the manifest names {name!r}, not found in {out} or the current directory)"
+        return None, (f"float model: skipped (the manifest names {name!r}, not found in {out} or the current directory; "
+                      "give it with --float-model)")
     sha = entry.get("sha256")
     if sha and hashlib.sha256(found.read_bytes()).hexdigest() != sha:
         return None, f"float model: skipped ({found} is not the file that was compiled: sha256 differs)"
     return found, None
 
 
-def _integer_reference(path: Path, env: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray] | None, str | None]:
+def _integer_reference(path: Path, env: Mapping[str, np.ndarray],
+                       qenv: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray] | None, str | None]:
+    """``run_integer`` on the quantized graph that ``quantized_model.onnx`` encodes.
+
+    The graph is rebuilt the way a ``lower_only`` compile reads a QDQ model
+    (through the installed passes, stopping once the graph is ``quantized``),
+    so the reference is the same integer graph the lowering started from,
+    without the runner knowing which plugin provides that step."""
+    import tempfile
+
+    from .config import CompilerConfig
+    from .driver import compile as compile_model
+    from .reference.integer import run_integer
+
+    cfg = CompilerConfig(compiler_mode="lower_only", run_graph_cleaner=False, quantized_graph_export=False)
     try:
-        from .onnx_io import load_model
-        from .reference.integer import run_integer
-    except ImportError as exc:
-        return None, f"integer reference: skipped (not available in this axdrive: {exc})"
-    try:
-        graph = load_model(str(path))
-        feeds = {n: env[n] for n in graph.inputs if n in env}
+        with tempfile.TemporaryDirectory(prefix="axdrive-intref-") as tmp:
+            result = compile_model(path, cfg, output_dir=tmp, stop_after="quantized", verify=False)
+        graph = result.graph
+        # a graph that keeps float I/O quantizes its inputs itself; one with int8 I/O takes the device's
+        feeds = {n: (env if graph.tensors[n].dtype.kind == "f" else qenv)[n] for n in graph.inputs if n in qenv}
         return dict(run_integer(graph, feeds)), None
     except AxdriveError as exc:
         msg = " ".join(str(exc).split())
@@ -396,11 +412,11 @@ def _integer_reference(path: Path, env: Mapping[str, np.ndarray]) -> tuple[dict[
 
 def _compare(out: Path, manifest: Mapping[str, Any], given: Mapping[str, np.ndarray], env: Mapping[str, np.ndarray],
              qenv: Mapping[str, np.ndarray], device_out: Mapping[str, Mapping[str, Any]], names: set[str],
-             result: RunResult) -> None:
+             result: RunResult, float_model: str | Path | None = None) -> None:
     refs: list[tuple[str, dict[str, np.ndarray]]] = []
     qdq = out / _QDQ
     if qdq.is_file():
-        ints, note = _integer_reference(qdq, qenv)
+        ints, note = _integer_reference(qdq, env, qenv)
         if ints is not None:
             deq = {}
             for k, v in ints.items():
@@ -412,7 +428,7 @@ def _compare(out: Path, manifest: Mapping[str, Any], given: Mapping[str, np.ndar
         refs.append((f"onnxruntime {_QDQ}", _run_onnx(qdq, env, "quantized model")))
     else:
         result.notes.append(f"integer reference and quantized model: skipped (no {_QDQ} in {out})")
-    model, note = _float_model(out, manifest)
+    model, note = _float_model(out, manifest, float_model)
     if model is not None:
         refs.append((f"onnxruntime float {model.name}", _run_onnx(model, {**env, **given}, "float model")))
     else:

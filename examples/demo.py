@@ -107,7 +107,7 @@ def detect(out: Path) -> Path:
     x, r, (pad_x, pad_y) = letterbox(photo)
     np.save(out / "photo_input.npy", x)
     axdrive("run", str(out), "--input", str(out / "photo_input.npy"), "-o", str(out / "photo_output.npz"),
-            "--compare")
+            "--compare", "--float-model", str(fetch_model("yolov8n")))
     found = detections(np.load(out / "photo_output.npz")["output0"])
     draw = ImageDraw.Draw(photo)
     for box, score, c in found:

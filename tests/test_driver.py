@@ -12,7 +12,7 @@ import pytest
 import _toy
 from axdrive import driver
 from axdrive.config import CompilerConfig
-from axdrive.errors import ConfigError, PluginError, PassResolutionError
+from axdrive.errors import ConfigError, PassResolutionError, PluginError, UsageError
 from _support import SPEC
 
 
@@ -164,3 +164,14 @@ def test_dump_ir_writes_before_and_after_text_for_selected_passes(toy_host, mode
     before = next(dump.glob("*.before.txt")).read_text()
     after = next(dump.glob("*.after.txt")).read_text()
     assert "relu_0 = Relu" in before and "relu_0" not in after
+
+
+def test_stop_after_ends_the_compile_at_a_pass_or_a_property_and_records_the_rest(toy_host, model, tmp_path):
+    res = driver.compile(model, cfg(), output_dir=tmp_path / "a", plugins=toy_host, stop_after="toy.drop_relu")
+    rows = {p["name"]: p for p in res.report["passes"]}
+    assert rows["toy.drop_relu"]["status"] == "ok"
+    assert rows["toy.group"]["status"] == "skipped" and rows["toy.group"]["reason"] == "--stop-after toy.drop_relu"
+    res = driver.compile(model, cfg(), output_dir=tmp_path / "b", plugins=toy_host, stop_after="graph_loaded")
+    assert [p["name"] for p in res.report["passes"] if p["status"] == "ok"] == ["toy.load"]
+    with pytest.raises(UsageError, match=r"--stop-after 'toy.drop_relus' names no pass .* \(did you mean 'toy.drop_relu'\?\)"):
+        driver.compile(model, cfg(), output_dir=tmp_path / "c", plugins=toy_host, stop_after="toy.drop_relus")

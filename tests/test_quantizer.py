@@ -449,3 +449,21 @@ def test_yolov8n_onnxruntime_and_integer_reference_agree_within_one_lsb(tmp_path
     q = r.report["quantization"]
     assert q["ort_agreement_1lsb"] >= 0.99, q
     assert q["layers_quantized"] == 63
+
+
+def test_lower_only_reads_our_own_qdq_model_where_data_movement_runs_on_the_integers(ppocr_model, tmp_path):
+    """Our QDQ export lets MaxPool read the quantized tensor directly (onnxruntime runs it on
+    uint8); lower_only must take such a model and rebuild the very same integer graph."""
+    rng = np.random.default_rng(3)
+    cal = {"x": rng.random((2, 3, 48, 192), dtype=np.float32) * 2 - 1}
+    first = driver.compile(ppocr_model, CompilerConfig(compiler_mode="quantize_only"), output_dir=tmp_path / "q",
+                           calibration=cal, input_shapes={"x": (1, 3, 48, 192)})
+    qdq = tmp_path / "q" / "quantized_model.onnx"
+    nodes = onnx.load(qdq).graph.node
+    quantized = {o for n in nodes if n.op_type == "QuantizeLinear" for o in n.output}
+    assert any(n.op_type == "MaxPool" and n.input[0] in quantized for n in nodes)
+    again = driver.compile(qdq, CompilerConfig(compiler_mode="lower_only", run_graph_cleaner=False),
+                           output_dir=tmp_path / "l", stop_after="quantized")
+    x = rng.random((1, 3, 48, 192), dtype=np.float32) * 2 - 1
+    (name,) = again.graph.outputs
+    assert np.array_equal(run_integer(again.graph, {"x": x})[name], run_integer(first.graph, {"x": x})[name])

@@ -301,3 +301,26 @@ def test_wrong_input_names_are_usage_errors(toy, x, tmp_path, capsys):
     np.savez(tmp_path / "x.npz", images=x)
     code, _out, err = _run(capsys, out_dir, "--input", tmp_path / "x.npz")
     assert code == 2 and "input 'images' is not an input of" in err
+
+
+def test_compare_reports_bit_exactness_against_the_integer_reference_and_the_float_model(ppocr_model, tmp_path):
+    """On a real compile: the device equals run_integer on the graph that quantized_model.onnx encodes."""
+    import numpy as np
+
+    from axdrive import driver
+    from axdrive.config import CompilerConfig
+    from axdrive.runner import execute
+
+    rng = np.random.default_rng(0)
+    cal = tmp_path / "cal.npy"
+    np.save(cal, rng.random((2, 3, 48, 192), dtype=np.float32) * 2 - 1)
+    out = tmp_path / "out"
+    driver.compile(ppocr_model, CompilerConfig(), output_dir=out, calibration=str(cal),
+                   input_shapes={"x": (1, 3, 48, 192)})
+    x = rng.random((1, 3, 48, 192), dtype=np.float32) * 2 - 1
+    result = execute(out, {"x": x}, compare=True, float_model=ppocr_model)
+    by = {(c.output, c.reference): c for c in result.comparisons}
+    (intref,) = [c for (o, r), c in by.items() if r == "integer reference"]
+    assert intref.max_abs_error == 0.0
+    assert any(r.startswith("onnxruntime float") for _, r in by)
+    assert not [n for n in result.notes if "skipped" in n]

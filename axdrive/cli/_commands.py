@@ -63,6 +63,7 @@ def cmd_compile(args: Namespace) -> int:
             input_shapes=_parse_shapes(args.input_shapes),
             plugins=host,
             disable_passes=args.disable_passes,
+            stop_after=args.stop_after,
             verify=True if args.verify_each else None,
             dump_ir_dir=args.dump_ir,
             dump_ir_passes=args.dump_ir_passes,
@@ -131,6 +132,7 @@ def cmd_run(args: Namespace) -> int:
     from ..runner import execute
 
     result = execute(args.dir, _read_inputs(args.input), core_only=args.core_only, profile=args.profile,
+                     float_model=args.float_model,
                      compare=args.compare, plugins=args.plugins)
     rep = result.report
     link = rep.get("host_link", {})

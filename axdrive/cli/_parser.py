@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", metavar="NAME=SHAPE", action="append", default=[], dest="input_shapes",
                    help="fix a dynamic input shape, e.g. images=1x3x320x320 (repeatable)")
     _plugin_options(p)
+    p.add_argument("--stop-after", metavar="PASS|PROPERTY",
+                   help="stop once this pass has run or this property (e.g. quantized) is provided; "
+                   "the rest is recorded as skipped")
     p.add_argument("--verify-each", action="store_true", help="verify the IR after every pass (debug mode)")
     p.add_argument("--dump-ir", metavar="DIR", help="write the IR before and after each pass into DIR")
     p.add_argument("--dump-ir-pass", metavar="NAME", action="append", default=[], dest="dump_ir_passes",
@@ -65,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", action="store_true",
                    help="also run the integer reference and onnxruntime on quantized_model.onnx and the float model; "
                    "print max-abs error and SQNR (dB) per output")
+    p.add_argument("--float-model", metavar="MODEL.onnx",
+                   help="with --compare: the float model that was compiled (default: found by its file name "
+                   "in DIR or the current directory; its sha256 must match the manifest)")
     p.add_argument("--profile", metavar="LEVELS",
                    help="trace levels, e.g. B,K or all: writes profile.txt and profile_trace.json (Chrome) next to "
                    "OUT.npz, or into DIR")

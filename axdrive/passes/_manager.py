@@ -56,10 +56,21 @@ class PassManager:
     def close(self) -> None:
         self.session.host.pm.unregister(self._runner)
 
-    def run(self, pipeline: Pipeline) -> None:
+    def run(self, pipeline: Pipeline, *, stop_after: str | None = None) -> None:
+        """Run every entry in order. ``stop_after`` (a pass name or a property a
+        pass provides) ends the compile once that pass has run or the property
+        has been provided; the rest is recorded as skipped, with the option."""
         self.session.pipeline = pipeline
+        stopped = False
         for entry in pipeline:
+            if stopped:
+                ctx = PassContext(self.session, entry.pass_, _bound_logger(entry.pass_))
+                self.session.host.hook.axdrive_pass_skipped(pass_=entry.pass_, ctx=ctx,
+                                                            reason=f"--stop-after {stop_after}")
+                continue
             self.run_pass(entry.pass_, self.session, enablement=entry.enablement)
+            if stop_after is not None and (entry.name == stop_after or stop_after in self.session.provided):
+                stopped = True
 
     def run_pass(self, pass_: Pass, session: CompileSession, *, enablement=None, disabled=None) -> None:
         hook = session.host.hook

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from ..errors import UnsupportedOperatorError
 from ..ir import AXDRIVE_DOMAIN, DEFAULT_DOMAIN, Node
-from . import _kernels_math, _kernels_nn, _kernels_shape
+from . import _kernels_math, _kernels_nn, _kernels_qdq, _kernels_shape
 
 Kernel = Callable[[Node, list[Any], int], Any]
 
@@ -21,6 +21,7 @@ KERNELS: dict[tuple[str, str], Kernel] = {
     **{(DEFAULT_DOMAIN, op): fn for op, fn in _kernels_math.KERNELS.items()},
     **{(DEFAULT_DOMAIN, op): fn for op, fn in _kernels_shape.KERNELS.items()},
     **{(DEFAULT_DOMAIN, op): fn for op, fn in _kernels_nn.KERNELS.items()},
+    **{(DEFAULT_DOMAIN, op): fn for op, fn in _kernels_qdq.KERNELS.items()},
     **{(AXDRIVE_DOMAIN, op): fn for op, fn in _kernels_math.AXDRIVE_KERNELS.items()},
 }
 

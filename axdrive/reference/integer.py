@@ -220,37 +220,12 @@ def _dequantize(node: Node, args: list[Any], opset: int) -> np.ndarray:
     return ((q - zp) * scale).astype(np.float32)
 
 
-def _per_axis(value: np.ndarray, node: Node, ndim: int) -> np.ndarray:
-    if value.ndim != 1 or ndim == 0:
-        return value
-    shape = [1] * ndim
-    shape[int(node.attrs.get("axis", 1)) % ndim] = -1
-    return value.reshape(shape)
+# QuantizeLinear/DequantizeLinear as ONNX defines them live with the float kernels
+# (they are ONNX operators a QDQ model contains); re-exported here for callers that
+# looked for them next to the integer semantics.
+from ._kernels_qdq import KERNELS as _QDQ_BY_OP  # noqa: E402
 
-
-def _quantize_linear_onnx(node: Node, args: list[Any], opset: int) -> np.ndarray:
-    """ONNX QuantizeLinear (float in, int8/uint8/int32 out; round half to even, saturate)."""
-    x, scale = np.asarray(args[0], np.float64), np.asarray(args[1], np.float64)
-    zp = np.asarray(args[2]) if len(args) > 2 and args[2] is not None else np.zeros((), np.uint8)
-    info = np.iinfo(zp.dtype)
-    y = np.rint(x / _per_axis(scale, node, x.ndim)) + _per_axis(zp.astype(np.int64), node, x.ndim)
-    return np.clip(y, info.min, info.max).astype(zp.dtype)
-
-
-def _dequantize_linear_onnx(node: Node, args: list[Any], opset: int) -> np.ndarray:
-    """ONNX DequantizeLinear (integer in, float out in the scale's dtype)."""
-    q, scale = np.asarray(args[0]), np.asarray(args[1])
-    zp = np.asarray(args[2]).astype(np.int64) if len(args) > 2 and args[2] is not None else np.zeros((), np.int64)
-    real = (q.astype(np.int64) - _per_axis(zp, node, q.ndim)) * _per_axis(scale.astype(np.float64), node, q.ndim)
-    return real.astype(scale.dtype)
-
-
-#: Float-executor kernels of the ONNX quantization operators (``(domain, op) -> kernel``), so a QDQ
-#: model (``compiler_mode=lower_only``) imports and runs in the float reference like any other model.
-QDQ_KERNELS: dict[tuple[str, str], Callable[[Node, list[Any], int], Any]] = {
-    ("", "QuantizeLinear"): _quantize_linear_onnx,
-    ("", "DequantizeLinear"): _dequantize_linear_onnx,
-}
+QDQ_KERNELS = {("", op): fn for op, fn in _QDQ_BY_OP.items()}
 
 IntegerKernel = Callable[[Node, list[Any], int], Any]
 #: ``integer_op`` -> kernel.

@@ -43,7 +43,7 @@ from ._debug import debug_model, layer_report
 from ._export import graph_document
 from ._observe import Observer
 from ._qdq import to_qdq_model
-from ._qdq_import import import_qdq_graph, register_qdq_kernels
+from ._qdq_import import import_qdq_graph
 from ._quantize import quantize_graph, wrap_float_io
 from ._ranges import activation_qparams
 from ._rules import fusions, per_channel_candidates
@@ -214,14 +214,6 @@ def debug(ctx: Any) -> dict[str, Any]:
     worst = rows[0] if rows else None
     return {"layers": len(rows), "worst_sqnr_db": worst["sqnr_db"] if worst else 0.0,
             "worst_tensor": worst["tensor"] if worst else ""}
-
-
-@hookimpl
-def axdrive_configure(config: Any) -> None:
-    """``lower_only`` reads QDQ models: make sure the float reference (which the
-    importer consults) knows QuantizeLinear/DequantizeLinear."""
-    if str(config.compiler_mode) == "lower_only":
-        register_qdq_kernels()
 
 
 @hookimpl

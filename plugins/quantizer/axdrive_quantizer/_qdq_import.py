@@ -13,7 +13,7 @@ shifting the zero point by -128, which represents the same reals.
 
 from __future__ import annotations
 
-__all__ = ["QDQ_OPS", "register_qdq_kernels", "import_qdq_graph"]
+__all__ = ["QDQ_OPS", "import_qdq_graph"]
 
 from typing import Any
 
@@ -26,23 +26,6 @@ from ._quantize import quantize_graph
 from ._rules import MOVE_OPS, fusions
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
-
-
-def register_qdq_kernels() -> int:
-    """Make the float reference (and so the model importer) accept QDQ models.
-
-    The kernels are defined in the core (:data:`axdrive.reference.integer.QDQ_KERNELS`);
-    until the core's registry lists them itself, the quantizer adds them when a
-    ``lower_only`` compile is configured. Idempotent; returns how many were added."""
-    from axdrive.reference import KERNELS
-    from axdrive.reference.integer import QDQ_KERNELS
-
-    added = 0
-    for key, fn in QDQ_KERNELS.items():
-        if key not in KERNELS:
-            KERNELS[key] = fn
-            added += 1
-    return added
 
 
 def _qparams(graph: Graph, node: Node, dtype: np.dtype) -> QParams:
@@ -74,6 +57,42 @@ def _rename(graph: Graph, old: str, new: str) -> None:
     graph.tensors[new] = Tensor(new, t.shape, t.dtype, t.data, t.qparams)
 
 
+def _unwrap_quantized(g: Graph, users: dict[str, list[Node]], qname: str, src: str, qp: QParams,
+                      acts: dict[str, QParams]) -> str:
+    """Replace the integer tensor ``qname`` by the float tensor ``src`` it encodes.
+
+    Its DequantizeLinear readers disappear (their readers read ``src``). A
+    data-movement reader (MaxPool, Split, Reshape, ...: exporters, ours
+    included, let these run on the integers directly, since they keep the
+    grid) now reads ``src``; each of its outputs becomes a float tensor on
+    the same grid, unwrapped the same way. Returns the name that now stands
+    for ``src`` (a model output keeps its name)."""
+    for reader in users.get(qname, []):
+        if reader.op == "DequantizeLinear":
+            g.nodes.remove(reader)
+            out = reader.outputs[0]
+            for other in g.nodes:
+                other.inputs = [src if x == out else x for x in other.inputs]
+            if out in g.outputs:
+                g.outputs = [src if x == out else x for x in g.outputs]
+                if src not in g.inputs:  # keep the model's output name
+                    _rename(g, src, out)
+                    acts[out] = acts.pop(src)
+                    src = out
+        elif reader.op in MOVE_OPS:
+            reader.inputs = [src if x == qname else x for x in reader.inputs]
+            for out in reader.outputs:
+                if out:
+                    t = g.tensors[out]
+                    g.tensors[out] = Tensor(out, t.shape, np.dtype(np.float32), None, None)
+                    acts.setdefault(out, qp)
+                    _unwrap_quantized(g, users, out, out, qp, acts)
+        else:
+            raise UnsupportedOperatorError(f"{reader.op} reads the quantized tensor {qname!r} directly; only "
+                                           "DequantizeLinear and data movement may", node=reader.name)
+    return src
+
+
 def import_qdq_graph(graph: Graph) -> tuple[Graph, dict[str, Any]]:
     """The quantized graph (int8 I/O) of a float IR that still has its Q/DQ nodes."""
     g = graph.copy()
@@ -103,20 +122,7 @@ def import_qdq_graph(graph: Graph) -> tuple[Graph, dict[str, Any]]:
         acts.setdefault(src, qp)
         g.nodes.remove(node)
         pairs += 1
-        for dq in users.get(qname, []):
-            if dq.op != "DequantizeLinear":
-                raise UnsupportedOperatorError(f"{dq.op} reads the quantized tensor {qname!r} directly; only "
-                                               "DequantizeLinear may", node=dq.name)
-            g.nodes.remove(dq)
-            out = dq.outputs[0]
-            for reader in g.nodes:
-                reader.inputs = [src if x == out else x for x in reader.inputs]
-            if out in g.outputs:
-                g.outputs = [src if x == out else x for x in g.outputs]
-                if src not in g.inputs:  # keep the model's output name
-                    _rename(g, src, out)
-                    acts[out] = acts.pop(src)
-                    src = out
+        src = _unwrap_quantized(g, users, qname, src, qp, acts)
         if qname in g.outputs:
             g.outputs = [src if x == qname else x for x in g.outputs]
     # 3. int8 graph inputs read through a DequantizeLinear
