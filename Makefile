@@ -33,7 +33,7 @@ test-all: install
 
 # Kernel tests with Numba's JIT off (pure-Python semantics).
 test-nojit: install
-	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -q hw/tests
+	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -q hw/tests plugins/dpu_alloc/tests
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py
