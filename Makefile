@@ -23,9 +23,11 @@ $(STAMP): pyproject.toml $(wildcard hw/pyproject.toml) $(wildcard plugins/*/pypr
 demo: install
 	$(BIN)/python examples/demo.py
 
-# The default test run (CI runs exactly this): everything but the slowest model checks.
+# The default test run (CI runs exactly this): everything but the slowest model checks, then the
+# kernel and allocator tests again in pure Python (NUMBA_DISABLE_JIT=1), whose small-int semantics differ.
 test: install
 	$(BIN)/python -m pytest -q -m "not slow"
+	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -q -p no:cacheprovider hw/tests plugins/dpu_alloc/tests
 
 # Everything, including the slow whole-model checks.
 test-all: install
