@@ -240,12 +240,24 @@ def _runtime(host: Any, target: str) -> DeviceRuntime:
     return runtime
 
 
+_HOSTS: dict[tuple[str, ...], Any] = {}  # (-p args..., autoload setting) -> PluginHost
+
+
 def _host(plugins: Any) -> Any:
-    from .passes import PluginHost
+    """The plugin host for ``-p`` style arguments, built once per process and
+    argument list: discovering entry points costs more than a small program's
+    whole run, and a runtime plugin keeps its loaded-program cache on it."""
+    import os
+
+    from .passes import AUTOLOAD_ENV, PluginHost
 
     if isinstance(plugins, PluginHost):
         return plugins
-    return PluginHost.from_args(plugins or ())
+    args = tuple(plugins or ())
+    key = (*args, f"{AUTOLOAD_ENV}={os.environ.get(AUTOLOAD_ENV, '')}")
+    if key not in _HOSTS:
+        _HOSTS[key] = PluginHost.from_args(args)
+    return _HOSTS[key]
 
 
 def _named_inputs(inputs: Any, names: list[str], where: str) -> dict[str, np.ndarray]:

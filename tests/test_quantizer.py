@@ -282,6 +282,54 @@ def test_histogram_range_minimises_the_quantization_error_of_a_long_tail():
     assert mse(hist) <= best * 1.02  # as good as a brute-force search over symmetric clips
 
 
+def test_clip_weight_keeps_more_of_the_tail_than_plain_mse_and_less_than_min_max():
+    from axdrive_quantizer._observe import Observer
+    from axdrive_quantizer._ranges import activation_qparams
+
+    x = np.random.default_rng(2).laplace(size=(1, 1, 400_000)).astype(np.float32)
+    observer = Observer(["x"])
+    observer.update({"x": x})
+    st = observer.stats["x"]
+    plain, weighted = (float(activation_qparams(st, "histogram", False, w).scale) for w in (1.0, 6.0))
+    minmax = float(activation_qparams(st, "min_max", False).scale)
+    assert plain < weighted < minmax
+
+    def clipped(scale):  # fraction of values beyond a symmetric grid of this scale
+        return float((np.abs(x) > 127.5 * scale).mean())
+
+    assert clipped(weighted) < 0.5 * clipped(plain)
+
+
+def silu_block():
+    """Conv -> x * Sigmoid(x) (the frontend fuses it into axdrive.SiLU) -> Conv."""
+    rng = np.random.default_rng(4)
+    inits = {"w1": rng.normal(0, 0.5, (8, 3, 3, 3)).astype(np.float32),
+             "w2": rng.normal(0, 0.3, (4, 8, 1, 1)).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Sigmoid", ["c"], ["s"], name="sigmoid"),
+             helper.make_node("Mul", ["c", "s"], ["a"], name="silu"),
+             helper.make_node("Conv", ["a", "w2"], ["y"], name="conv2")]
+    return _model(nodes, [_vi("x", [1, 3, 16, 16])], [_vi("y", [1, 4, 16, 16])], inits)
+
+
+def test_silu_inputs_get_weighted_clipping_and_other_tensors_plain_mse(tmp_path, monkeypatch):
+    import axdrive_quantizer._ranges as ranges
+
+    on = _compile(silu_block(), tmp_path, "on", calibration=_laplace(), remove_io_quantization=True)
+    assert _stats(on, "quantizer.calibrate")["stats"]["clip_weighted_tensors"] == 1
+    assert [n.op for n in on.graph.nodes if n.attrs["integer_op"] == "lut"] == ["SiLU"]
+    monkeypatch.setattr(ranges, "CLIP_WEIGHTS", {})
+    off = _compile(silu_block(), tmp_path, "off", calibration=_laplace(), remove_io_quantization=True)
+    assert _stats(off, "quantizer.calibrate")["stats"]["clip_weighted_tensors"] == 0
+    lut_in = next(n.inputs[0] for n in on.graph.nodes if n.op == "SiLU")
+    s_on, s_off = (float(r.graph.tensors[lut_in].qparams.scale) for r in (on, off))
+    assert s_on >= s_off  # the SiLU input clips less
+    for name, t in on.graph.tensors.items():  # everything else is chosen exactly as before
+        if t.data is None and name != lut_in:
+            assert float(t.qparams.scale) == float(off.graph.tensors[name].qparams.scale), name
+    assert on.report["quantization"]["ort_agreement_1lsb"] >= 0.99
+
+
 def _laplace(n=20):
     return {"x": np.random.default_rng(2).laplace(size=(n, 3, 16, 16)).astype(np.float32)}
 

@@ -19,7 +19,10 @@ Costs (numbers from the :class:`~axdrive_hw.target.Target`):
   ``peak x mvm_utilization_limit``; with ``imc_double_buffer`` the load of
   the next set overlaps the compute of the current one. A task whose single
   weight set is already resident (same bytes as the previous MVM task of the
-  core) skips the load (weight-stationary reuse).
+  core) skips the load (weight-stationary reuse). A conv2d task with
+  ``icr_factor``/``swicr_pack`` parameters (see :mod:`axdrive_hw.imc`) holds
+  every replica in one weight set: ``ceil(OW / factor)`` passes per output
+  row instead of ``OW``, and a load of ``factor`` times the replica's bytes.
 * DWPU: one PWORD of one tap per cycle.
 * DPU: the sum of the program's instruction cycles per PWORD chunk.
 * DMA: ``setup_cycles``, then the bytes flow at the channel bandwidth, shared
@@ -39,6 +42,7 @@ from typing import Any, Callable, Mapping
 
 from axdrive.errors import SimulationError
 from axdrive_hw.kernels.dpu import OPCODES
+from axdrive_hw.imc import ConvMapping, conv_mapping
 from axdrive_hw.kernels.mvm import conv_output_size, plan_weight_sets
 from axdrive_hw.program.model import Program, Task
 from axdrive_hw.target import Target
@@ -144,6 +148,15 @@ def task_macs(task: Task) -> int:
     return 0
 
 
+def _conv_out_width(task: Task) -> int:
+    """Output width of a conv2d task (the axis ICR replicates along)."""
+    _n, _h, wd, _c = task.inputs["x"].shape
+    _o, _kh, kw, _cg = task.inputs["w"].shape
+    _t, left, _b, right = task.params.get("pads", (0, 0, 0, 0))
+    return conv_output_size(wd, kw, task.params.get("stride", (1, 1))[1], left, right,
+                            task.params.get("dilation", (1, 1))[1])
+
+
 def _mvm_geometry(task: Task) -> tuple[int, int, int, int]:
     """``(M rows, K per group, O total, groups)`` of an MVM task."""
     w = task.inputs["w"].shape
@@ -183,16 +196,23 @@ class CycleModel:
         spec = self.target.mvm
         m, k, o, groups = _mvm_geometry(task)
         og = o // groups
-        sets = plan_weight_sets(k, og, spec.rows, spec.columns, spec.imc_blocks) * groups
         peak = spec.peak_macs_per_cycle * self.options.mvm_utilization_limit
         compute, load = [], []
-        for s in sets:
-            macs_per_row = sum((k1 - k0) * (o1 - o0) for k0, k1, o0, o1 in s)
-            compute.append(max(m * spec.activation_bits, m * macs_per_row / peak))
-            load.append(macs_per_row / spec.weight_load_bandwidth)  # one int8 weight per MAC of a row
+        if task.params.get("icr_factor", 1) > 1 or task.params.get("swicr_pack", 1) > 1:
+            # ICR/SWICR: one weight set holding every replica; each pass computes ``factor`` x positions
+            imc = self._icr_mapping(task)
+            passes = m // _conv_out_width(task) * math.ceil(_conv_out_width(task) / imc.factor)
+            active = imc.load_bytes  # one weight cell per MAC of a pass
+            compute.append(max(passes * spec.activation_bits, passes * active / peak))
+            load.append(imc.load_bytes / spec.weight_load_bandwidth)
+        else:
+            for s in plan_weight_sets(k, og, spec.rows, spec.columns, spec.imc_blocks) * groups:
+                macs_per_row = sum((k1 - k0) * (o1 - o0) for k0, k1, o0, o1 in s)
+                compute.append(max(m * spec.activation_bits, m * macs_per_row / peak))
+                load.append(macs_per_row / spec.weight_load_bandwidth)  # one int8 weight per MAC of a row
         w = task.inputs["w"]
         key = (w.buffer, w.offset, w.nbytes)
-        if len(sets) == 1 and resident == key:
+        if len(load) == 1 and resident == key:
             load[0] = 0.0
         if self.options.imc_double_buffer:
             total = load[0] + sum(max(c, nxt) for c, nxt in zip(compute, load[1:] + [0.0]))
@@ -200,6 +220,26 @@ class CycleModel:
             total = sum(load) + sum(compute)
         exposed = total - sum(compute)
         return spec.task_overhead_cycles + total, exposed, m * k * o, key
+
+    def _icr_mapping(self, task: Task) -> ConvMapping:
+        """The IMC occupancy a conv2d task's ``icr_*``/``swicr_*`` parameters ask for; it must fit one weight set."""
+        p = task.params
+        if task.op != "conv2d" or int(p.get("groups", 1)) != 1:
+            raise SimulationError(f"mvm/{task.op} task: ICR/SWICR parameters apply to dense conv2d tasks only")
+        o, kh, kw, c = task.inputs["w"].shape
+        factor, window = int(p.get("icr_factor", 1)), int(p.get("icr_window", 1))
+        if factor % window:
+            raise SimulationError(f"mvm/conv2d task: icr_factor={factor} is not a multiple of icr_window={window}")
+        try:
+            imc = conv_mapping(self.target.mvm, self.target.pword, kh=kh, kw=kw, channels=c, out_channels=o,
+                               stride_w=int(p.get("stride", (1, 1))[1]), window=window, copies=factor // window,
+                               pack=int(p.get("swicr_pack", 1)), real_channels=int(p.get("swicr_channels", c)))
+        except ValueError as e:
+            raise SimulationError(f"mvm/conv2d task: {e}") from None
+        if not imc.fits:
+            raise SimulationError(f"mvm/conv2d task: ICR factor {factor} (window {window}) needs {imc.tiles} IMC blocks, "
+                                  f"the array has {imc.blocks}")
+        return imc
 
     def dwpu_cycles(self, task: Task) -> float:
         spec = self.target.dwpu

@@ -42,11 +42,15 @@ from __future__ import annotations
 __all__ = ["AipuRuntime", "LoadedProgram", "RuntimeResult", "HostTransfer", "HOST_MODES", "core_groups",
            "group_program"]
 
+import copy
 import dataclasses
 import heapq
+import json
 import math
 import multiprocessing
+import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,6 +214,9 @@ class LoadedProgram:
         self.processes = max(1, int(cfg.get("host_processes_used", 1)))
         self.input_dmabuf = bool(cfg.get("input_dmabuf", False))
         self.output_dmabuf = bool(cfg.get("output_dmabuf", False))
+        # the next frame's upload overlaps the current frame's run (off when a config does not say)
+        self.double_buffer = bool(cfg.get("double_buffer", False))
+        self.padded_rows: int | None = None  # set by _frames when a batch program got a partial last batch
         self.default_levels: tuple[str, ...] = tuple(str(v) for v in cfg.get("profiling_levels") or ())
         self.groups = core_groups(program)
         self.simulators = [Simulator(group_program(program, g), self.target, self.options) for g in self.groups]
@@ -234,6 +241,12 @@ class LoadedProgram:
             want = f"{b.dtype}{list(b.shape)}"
             if a.dtype != np.dtype(b.dtype):
                 raise UsageError(f"input {tensor!r}: {self.source} takes {want}, got {a.dtype}{list(a.shape)}")
+            if b.shape and a.ndim == len(b.shape) and tuple(a.shape[1:]) == b.shape[1:] and b.shape[0] > 1 \
+                    and 0 < a.shape[0] and a.shape[0] % b.shape[0]:
+                # a batch program (``multicore_mode = batch``): fill the last batch with copies of the last frame
+                self.padded_rows = int(a.shape[0])
+                fill = b.shape[0] - a.shape[0] % b.shape[0]
+                a = np.concatenate([a, np.repeat(a[-1:], fill, axis=0)], axis=0)
             if tuple(a.shape) == b.shape:
                 k = 1
             elif b.shape and b.shape[0] > 0 and a.ndim == len(b.shape) and tuple(a.shape[1:]) == b.shape[1:] \
@@ -285,6 +298,7 @@ class LoadedProgram:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         started = time.perf_counter()
+        self.padded_rows = None
         frames = self._frames(inputs)
         units = self._units(frames)
         outs, host = self._execute(units)
@@ -293,8 +307,10 @@ class LoadedProgram:
             per_frame[i // len(self.simulators)].update(out)
         outputs = {t: (per_frame[0][t] if len(frames) == 1 else np.concatenate([o[t] for o in per_frame], axis=0))
                    for t in self.program.outputs}
+        if self.padded_rows is not None:  # drop the rows of the frames that only filled a batch
+            outputs = {t: v[: self.padded_rows] for t, v in outputs.items()}
         wall = time.perf_counter() - started
-        timeline, transfers = self._device_schedule(len(frames))
+        timeline, transfers = self._schedule_for(len(frames))
         report = self._report(len(frames), timeline, transfers, host, wall)
         lines = chrome = None
         if levels:
@@ -313,6 +329,17 @@ class LoadedProgram:
         cycles = 0 if mapped or not nbytes else math.ceil(nbytes / self.target.dma.host_link_bandwidth)
         return nbytes, cycles, tuple(io)
 
+    def _schedule_for(self, frames: int) -> tuple[Timeline, list[HostTransfer]]:
+        """:meth:`_device_schedule`, computed once per frame count (it depends on nothing else); each run gets
+        its own copy of the mutable parts (task records, lists), the frozen token events are shared."""
+        cache: dict[int, tuple[Timeline, list[HostTransfer]]] = self.__dict__.setdefault("_schedules", {})
+        hit = cache.get(frames)
+        if hit is None:
+            hit = cache[frames] = self._device_schedule(frames)
+        t, transfers = hit
+        return (Timeline([copy.copy(r) for r in t.records], list(t.tokens), t.cycles, t.frequency_hz, t.cores,
+                         list(t.core_end)), list(transfers))
+
     def _device_schedule(self, frames: int) -> tuple[Timeline, list[HostTransfer]]:
         """Place every frame on the device clock: uploads and downloads share the host link, replicas run apart."""
         one = self.inference
@@ -321,6 +348,7 @@ class LoadedProgram:
         out_bytes, down, out_names = self._link_cycles("output")
         link_free = 0
         starts = [0] * frames
+        replica_free = [0] * self.replicas
         transfers: list[HostTransfer] = []
         # (request cycle, order, frame, direction): served in request order, one transfer at a time
         pending = [(0, f, f, "input") for f in range(min(frames, self.replicas))]
@@ -336,9 +364,14 @@ class LoadedProgram:
             transfers.append(HostTransfer(f, direction, in_names if direction == "input" else out_names,
                                           in_bytes if direction == "input" else out_bytes, begin, cost, cost == 0))
             if direction == "input":
-                starts[f] = end
-                heapq.heappush(pending, (end + run, seq, f, "output"))
-            elif f + self.replicas < frames:
+                r = f % self.replicas
+                starts[f] = max(end, replica_free[r])  # double buffering: the upload may finish early
+                replica_free[r] = starts[f] + run
+                heapq.heappush(pending, (starts[f] + run, seq, f, "output"))
+                if self.double_buffer and f + self.replicas < frames:
+                    seq += 1  # the next frame of this replica uploads into the other buffer right away
+                    heapq.heappush(pending, (end, seq, f + self.replicas, "input"))
+            elif not self.double_buffer and f + self.replicas < frames:
                 heapq.heappush(pending, (end, seq, f + self.replicas, "input"))
             seq += 1
         records: list[TaskRecord] = []
@@ -389,6 +422,7 @@ class LoadedProgram:
             "frames_per_second": frames / seconds if seconds else None,
             "inference_cycles": int(self.inference.cycles),
             "host_link": {"input_dmabuf": self.input_dmabuf, "output_dmabuf": self.output_dmabuf,
+                          "double_buffer": self.double_buffer,
                           "bytes_per_cycle": self.target.dma.host_link_bandwidth,
                           "input_bytes": sum(t.nbytes for t in transfers if t.direction == "input"),
                           "output_bytes": sum(t.nbytes for t in transfers if t.direction == "output"),
@@ -443,6 +477,22 @@ def _with_host_track(trace: dict[str, Any], transfers: list[HostTransfer], timel
     return {**trace, "traceEvents": trace["traceEvents"] + events}
 
 
+# Loaded programs, reused while the file holds the same bytes: ``axdrive run``/``execute`` load the output
+# directory at every call, and a LoadedProgram keeps the decoded program, the checked memory map, the one-inference
+# timing and each Simulator's recorded schedule (later runs replay it). Keyed by path, target and config; a hit
+# needs the file's bytes to be equal to the cached ones (a comparison, far cheaper than decoding).
+_LOADED: "OrderedDict[tuple[str, str, str], tuple[bytes, LoadedProgram]]" = OrderedDict()
+_LOADED_LOCK = threading.Lock()
+_LOADED_MAX = 4
+
+
+def _cache_key(path: str, target: str, config: Mapping[str, Any] | None) -> tuple[str, str, str] | None:
+    try:
+        return (path, target, json.dumps(dict(config or {}), sort_keys=True))
+    except (TypeError, ValueError):
+        return None  # a config JSON cannot spell: no caching
+
+
 class AipuRuntime:
     """The runtime ``axdrive-hw`` contributes through the ``axdrive_runtime`` hook, for one built-in target."""
 
@@ -462,11 +512,23 @@ class AipuRuntime:
             raise UsageError(f"{path}: no such file (the directory holds no compiled program)") from None
         except OSError as exc:
             raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        key = _cache_key(str(path), self.target, config)
+        with _LOADED_LOCK:
+            hit = _LOADED.get(key) if key is not None else None
+            if hit is not None and hit[0] == data:  # the same bytes: the decoded program and its simulators
+                _LOADED.move_to_end(key)
+                return hit[1]
         program = decode_program(data, str(path))
         if program.target != self.target:
             raise ProgramFormatError(f"{path}: the program is for target {program.target!r}, the manifest says "
                                      f"{self.target!r}")
-        return LoadedProgram(program, config, source=str(path), program_bytes=data)
+        loaded = LoadedProgram(program, config, source=str(path), program_bytes=data)
+        if key is not None:
+            with _LOADED_LOCK:
+                _LOADED[key] = (data, loaded)
+                while len(_LOADED) > _LOADED_MAX:
+                    _LOADED.popitem(last=False)
+        return loaded
 
     def run(self, output_dir: str | Path, inputs: Mapping[str, np.ndarray], *,
             config: Mapping[str, Any] | None = None, profile: str | Iterable[str] | None = None) -> RuntimeResult:

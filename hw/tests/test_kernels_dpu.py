@@ -89,3 +89,29 @@ def test_validation_rejects_unknown_opcodes_and_out_of_range_registers():
     with pytest.raises(ValueError, match="register dst=16"):
         validate_dpu_program(np.array([[15, 16, 0, 0, 0, 0]]), registers=16, n_inputs=1, n_outputs=1, n_luts=0,
                              n_consts=0, spill_slots=4)
+
+
+@given(dpu_programs(), st.integers(300, 1500))
+def test_passes_over_several_pwords_give_the_reference_values(case, e):
+    code, inputs, consts, luts, chans, n_out = case
+    rng = np.random.default_rng(e)
+    inputs = rng.integers(-(2**31), 2**31, (inputs.shape[0], e)).astype(np.int32)  # past one interpreter pass
+    got = run_dpu_program(code, inputs, consts, luts, chans, n_out, REGS, LANES, SLOTS)
+    assert np.array_equal(got, dpu_ref(code, inputs, consts, luts, chans, n_out, REGS))
+
+
+@given(st.integers(-(2**31), 2**31 - 1), st.integers(-40, 70), st.integers(1, 1200), st.integers(0, 2**31),
+       st.booleans())
+def test_mulq_with_movi_multiplier_and_shift_matches_the_reference(mult, shift, e, seed, overwrite):
+    b = DpuProgramBuilder()
+    b.load(0, 0); b.movi(1, mult); b.movi(2, shift); b.mulq(3, 0, 1, 2)
+    if overwrite:  # the shift register stops being uniform: the general per-lane path
+        b.load(2, 1); b.mulq(4, 3, 1, 2); b.store(4, 0)
+    else:
+        b.store(3, 0, int8=False)
+    rng = np.random.default_rng(seed)
+    inputs = rng.integers(-(2**31), 2**31, (2, e)).astype(np.int32)
+    inputs[1] = rng.integers(-40, 70, e)
+    consts, luts = np.zeros((1, 1), np.int32), np.zeros((1, 256), np.int8)
+    got = run_dpu_program(b.build(), inputs, consts, luts, 1, 1, REGS, LANES, SLOTS)
+    assert np.array_equal(got, dpu_ref(b.build(), inputs, consts, luts, 1, 1, REGS))

@@ -4,8 +4,8 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from axdrive_hw.kernels.mvm import (conv2d_acc, conv2d_requant, matmul_acc, matmul_weight_sets_acc,
-                                  plan_weight_sets)
+from axdrive_hw.kernels.mvm import (ConvPlanCache, ConvWeightPlan, conv2d_acc, conv2d_acc_planned, conv2d_requant,
+                                    matmul_acc, matmul_weight_sets_acc, plan_conv_weights, plan_weight_sets)
 from axdrive_hw.numerics import quantize_multiplier, requantize
 from axdrive_hw.reference import conv2d_ref, matmul_ref
 
@@ -111,3 +111,69 @@ def test_long_rows_and_zero_points_outside_int8_take_the_int64_loops_and_stay_ex
     wt = rng.integers(-127, 128, (2, 3, 3, 3), dtype=np.int8)
     got = conv2d_acc(x, -200, wt, bias[:2], 1, 1, 1, 1, 1, 1, 1, 1, 1)
     assert np.array_equal(got, conv2d_ref(x, -200, wt, bias[:2], (1, 1), (1, 1, 1, 1), (1, 1), 1))
+
+
+@st.composite
+def padded_conv_cases(draw):
+    """Convolutions whose weights have whole input channels and output channels of zeros (PWORD padding)."""
+    c, o = draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    pads = tuple(draw(st.integers(0, 1)) for _ in range(4))
+    h, w = draw(st.integers(kh, 6)), draw(st.integers(kw, 6))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
+    x = rng.integers(-128, 128, (draw(st.integers(1, 2)), h, w, c), dtype=np.int8)
+    wt = rng.integers(-127, 128, (o, kh, kw, c), dtype=np.int8)
+    # zero a random subset of input channels (often a trailing slice, as padding is) and of output channels
+    if draw(st.booleans()):
+        wt[:, :, :, draw(st.integers(0, c)):] = 0
+    else:
+        wt[:, :, :, rng.random(c) < draw(st.floats(0, 1))] = 0
+    wt[rng.random(o) < draw(st.floats(0, 1))] = 0
+    bias = rng.integers(-(2**31), 2**31, o).astype(np.int32)  # any bias: a zero output channel is its bias
+    return x, draw(st.integers(-128, 127)), wt, bias, stride, pads
+
+
+@given(padded_conv_cases())
+def test_skipping_zero_channels_gives_the_reference_accumulators_bit_for_bit(case):
+    x, zp, w, bias, stride, pads = case
+    expect = conv2d_ref(x, zp, w, bias, stride, pads, (1, 1), 1)
+    plan = plan_conv_weights(w)
+    if plan is not None:
+        assert set(plan.cidx.tolist()) == set(np.flatnonzero(w.any(axis=(0, 1, 2))).tolist())
+        assert set(plan.ocidx.tolist()) == set(np.flatnonzero(w.any(axis=(1, 2, 3))).tolist())
+    for p in (plan, _forced_plan(w)):
+        got = conv2d_acc_planned(p, x, zp, w, bias, *stride, *pads, 1, 1, 1)
+        assert got.dtype == np.int32 and np.array_equal(got, expect)
+
+
+def _forced_plan(w):
+    """The compact plan even when it would not pay (so every case exercises the compact kernel)."""
+    o, kh, kw, c = w.shape
+    nz = w.reshape(o, -1, c) != 0
+    cidx = np.flatnonzero(nz.any(axis=(0, 1))).astype(np.int64)
+    ocidx = np.flatnonzero(nz.any(axis=(1, 2))).astype(np.int64)
+    wc = np.ascontiguousarray(w[ocidx][:, :, :, cidx].astype(np.int16).reshape(ocidx.size, kh * kw * cidx.size))
+    return ConvWeightPlan(w.shape, cidx, ocidx, wc, 0.0)
+
+
+def test_plans_are_made_once_per_weight_tensor_and_remade_when_the_bytes_change():
+    w = np.zeros((64, 3, 3, 64), np.int8)
+    w[:16, :, :, :3] = np.random.default_rng(0).integers(-127, 128, (16, 3, 3, 3))
+    cache = ConvPlanCache()
+    first = cache.get("task 7", w)
+    assert first is not None and first.cidx.tolist() == [0, 1, 2] and first.ocidx.tolist() == list(range(16))
+    assert cache.get("task 7", w.copy()) is first  # same bytes: the cached plan
+    w2 = w.copy()
+    w2[40, 1, 1, 50] = 1
+    second = cache.get("task 7", w2)
+    assert second is not first and 50 in second.cidx.tolist() and 40 in second.ocidx.tolist()
+    assert plan_conv_weights(np.ones((8, 1, 1, 8), np.int8)) is None  # dense: the plain kernel
+
+
+def test_a_convolution_with_no_nonzero_weight_is_its_bias():
+    x = np.random.default_rng(1).integers(-128, 128, (1, 5, 5, 8), dtype=np.int8)
+    w = np.zeros((4, 3, 3, 8), np.int8)
+    bias = np.array([7, -2**31, 2**31 - 1, 0], np.int32)
+    got = conv2d_acc_planned(plan_conv_weights(w), x, 3, w, bias, 1, 1, 1, 1, 1, 1, 1, 1, 1)
+    assert np.array_equal(got, np.broadcast_to(bias, (1, 5, 5, 4)))

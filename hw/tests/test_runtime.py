@@ -163,3 +163,15 @@ def test_the_plugin_answers_the_runtime_hook_for_builtin_targets_only():
     host = PluginHost()
     assert isinstance(host.hook.axdrive_runtime(target="aipu_v1"), AipuRuntime)
     assert host.hook.axdrive_runtime(target="npu_x") is None
+
+
+def test_loading_the_same_bytes_again_reuses_the_loaded_program_and_new_bytes_do_not(conv_dir, tmp_path):
+    out_dir, program, ins = conv_dir
+    first = AipuRuntime().load(out_dir, {})
+    assert AipuRuntime().load(out_dir, {}) is first  # execute() loads at every call: decoded once
+    assert AipuRuntime().load(out_dir, {"frequency": 400e6}) is not first  # another config, another machine
+    other, ins2, _raw = conv_relu_program(seed=9)
+    write_program(other, out_dir)
+    again = AipuRuntime().load(out_dir, {})
+    assert again is not first
+    assert np.array_equal(again.run(ins2).outputs["y"], run_program(other, ins2).outputs["y"])

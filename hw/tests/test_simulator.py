@@ -240,3 +240,22 @@ def test_a_dpu_program_that_changes_between_runs_is_scheduled_again():
     again, fresh = sim.run(later), Simulator(program).run(later)
     assert np.array_equal(again.outputs["y"], xin + 6) and np.array_equal(again.outputs["y"], fresh.outputs["y"])
     assert again.timeline == fresh.timeline
+
+
+def test_replays_reuse_buffers_and_skip_no_check_that_could_fail_and_stay_exact():
+    program, ins, raw = conv_relu_program(seed=5, c=3, o=16)
+    sim = Simulator(program)
+    rng = np.random.default_rng(5)
+    for k in range(4):  # recorded run, then replays on reused (not cleared) buffers with other inputs
+        x = ins["x"] if k == 0 else rng.integers(-128, 128, ins["x"].shape, dtype=np.int8)
+        out = sim.run({"x": x}).outputs["y"]
+        assert np.array_equal(out, _conv_relu_expected({"x": x}, raw))
+    assert sim._pools  # the replays handed their arrays on
+
+
+def test_a_replay_still_checks_its_inputs():
+    program, ins, _raw = conv_relu_program(seed=6)
+    sim = Simulator(program)
+    sim.run(ins)
+    with pytest.raises(SimulationError, match="input 'x': expected"):
+        sim.run({"x": ins["x"][:, :3]})

@@ -177,6 +177,9 @@ def _reads(name: str, a: int, b: int, imm0: int) -> tuple[int, ...]:
     return ()
 
 
+_BLOCK = 8  # PWORDs per interpreter pass
+
+
 @njit(cache=True, nogil=True)
 def _sat(v: np.int64) -> np.int64:
     if v > _I32MAX:
@@ -206,11 +209,32 @@ def run_dpu_program(code: np.ndarray, inputs: np.ndarray, consts: np.ndarray, lu
     """
     e = inputs.shape[1]
     out = np.zeros((n_outputs, e), dtype=np.int32)
-    reg = np.zeros((registers, lanes), dtype=np.int64)
-    spill = np.zeros((max(spill_slots, 1), lanes), dtype=np.int64)
+    # Lanes are independent (registers and spill slots are per lane; a register read in a pass was written
+    # earlier in the same pass), so the simulator runs _BLOCK PWORDs per pass: the same values, and the
+    # instruction dispatch is paid once per _BLOCK * lanes elements instead of once per PWORD.
+    width_max = lanes * _BLOCK
+    reg = np.zeros((registers, width_max), dtype=np.int64)
+    spill = np.zeros((max(spill_slots, 1), width_max), dtype=np.int64)
     n = code.shape[0]
-    for base in range(0, e, lanes):
-        width = min(lanes, e - base)
+    # mulq whose multiplier and shift registers hold one value in every lane (set by movi, not written
+    # since, in program order): that multiplier qm and that shift qs (clamped as _rshift does), so the lane
+    # loop has no per-lane shift; qs = 0 marks the general case
+    uniform = np.zeros(registers, dtype=np.bool_)
+    uval = np.zeros(registers, dtype=np.int64)
+    qm = np.zeros(n, dtype=np.int64)
+    qs = np.zeros(n, dtype=np.int64)
+    for pc in range(n):
+        op = code[pc, 0]
+        if op == 19 and uniform[code[pc, 3]] and uniform[code[pc, 4]]:
+            qm[pc] = uval[code[pc, 3]]
+            qs[pc] = min(max(uval[code[pc, 4]], np.int64(-31)), np.int64(62))
+        if op == 15:
+            uniform[code[pc, 1]] = True
+            uval[code[pc, 1]] = _sat(np.int64(code[pc, 4]))
+        elif op != 0 and op != 2 and op != 16:  # every other instruction but store/spill_store writes dst
+            uniform[code[pc, 1]] = False
+    for base in range(0, e, width_max):
+        width = min(width_max, e - base)
         for pc in range(n):
             op = code[pc, 0]
             d = code[pc, 1]
@@ -280,6 +304,12 @@ def run_dpu_program(code: np.ndarray, inputs: np.ndarray, consts: np.ndarray, lu
             elif op == 18:
                 for l in range(width):
                     reg[d, l] = np.int64(consts[i0, (base + l) % channels])
+            elif op == 19 and qs[pc] > 0:
+                m = qm[pc]
+                sh = qs[pc]
+                rnd = np.int64(1) << (sh - 1)
+                for l in range(width):  # _rshift with a shift known to be positive: no branch per lane
+                    reg[d, l] = _sat((reg[a, l] * m + rnd) >> sh)
             elif op == 19:
                 for l in range(width):
                     reg[d, l] = _sat(_rshift(reg[a, l] * reg[b, l], reg[i0, l]))

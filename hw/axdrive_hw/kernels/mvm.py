@@ -9,7 +9,11 @@ accumulated in int64 and saturated to int32, as the adder tree does.
 from __future__ import annotations
 
 __all__ = ["conv_output_size", "conv2d_acc", "conv2d_requant", "matmul_acc", "plan_weight_sets",
-           "matmul_weight_sets_acc"]
+           "matmul_weight_sets_acc", "ConvWeightPlan", "plan_conv_weights", "conv2d_acc_planned",
+           "ConvPlanCache"]
+
+from dataclasses import dataclass
+from typing import Hashable
 
 import numpy as np
 from numba import njit, prange
@@ -135,6 +139,140 @@ def conv2d_acc(x: np.ndarray, x_zp: int, w: np.ndarray, bias: np.ndarray, stride
                     # exact in int32 (see _K_INT32); the truncation lets the loop use 32-bit lanes
                     out[b, y, xo, oc] = _sat32(bo + np.int64(np.int32(s)))
     return out
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _conv2d_acc_compact(x: np.ndarray, x_zp: int, wc: np.ndarray, cidx: np.ndarray, ocidx: np.ndarray,
+                        bias: np.ndarray, kh: int, kw: int, stride_h: int, stride_w: int, pad_t: int, pad_l: int,
+                        pad_b: int, pad_r: int, dil_h: int, dil_w: int) -> np.ndarray:
+    """:func:`conv2d_acc` (one group) on the kept part of the weights only.
+
+    ``wc`` is ``(O', KH * KW * C')`` int16: the weights of output channels
+    ``ocidx`` and input channels ``cidx`` in (tap row, tap column, channel)
+    order; every other weight is zero. A zero weight adds exactly 0 to the
+    int32 sum, so an output channel outside ``ocidx`` is its bias and the
+    others only need the kept channels: bit-identical to :func:`conv2d_acc`.
+    """
+    n, h, wd, c = x.shape
+    o = bias.shape[0]
+    cc = cidx.shape[0]
+    no = ocidx.shape[0]
+    kk = kh * kw * cc
+    oh = (h + pad_t + pad_b - dil_h * (kh - 1) - 1) // stride_h + 1
+    ow = (wd + pad_l + pad_r - dil_w * (kw - 1) - 1) // stride_w + 1
+    out = np.empty((n, oh, ow, o), dtype=np.int32)
+    zp = np.int16(x_zp)
+    contiguous = cc > 0 and cidx[cc - 1] - cidx[0] == cc - 1  # the kept channels are one run
+    c_lo = cidx[0] if cc > 0 else 0
+    for row in prange(n * oh):
+        b = row // oh
+        y = row % oh
+        patch = np.empty((ow, kk), dtype=np.int16)
+        for xo in range(ow):
+            pr = patch[xo]
+            for i in range(kh):
+                iy = y * stride_h - pad_t + i * dil_h
+                for j in range(kw):
+                    ix = xo * stride_w - pad_l + j * dil_w
+                    base = (i * kw + j) * cc
+                    if iy < 0 or iy >= h or ix < 0 or ix >= wd:
+                        for k in range(cc):
+                            pr[base + k] = 0
+                    elif contiguous:
+                        xv = x[b, iy, ix, c_lo:c_lo + cc]
+                        for k in range(cc):
+                            pr[base + k] = np.int16(xv[k]) - zp
+                    else:
+                        xv = x[b, iy, ix, :]
+                        for k in range(cc):
+                            pr[base + k] = np.int16(xv[cidx[k]]) - zp
+            orow = out[b, y, xo]
+            for oc in range(o):
+                orow[oc] = bias[oc]  # an all-zero output channel: the bias (an int32, saturation is a no-op)
+        for q in range(no):
+            oc = ocidx[q]
+            wr = wc[q]
+            bo = np.int64(bias[oc])
+            for xo in range(ow):
+                pr = patch[xo]
+                s = np.int32(0)
+                for k in range(kk):
+                    s += np.int32(pr[k]) * np.int32(wr[k])
+                out[b, y, xo, oc] = _sat32(bo + np.int64(np.int32(s)))
+    return out
+
+
+@dataclass(frozen=True)
+class ConvWeightPlan:
+    """What :func:`conv2d_acc_planned` needs of one weight tensor: the kept channels and their int16 weights."""
+
+    shape: tuple[int, ...]
+    cidx: np.ndarray     # input channels with a nonzero weight (int64, ascending)
+    ocidx: np.ndarray    # output channels with a nonzero weight (int64, ascending)
+    wc: np.ndarray       # (len(ocidx), KH * KW * len(cidx)) int16
+    kept: float          # fraction of the MACs still computed
+
+
+# Compacting pays when it removes at least this fraction of the MACs (below, the dense kernel is as fast).
+_COMPACT_BELOW = 0.8
+
+
+def plan_conv_weights(w: np.ndarray) -> ConvWeightPlan | None:
+    """The zero-skipping plan of OHWI weights, or ``None`` when too little of them is zero to pay.
+
+    Compilers pad channel counts to the PWORD (64): the padding is whole input
+    channels and output channels of zero weights, which add nothing to the
+    accumulators (see :func:`_conv2d_acc_compact`).
+    """
+    if w.ndim != 4 or w.itemsize != 1 or w.size == 0:
+        return None
+    o, kh, kw, c = w.shape
+    nz = w.reshape(o, kh * kw, c) != 0
+    cidx = np.flatnonzero(nz.any(axis=(0, 1))).astype(np.int64)
+    ocidx = np.flatnonzero(nz.any(axis=(1, 2))).astype(np.int64)
+    kept = (cidx.size * ocidx.size) / (c * o)
+    if kept >= _COMPACT_BELOW or kh * kw * cidx.size > _K_INT32:
+        return None
+    wc = np.ascontiguousarray(w[ocidx][:, :, :, cidx].astype(np.int16).reshape(ocidx.size, kh * kw * cidx.size))
+    return ConvWeightPlan(tuple(w.shape), cidx, ocidx, wc, kept)
+
+
+def conv2d_acc_planned(plan: ConvWeightPlan | None, x: np.ndarray, x_zp: int, w: np.ndarray, bias: np.ndarray,
+                       stride_h: int, stride_w: int, pad_t: int, pad_l: int, pad_b: int, pad_r: int, dil_h: int,
+                       dil_w: int, groups: int) -> np.ndarray:
+    """:func:`conv2d_acc`, skipping the zero channels of ``plan`` (made by :func:`plan_conv_weights` from ``w``).
+
+    Falls back to :func:`conv2d_acc` without a plan, for grouped convolutions,
+    and for operands outside the int32 fast path; the result is the same bit
+    for bit either way.
+    """
+    if (plan is None or groups != 1 or x.ndim != 4 or x.itemsize != 1 or not -128 <= x_zp <= 127
+            or plan.shape != tuple(w.shape) or x.shape[3] != w.shape[3]):
+        return conv2d_acc(x, x_zp, w, bias, stride_h, stride_w, pad_t, pad_l, pad_b, pad_r, dil_h, dil_w, groups)
+    return _conv2d_acc_compact(x, x_zp, plan.wc, plan.cidx, plan.ocidx, bias, w.shape[1], w.shape[2], stride_h,
+                               stride_w, pad_t, pad_l, pad_b, pad_r, dil_h, dil_w)
+
+
+class ConvPlanCache:
+    """Zero-skipping plans of the weights each convolution task sees, computed once per weight tensor.
+
+    ``get(key, w)`` gives the plan for ``w`` (or ``None``: dense): a hit
+    needs the same key and byte-identical weights (checked by one comparison),
+    so a task whose weights are constants pays the analysis on its first run only.
+    """
+
+    def __init__(self) -> None:
+        self._plans: dict[Hashable, tuple[np.ndarray, ConvWeightPlan | None]] = {}
+
+    def get(self, key: Hashable, w: np.ndarray) -> ConvWeightPlan | None:
+        hit = self._plans.get(key)
+        if hit is not None:
+            seen, plan = hit
+            if seen.shape == w.shape and seen.dtype == w.dtype and np.array_equal(seen, w):
+                return plan
+        plan = plan_conv_weights(w)
+        self._plans[key] = (w.copy(), plan)
+        return plan
 
 
 @njit(cache=True, nogil=True, parallel=True)

@@ -232,6 +232,15 @@ class ProgramBuilder:
         self._constants[name] = a
         return self.buffer(name, level, a.shape, str(a.dtype), core=core, kind="constant", init=name)
 
+    def add_constant(self, name: str, data: np.ndarray) -> None:
+        """Add constant data only (a planner places the buffer it initialises with :meth:`buffer` ``init=``)."""
+        self._constants[name] = np.ascontiguousarray(data)
+
+    def map_io(self, inputs: dict[str, str], outputs: dict[str, str]) -> None:
+        """Map graph tensor names to already declared input/output buffers."""
+        self._inputs.update(inputs)
+        self._outputs.update(outputs)
+
     def input(self, tensor: str, shape: Iterable[int], dtype: str = "int8", level: str = "ddr") -> Ref:
         self._inputs[tensor] = tensor
         return self.buffer(tensor, level, shape, dtype, kind="input")

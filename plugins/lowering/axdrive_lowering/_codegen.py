@@ -1,27 +1,28 @@
-"""``lowering.emit_program``: the legalized graph as an AIPU task list.
+"""``lowering.emit_program``: the legalized graph as AIPU tasks.
 
-Execution model (single core, layer by layer; tiling and memory planning
-across layers are a later pass's job): every activation has a home buffer
-(``workspace_memory_pool``; model I/O in ``io_memory_pool``), every constant
-one too (``constant_memory_pool``, DPU tables in ``dpu_constants_home``, DPU
-code in ``dpu_instructions_home``, DWPU coefficients in
-``dwpu_instructions_home``). A *layer* (a head node plus its fused DPU tail,
-see :mod:`._dpu_programs`) is emitted as: DMA its constants into L1, then per
-height tile DMA the input rows in, run the MVM/DWPU task, DMA the other DPU
-streams in, run the DPU program, DMA the output rows back. L1 is reused from
-address 0 by every layer; a layer whose operands do not fit is split into
-more height tiles until they do. Each task waits for the one before it
-(hardware tokens), which is what makes the reuse safe.
+Execution model: every activation has a home buffer (``workspace_memory_pool``;
+model I/O in ``io_memory_pool``), every constant one too
+(``constant_memory_pool``, DPU tables in ``dpu_constants_home``, DPU code in
+``dpu_instructions_home``, DWPU coefficients in ``dwpu_instructions_home``).
+A *layer* (a head node plus its fused DPU tail, see :mod:`._dpu_programs`) is
+emitted as: DMA its constants into its L1 *arena*, then per tile (the tiling
+plugin's ``attrs["tiling"]``: height tiles, output-channel chunks, depth-first
+groups) DMA the input rows in, run the MVM/DWPU task, DMA the other DPU
+streams in, run the DPU program, DMA the output rows back; tile operands
+rotate through ``tile_slots`` L1 slots so consecutive tiles can overlap.
 
-Every task is labelled (``stage``) with the ONNX nodes it comes from
-(``propagate_span_information``) so program.json and profiles point back at
-the model.
+Nothing here has an address or a token yet: the recording goes to
+:mod:`._finalize`, where the memory planner places every buffer and arena,
+dependencies follow from the bytes each task touches, and the scheduler
+orders the tasks. Every task is labelled (``stage``) with the ONNX nodes it
+comes from (``propagate_span_information``).
 """
 
 from __future__ import annotations
 
-__all__ = ["emit", "Emitted", "IoRecord"]
+__all__ = ["record", "Emitted", "IoRecord"]
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,13 +30,15 @@ import numpy as np
 
 from axdrive.errors import MemoryPlanError, UnsupportedOperatorError
 from axdrive.ir import Graph, Node
-from axdrive_hw.program.model import Program, ProgramBuilder, Ref
+from axdrive.ir.program_plan import SchedulePolicy
+from axdrive_hw.program.model import Program, Ref
 from axdrive_hw.target import Target
 
 from ._dpu_programs import is_head
 from ._layout import device_shape
 from ._memory import Homes
 from ._padding import IO_EDGE
+from ._recorder import Recorder
 
 _ALIGN = 64
 _ALIAS_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
@@ -61,14 +64,15 @@ class Emitted:
     """What the code generator produced: the program, the host side of its I/O, statistics and a
     per-layer summary (unit, tiles, L1 bytes, fused nodes) for the compile report."""
 
-    program: Program
+    program: Program | None
     io: dict[str, dict[str, IoRecord]]
     stats: dict[str, Any] = field(default_factory=dict)
     layers: list[dict[str, Any]] = field(default_factory=list)
+    recorder: Recorder | None = None
 
 
 class _L1:
-    """Bump allocation inside one layer's share of L1."""
+    """Bump allocation inside one layer's arena (its L1 working set on one core)."""
 
     def __init__(self) -> None:
         self.top = 0
@@ -83,47 +87,100 @@ def _nbytes(shape: tuple[int, ...], dtype: str = "int8") -> int:
     return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
 
 
+def _oc_chunks(oc: int, tiles: int) -> list[tuple[int, int]]:
+    """Output-channel tiles: whole PWORDs, as even as possible."""
+    words = max(1, oc // _ALIGN)
+    tiles = max(1, min(tiles, words))
+    per = -(-words // tiles) * _ALIGN
+    return [(o, min(o + per, oc)) for o in range(0, oc, per)]
+
+
+def _unrolled(bounds: list[tuple[int, int]], step: int) -> list[tuple[int, int]]:
+    """The first and last tile each split in two: a short prologue fills the pipeline sooner, a short
+    epilogue drains it sooner (``unroll_prologue_epilogue``)."""
+    out: list[tuple[int, int]] = []
+    for k, (r0, r1) in enumerate(bounds):
+        half = (r1 - r0) // 2 // step * step
+        if (k == 0 or k == len(bounds) - 1) and half >= step and r1 - r0 - half >= step:
+            out += [(r0, r0 + half), (r0 + half, r1)]
+        else:
+            out.append((r0, r1))
+    return out
+
+
+@dataclass
+class _Job:
+    """One layer, planned: unit, tiles (rows x output-channel chunks), the core of every tile, and per core
+    its arena, L1 operands and constants once :meth:`_Emitter.prepare` has run."""
+
+    head: Node
+    unit: "_Unit | None"
+    out_name: str
+    bounds: list[tuple[int, int]]
+    chunks: list[tuple[int, int]]
+    tile_cores: list[int]
+    stage: str
+    l1_bytes: int
+    no: int = 0
+    refs: dict[int, dict[str, Any]] = field(default_factory=dict)
+    next_tile: int = 0
+    produced: int = 0
+
+
 class _Emitter:
-    """Walks the graph once, in order, emitting each layer where its last node stands."""
+    """Walks the graph once, in order, recording each layer where its last node stands.
+
+    Tasks are recorded without tokens and buffers without addresses (see
+    :mod:`._recorder`): dependencies come from the bytes tasks touch once the
+    memory plan is known. The schedule policy shapes the graph: L1 slots per
+    tile operand (pipelining), prologue/epilogue unrolling, hoisted constant
+    loads, and which core runs which tile (``batch``: a full copy per core;
+    ``cooperative``: tiles round robin; ``pipeline``: each layer on its stage's core).
+    """
 
     def __init__(self, graph: Graph, target: Target, homes: Homes, *, l1_bytes: int, io_on_host: bool,
-                 spans: bool) -> None:
+                 spans: bool, policy: SchedulePolicy | None = None, extra_tiles: dict[str, int] | None = None,
+                 ungrouped: frozenset[str] = frozenset(), forced: bool = False) -> None:
         self.g = graph
         self.target = target
         self.homes = homes
         self.l1_bytes = l1_bytes
         self.io_on_host = io_on_host
         self.spans = spans
-        self.b = ProgramBuilder(target, cores=1)
+        self.policy = policy or SchedulePolicy(inter_operator_async=False, tile_slots=1, channel_slots=1)
+        self.extra_tiles = dict(extra_tiles or {})
+        self.ungrouped = ungrouped
+        self.forced = forced
+        self.batch = self.policy.multicore_mode == "batch" and self.policy.cores > 1
+        self.cooperative = self.policy.multicore_mode == "cooperative" and self.policy.cores > 1
+        self.pipeline = self.policy.multicore_mode == "pipeline" and self.policy.cores > 1
+        self.b = Recorder(target, cores=self.policy.cores)
+        self.core = 0
         self.home: dict[str, Ref] = {}
         self.const_refs: dict[str, Ref] = {}
-        self.count = 0
         self.layer_no = 0
         self.io: dict[str, dict[str, IoRecord]] = {"inputs": {}, "outputs": {}}
         self.stats: dict[str, Any] = {"layers": 0, "tiled_layers": 0, "tiles": 0, "mvm_tasks": 0, "dwpu_tasks": 0,
-                                      "dpu_tasks": 0, "dma_tasks": 0, "weight_sets": 0, "l1_peak_bytes": 0}
+                                      "dpu_tasks": 0, "dma_tasks": 0, "weight_sets": 0, "l1_peak_bytes": 0,
+                                      "oc_tiled_layers": 0, "depth_groups": 0}
         self.layers: list[dict[str, Any]] = []
         self.users = graph.consumer_map()
         self.producers = graph.producers()
 
     # -- tasks -----------------------------------------------------------------------------------------------
     def _sync(self, stage: str) -> dict[str, Any]:
-        """Each task waits for the previous one: layer-by-layer order is what makes L1 reuse safe."""
-        kw: dict[str, Any] = {"signal": (self.count + 1,), "stage": stage}
-        if self.count:
-            kw["wait"] = (self.count,)
-        self.count += 1
-        return kw
+        """Only the label: tokens are derived from the bytes each task touches once buffers are placed."""
+        return {"stage": stage}
 
     def _dma(self, src: Ref, dst: Ref, stage: str, *, rows: int = 1, row_bytes: int | None = None,
              src_stride: int | None = None, dst_stride: int | None = None) -> None:
-        self.b.dma(0, src, dst, rows=rows, row_bytes=row_bytes, src_stride=src_stride, dst_stride=dst_stride,
+        self.b.dma(self.core, src, dst, rows=rows, row_bytes=row_bytes, src_stride=src_stride, dst_stride=dst_stride,
                    **self._sync(stage))
         self.stats["dma_tasks"] += 1
 
     def _task(self, kind: str, op: str, inputs: dict[str, Ref], outputs: dict[str, Ref], params: dict[str, Any],
               stage: str) -> None:
-        self.b.task(0, kind, op, inputs, outputs, params, **self._sync(stage))
+        self.b.task(self.core, kind, op, inputs, outputs, params, **self._sync(stage))
         self.stats[f"{kind}_tasks"] += 1
 
     # -- buffers ---------------------------------------------------------------------------------------------
@@ -132,15 +189,18 @@ class _Emitter:
             self.const_refs[name] = self.b.constant(name, np.ascontiguousarray(data), level)
         return self.const_refs[name]
 
-    def _l1(self, base: str, shape: tuple[int, ...], dtype: str, alloc: _L1) -> Ref:
-        name = f"L{self.layer_no}/{base}"
+    def _l1(self, base: str, shape: tuple[int, ...], dtype: str, alloc: _L1, arena: str) -> Ref:
         nbytes = _nbytes(shape, dtype)
-        return self.b.buffer(name, "l1", shape, dtype, address=alloc.take(nbytes))
+        return self.b.buffer(f"{arena}/{base}", "l1", shape, dtype, core=self.core, arena=arena,
+                             arena_offset=alloc.take(nbytes))
+
+    def _home_name(self, name: str) -> str:
+        return f"t/{name}" if not self.batch else f"t/{name}@core{self.core}"
 
     def _tensor_home(self, name: str) -> Ref:
         if name not in self.home:
             shape = device_shape(self.g.tensors[name].shape)
-            self.home[name] = self.b.buffer(f"t/{name}", self.homes.workspace, shape, "int8")
+            self.home[name] = self.b.buffer(self._home_name(name), self.homes.workspace, shape, "int8")
         return self.home[name]
 
     def _rows(self, name: str, r0: int, r1: int) -> Ref:
@@ -160,6 +220,14 @@ class _Emitter:
         outs = {n.outputs[0]: n for n in self.g.nodes if n.attrs.get(IO_EDGE) == "output"}
         return ins, outs
 
+    def _batched(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """A model I/O buffer's shape: in ``batch`` mode one frame per core along axis 0."""
+        return (shape[0] * self.policy.cores, *shape[1:]) if self.batch else tuple(shape)
+
+    def _frame(self, ref: Ref, shape: tuple[int, ...]) -> Ref:
+        """This core's frame of a (batched) model I/O buffer."""
+        return Ref(ref.buffer, tuple(shape), "int8", ref.offset + self.core * _nbytes(tuple(shape)))
+
     def inputs(self, edges: dict[str, Node]) -> None:
         for name in self.g.inputs:
             t = self.g.tensors[name]
@@ -168,11 +236,15 @@ class _Emitter:
             zp = int(t.qparams.zero_point) if t.qparams is not None else 0
             real = int(t.shape[1])
             if self.io_on_host:
-                self.home[inner] = self.b.input(name, dshape, "int8", self.homes.io)
-                self.io["inputs"][name] = IoRecord(name, "NHWC", list(dshape), real, zp)
+                if self.core == 0:
+                    self.b.input(name, self._batched(dshape), "int8", self.homes.io)
+                    self.io["inputs"][name] = IoRecord(name, "NHWC", list(self._batched(dshape)), real, zp)
+                self.home[inner] = self._frame(self.b.ref(name), dshape)
                 continue
-            src = self.b.input(name, tuple(t.shape), "int8", self.homes.io)
-            self.io["inputs"][name] = IoRecord(name, "NCHW", list(t.shape), real, zp)
+            if self.core == 0:
+                self.b.input(name, self._batched(tuple(t.shape)), "int8", self.homes.io)
+                self.io["inputs"][name] = IoRecord(name, "NCHW", list(self._batched(tuple(t.shape))), real, zp)
+            src = self._frame(self.b.ref(name), tuple(t.shape))
             dst = self._tensor_home(inner)
             self._to_nhwc(src, dst, real, dshape, zp, f"input {name}")
 
@@ -182,7 +254,7 @@ class _Emitter:
         n, h, w, c = dshape
         hw = h * w
         for ch in range(real):
-            self._dma(Ref(src.buffer, (hw,), "int8", ch * hw), Ref(dst.buffer, (hw,), "int8", ch), stage,
+            self._dma(Ref(src.buffer, (hw,), "int8", src.offset + ch * hw), Ref(dst.buffer, (hw,), "int8", ch), stage,
                       rows=hw, row_bytes=1, src_stride=1, dst_stride=c)
         pad = c - real
         if pad <= 0:
@@ -205,11 +277,15 @@ class _Emitter:
             dshape = device_shape(self.g.tensors[inner].shape)
             zp = int(t.qparams.zero_point) if t.qparams is not None else 0
             if self.io_on_host and inner not in self.home:
-                self.home[inner] = self.b.output(name, dshape, "int8", self.homes.io)
-                self.io["outputs"][name] = IoRecord(name, "NHWC", list(dshape), int(t.shape[1]), zp)
+                if self.core == 0:
+                    self.b.output(name, self._batched(dshape), "int8", self.homes.io)
+                    self.io["outputs"][name] = IoRecord(name, "NHWC", list(self._batched(dshape)), int(t.shape[1]), zp)
+                self.home[inner] = self._frame(self.b.ref(name), dshape)
             else:
-                self.b.output(name, tuple(t.shape), "int8", self.homes.io)
-                self.io["outputs"][name] = IoRecord(name, "NCHW", list(t.shape), int(t.shape[1]), zp)
+                if self.core == 0:
+                    self.b.output(name, self._batched(tuple(t.shape)), "int8", self.homes.io)
+                    self.io["outputs"][name] = IoRecord(name, "NCHW", list(self._batched(tuple(t.shape))),
+                                                        int(t.shape[1]), zp)
                 pending.append((inner, name))
         return pending
 
@@ -217,14 +293,21 @@ class _Emitter:
         src = self._tensor_home(inner)
         n, h, w, c = device_shape(self.g.tensors[inner].shape)
         real = int(self.g.tensors[name].shape[1])
-        dst = self.b.ref(name)
+        dst = self._frame(self.b.ref(name), tuple(self.g.tensors[name].shape))
         hw = h * w
         for ch in range(real):
-            self._dma(Ref(src.buffer, (hw,), "int8", src.offset + ch), Ref(dst.buffer, (hw,), "int8", ch * hw),
+            self._dma(Ref(src.buffer, (hw,), "int8", src.offset + ch), Ref(dst.buffer, (hw,), "int8",
+                                                                             dst.offset + ch * hw),
                       f"output {name}", rows=hw, row_bytes=1, src_stride=c, dst_stride=1)
 
     # -- layers ------------------------------------------------------------------------------------------------
+    def _node_core(self, node: Node) -> int:
+        if self.pipeline:
+            return int((node.attrs.get("schedule") or {}).get("core", 0))
+        return self.core
+
     def alias(self, node: Node) -> None:
+        self.core = self._node_core(node)
         src = self._tensor_home(node.inputs[0])
         out = node.outputs[0]
         if out in self.home:  # a model output: its own buffer, so copy
@@ -234,6 +317,7 @@ class _Emitter:
 
     def concat(self, node: Node) -> None:
         """Channel Concat of PWORD-aligned inputs on one grid: strided DMA copies into channel slices."""
+        self.core = self._node_core(node)
         out = self._tensor_home(node.outputs[0])
         n, h, w, c = device_shape(self.g.tensors[node.outputs[0]].shape)
         offset = 0
@@ -245,44 +329,60 @@ class _Emitter:
             offset += ci
         self.stats["layers"] += 1
 
-    def layer(self, head: Node) -> None:
-        """One head node and its fused DPU tail, tiled over output rows until L1 holds it."""
-        self.layer_no += 1
+    def job(self, head: Node) -> _Job:
+        """Plan one layer: the tiling decision (``attrs["tiling"]``; more height tiles when the exact bytes do
+        not fit, unless forced), prologue/epilogue unrolling, and the core of every tile."""
         g = self.g
         out_name = head.attrs.get("dpu_output", head.outputs[0])
         n, oh, ow, oc = device_shape(g.tensors[out_name].shape)
-        unit = _unit_of(g, head) if is_head(head) else None
-        for tiles in range(1, oh + 1):
-            plan = self._plan(head, unit, out_name, tiles)
+        unit = _unit_of(g, head, self.target) if is_head(head) else None
+        tiling = head.attrs.get("tiling") or {}
+        chunks = [(0, oc)]
+        if (unit is not None and unit.op == "conv2d" and len(unit.channel_groups) <= 1
+                and int(unit.params.get("icr_factor", 1)) == 1 and int(unit.params.get("swicr_pack", 1)) == 1):
+            chunks = _oc_chunks(oc, int(tiling.get("oc_tiles", 1)))
+        start = max(1, min(int(tiling.get("h_tiles", 1)) * 2 ** self.extra_tiles.get(head.name, 0), oh))
+        plan = None
+        for tiles in range(start, oh + 1):
+            plan = self._plan(head, unit, out_name, tiles, chunks)
             if plan is not None:
                 break
-        else:
+            if self.forced and not self.extra_tiles.get(head.name):
+                plan = self._plan(head, unit, out_name, tiles, chunks, check=False)
+                break
+        if plan is None:
             raise MemoryPlanError(f"node {head.name!r}: its operands need more than the {self.l1_bytes} bytes of L1 "
                                   "even with one output row per tile")
-        alloc, bounds = plan
-        self._emit_layer(head, unit, out_name, bounds)
-        self.stats["layers"] += 1
-        self.stats["tiles"] += len(bounds)
-        self.stats["tiled_layers"] += int(len(bounds) > 1)
-        self.stats["l1_peak_bytes"] = max(self.stats["l1_peak_bytes"], alloc)
-        self.layers.append({"node": head.name, "unit": unit.kind if unit else "dpu", "tiles": len(bounds),
-                            "l1_bytes": alloc, "fused": list(head.attrs.get("dpu_tail", []))})
+        total, bounds = plan
+        if self.policy.unroll_prologue_epilogue and len(bounds) > 1:
+            bounds = _unrolled(bounds, unit.row_step if unit else 1)
+        core = self._node_core(head)
+        cores = [(k % self.policy.cores) if self.cooperative else core for k in range(len(bounds))]
+        return _Job(head, unit, out_name, bounds, chunks, cores, self._stage(head), total)
 
-    def _plan(self, head: Node, unit: "_Unit | None", out_name: str, tiles: int) -> tuple[int, list] | None:
+    def _plan(self, head: Node, unit: "_Unit | None", out_name: str, tiles: int, chunks: list[tuple[int, int]],
+              check: bool = True) -> tuple[int, list] | None:
         g = self.g
         n, oh, ow, oc = device_shape(g.tensors[out_name].shape)
         step = unit.row_step if unit else 1
         rows = -(-oh // tiles)
         rows = -(-rows // step) * step
         bounds = [(r, min(r + rows, oh)) for r in range(0, oh, rows)]
-        if tiles > 1 and len(bounds) < tiles:
+        if check and tiles > 1 and len(bounds) < tiles:
             return None  # rounding gave the split of a smaller tile count, already tried
+        slots, cslots = self.policy.tile_slots, self.policy.channel_slots
         total = 0
         if unit:
-            total += sum(-(-_nbytes(a.shape, str(a.dtype)) // _ALIGN) * _ALIGN for a in unit.constants.values())
+            if len(chunks) > 1:
+                per = max(o1 - o0 for o0, o1 in chunks)
+                for a in unit.constants.values():
+                    total += cslots * (-(-_nbytes((per, *a.shape[1:]), str(a.dtype)) // _ALIGN) * _ALIGN)
+                total += cslots * (_nbytes(unit.out_tile_shape(rows)[:-1] + (per,)) + _ALIGN)
+            else:
+                total += sum(-(-_nbytes(a.shape, str(a.dtype)) // _ALIGN) * _ALIGN for a in unit.constants.values())
             in_rows = max(unit.in_rows(r0, r1)[1] - unit.in_rows(r0, r1)[0] for r0, r1 in bounds)
-            total += _nbytes(unit.in_tile_shape(in_rows)) + _ALIGN
-            total += _nbytes(unit.out_tile_shape(rows)) + _ALIGN
+            total += slots * (_nbytes(unit.in_tile_shape(in_rows)) + _ALIGN)
+            total += slots * (_nbytes(unit.out_tile_shape(rows)) + _ALIGN)
         program = head.attrs.get("dpu_program")
         if program is not None:
             code = head.attrs["dpu_code"]
@@ -291,72 +391,162 @@ class _Emitter:
                 if head.attrs.get(key) is not None:
                     total += head.attrs[key].nbytes + _ALIGN
             streams = head.attrs["dpu_streams"][1 if unit else 0:]
-            total += (len(streams) + 1) * (_nbytes((n, rows, ow, oc)) + _ALIGN)
-        return (total, bounds) if total <= self.l1_bytes else None
+            total += slots * (len(streams) + 1) * (_nbytes((n, rows, ow, oc)) + _ALIGN)
+        return (total, bounds) if total <= self.l1_bytes or not check else None
 
-    def _emit_layer(self, head: Node, unit: "_Unit | None", out_name: str, bounds: list[tuple[int, int]]) -> None:
-        g = self.g
-        stage = self._stage(head)
-        alloc = _L1()
-        n, oh, ow, oc = device_shape(g.tensors[out_name].shape)
-        rows = max(r1 - r0 for r0, r1 in bounds)
-        l1c: dict[str, Ref] = {}
-        if unit:
-            for key, data in unit.constants.items():
-                home = self.homes.dwpu_constants if unit.kind == "dwpu" else self.homes.constants
-                src = self._constant(f"{head.name}/{key}", data, home)
-                l1c[key] = self._l1(key, data.shape, str(data.dtype), alloc)
-                self._dma(src, l1c[key], stage)
-            in_rows = max(unit.in_rows(r0, r1)[1] - unit.in_rows(r0, r1)[0] for r0, r1 in bounds)
-            x_l1 = self._l1("x", unit.in_tile_shape(in_rows), "int8", alloc)
-            y_l1 = self._l1("y", unit.out_tile_shape(rows), "int8", alloc)
-        program = head.attrs.get("dpu_program")
-        if program is not None:
-            code = np.ascontiguousarray(head.attrs["dpu_code"], np.int32)
-            l1c["code"] = self._l1("dpu_code", code.shape, "int32", alloc)
-            self._dma(self._constant(f"{head.name}/dpu_code", code, self.homes.dpu_code), l1c["code"], stage)
-            for key in ("dpu_consts", "dpu_luts"):
-                data = head.attrs.get(key)
-                if data is not None:
-                    l1c[key] = self._l1(key, data.shape, str(data.dtype), alloc)
-                    self._dma(self._constant(f"{head.name}/{key}", data, self.homes.dpu_constants), l1c[key], stage)
-            streams = head.attrs["dpu_streams"]
-            s_l1 = {s: self._l1(f"s{k}", (n, rows, ow, oc), "int8", alloc) for k, s in enumerate(streams)
-                    if not (unit and k == 0)}
-            o_l1 = self._l1("out", (n, rows, ow, oc), "int8", alloc)
-        for t, (r0, r1) in enumerate(bounds):
-            tstage = stage if len(bounds) == 1 else f"{stage} [tile {t + 1}/{len(bounds)}]"
-            h = r1 - r0
+    def prepare(self, job: _Job) -> None:
+        """Per core that runs tiles of the layer: its arena, the constants DMA'd in, the tile slots."""
+        self.layer_no += 1
+        job.no = self.layer_no
+        g, unit, head = self.g, job.unit, job.head
+        n, oh, ow, oc = device_shape(g.tensors[job.out_name].shape)
+        rows = max(r1 - r0 for r0, r1 in job.bounds)
+        slots, cslots = self.policy.tile_slots, self.policy.channel_slots
+        for core in dict.fromkeys(job.tile_cores):
+            self.core = core
+            arena = f"L{job.no}" + (f"@core{core}" if self.policy.cores > 1 else "")
+            alloc = _L1()
+            r: dict[str, Any] = {"arena": arena, "l1c": {}, "alloc": alloc, "used": 0}
             if unit:
-                i0, i1 = unit.in_rows(r0, r1)
-                x_ref = Ref(x_l1.buffer, unit.in_tile_shape(i1 - i0), "int8", 0)
-                self._dma(unit.source_rows(self, i0, i1), x_ref, tstage)
-                y_ref = Ref(y_l1.buffer, unit.out_tile_shape(h), "int8", 0)
-                unit.emit(self, x_ref, y_ref, l1c, r0, r1, i0, tstage)
-                last = y_ref
-            if program is not None:
-                refs = []
-                for k, s in enumerate(streams):
-                    if unit and k == 0:
-                        refs.append(Ref(y_l1.buffer, (n, h, ow, oc), "int8", 0))
-                        continue
-                    dst = Ref(s_l1[s].buffer, (n, h, ow, oc), "int8", 0)
-                    self._dma(self._rows(s, r0, r1), dst, tstage)
-                    refs.append(dst)
-                last = Ref(o_l1.buffer, (n, h, ow, oc), "int8", 0)
-                self.b.dpu(0, refs, [last], l1c["code"], channels=oc, consts=l1c.get("dpu_consts"),
-                           luts=l1c.get("dpu_luts"), **self._sync(tstage))
-                self.stats["dpu_tasks"] += 1
-            out_rows = self._rows(out_name, r0, r1)
-            self._dma(Ref(last.buffer, out_rows.shape, "int8", 0), out_rows, tstage)
-        if unit and unit.kind == "mvm":
-            self.stats["weight_sets"] += unit.weight_sets
+                if len(job.chunks) == 1:
+                    for key, data in unit.constants.items():
+                        home = self.homes.dwpu_constants if unit.kind == "dwpu" else self.homes.constants
+                        src = self._constant(f"{head.name}/{key}", data, home)
+                        r["l1c"][key] = self._l1(key, data.shape, str(data.dtype), alloc, arena)
+                        self._dma(src, r["l1c"][key], job.stage)
+                else:
+                    per = max(o1 - o0 for o0, o1 in job.chunks)
+                    r["wslots"] = [{key: self._l1(f"{key}#{s}", (per, *data.shape[1:]), str(data.dtype), alloc, arena)
+                                    for key, data in unit.constants.items()} for s in range(cslots)]
+                    r["yc"] = [self._l1(f"yc#{s}", unit.out_tile_shape(rows)[:-1] + (per,), "int8", alloc, arena)
+                               for s in range(cslots)]
+                in_rows = max(unit.in_rows(r0, r1)[1] - unit.in_rows(r0, r1)[0] for r0, r1 in job.bounds)
+                r["x"] = [self._l1(f"x#{s}", unit.in_tile_shape(in_rows), "int8", alloc, arena) for s in range(slots)]
+                r["y"] = [self._l1(f"y#{s}", unit.out_tile_shape(rows), "int8", alloc, arena) for s in range(slots)]
+            if head.attrs.get("dpu_program") is not None:
+                code = np.ascontiguousarray(head.attrs["dpu_code"], np.int32)
+                r["l1c"]["code"] = self._l1("dpu_code", code.shape, "int32", alloc, arena)
+                self._dma(self._constant(f"{head.name}/dpu_code", code, self.homes.dpu_code), r["l1c"]["code"],
+                          job.stage)
+                for key in ("dpu_consts", "dpu_luts"):
+                    data = head.attrs.get(key)
+                    if data is not None:
+                        r["l1c"][key] = self._l1(key, data.shape, str(data.dtype), alloc, arena)
+                        self._dma(self._constant(f"{head.name}/{key}", data, self.homes.dpu_constants), r["l1c"][key],
+                                  job.stage)
+                streams = head.attrs["dpu_streams"]
+                r["s"] = [{s: self._l1(f"s{k}#{t}", (n, rows, ow, oc), "int8", alloc, arena)
+                           for k, s in enumerate(streams) if not (unit and k == 0)} for t in range(slots)]
+                r["out"] = [self._l1(f"out#{t}", (n, rows, ow, oc), "int8", alloc, arena) for t in range(slots)]
+            job.refs[core] = r
+
+    def tile(self, job: _Job) -> None:
+        """Emit the job's next tile on its core."""
+        t = job.next_tile
+        job.next_tile += 1
+        r0, r1 = job.bounds[t]
+        core = job.tile_cores[t]
+        self.core = core
+        r = job.refs[core]
+        unit, head, g = job.unit, job.head, self.g
+        n, oh, ow, oc = device_shape(g.tensors[job.out_name].shape)
+        slot = r["used"] % self.policy.tile_slots
+        r["used"] += 1
+        stage = job.stage if len(job.bounds) == 1 else f"{job.stage} [tile {t + 1}/{len(job.bounds)}]"
+        h = r1 - r0
+        last = None
+        if unit:
+            i0, i1 = unit.in_rows(r0, r1)
+            x_ref = Ref(r["x"][slot].buffer, unit.in_tile_shape(i1 - i0), "int8", 0)
+            self._dma(unit.source_rows(self, i0, i1), x_ref, stage)
+            y_ref = Ref(r["y"][slot].buffer, unit.out_tile_shape(h), "int8", 0)
+            if len(job.chunks) == 1:
+                unit.emit(self, x_ref, y_ref, r["l1c"], r0, r1, i0, stage)
+            else:
+                self._channel_tiles(job, r, unit, x_ref, y_ref, r0, r1, i0, stage)
+            last = y_ref
+        if head.attrs.get("dpu_program") is not None:
+            refs = []
+            for k, s in enumerate(head.attrs["dpu_streams"]):
+                if unit and k == 0:
+                    refs.append(Ref(r["y"][slot].buffer, (n, h, ow, oc), "int8", 0))
+                    continue
+                dst = Ref(r["s"][slot][s].buffer, (n, h, ow, oc), "int8", 0)
+                self._dma(self._rows(s, r0, r1), dst, stage)
+                refs.append(dst)
+            last = Ref(r["out"][slot].buffer, (n, h, ow, oc), "int8", 0)
+            self.b.dpu(core, refs, [last], r["l1c"]["code"], channels=oc, consts=r["l1c"].get("dpu_consts"),
+                       luts=r["l1c"].get("dpu_luts"), **self._sync(stage))
+            self.stats["dpu_tasks"] += 1
+        out_rows = self._rows(job.out_name, r0, r1)
+        self._dma(Ref(last.buffer, out_rows.shape, "int8", 0), out_rows, stage)
+        job.produced = r1
+
+    def _channel_tiles(self, job: _Job, r: dict[str, Any], unit: "_Unit", x_ref: Ref, y_ref: Ref, r0: int, r1: int,
+                       i0: int, stage: str) -> None:
+        """Output-channel tiles of an MVM layer: per chunk its weights (and bias, requantization) DMA'd into a
+        chunk slot, one MVM task into a chunk buffer, and a strided DMA into the tile's channel slice."""
+        from axdrive_hw.kernels.mvm import plan_weight_sets
+
+        spec = self.target.mvm
+        n = y_ref.shape[0]
+        h, w, oc = y_ref.shape[1], y_ref.shape[2], y_ref.shape[3]
+        k_rows = int(np.prod(unit.constants["w"].shape[1:]))
+        for j, (o0, o1) in enumerate(job.chunks):
+            cs = j % self.policy.channel_slots
+            width = o1 - o0
+            l1c = {}
+            for key, data in unit.constants.items():
+                src = self._constant(f"{job.head.name}/{key}", data, self.homes.constants)
+                row = _nbytes(data.shape[1:], str(data.dtype)) if data.ndim > 1 else np.dtype(data.dtype).itemsize
+                shape = (width, *data.shape[1:])
+                l1c[key] = Ref(r["wslots"][cs][key].buffer, shape, str(data.dtype), 0)
+                self._dma(Ref(src.buffer, shape, str(data.dtype), o0 * row), l1c[key], stage)
+            sets = len(plan_weight_sets(k_rows, width, spec.rows, spec.columns, spec.imc_blocks))
+            sub = dataclasses.replace(unit, y_shape=(*unit.y_shape[:3], width), channel_groups=((0, width, sets),))
+            yc = Ref(r["yc"][cs].buffer, (n, h, w, width), "int8", 0)
+            sub.emit(self, x_ref, yc, l1c, r0, r1, i0, stage)
+            self._dma(yc, Ref(y_ref.buffer, (n * h * w, width), "int8", y_ref.offset + o0), stage,
+                      rows=n * h * w, row_bytes=width, src_stride=width, dst_stride=oc)
+
+    def finish(self, job: _Job) -> None:
+        """Declare the job's arenas (their size is known now) and count it."""
+        for core, r in job.refs.items():
+            self.b.buffer(r["arena"], "l1", (r["alloc"].top,), "uint8", core=core, kind="staging")
+        self.stats["layers"] += 1
+        self.stats["tiles"] += len(job.bounds)
+        self.stats["tiled_layers"] += int(len(job.bounds) > 1)
+        self.stats["oc_tiled_layers"] += int(len(job.chunks) > 1)
+        self.stats["l1_peak_bytes"] = max(self.stats["l1_peak_bytes"], max(r["alloc"].top for r in job.refs.values()))
+        if job.unit and job.unit.kind == "mvm":
+            self.stats["weight_sets"] += job.unit.weight_sets
+        self.layers.append({"node": job.head.name, "unit": job.unit.kind if job.unit else "dpu",
+                            "tiles": len(job.bounds), "oc_tiles": len(job.chunks),
+                            "cores": sorted(set(job.tile_cores)), "l1_bytes": max(r["alloc"].top
+                                                                                for r in job.refs.values()),
+                            "depth_group": (job.head.attrs.get("tiling") or {}).get("depth_group"),
+                            "fused": list(job.head.attrs.get("dpu_tail", []))})
+
+    def group(self, jobs: list[_Job]) -> None:
+        """Emit layers depth-first: each tile of a later layer right after the earlier layer produced the rows
+        it reads (the intermediate results live in L1 homes)."""
+
+        def need(k: int, rows: int) -> None:
+            while jobs[k].produced < rows and jobs[k].next_tile < len(jobs[k].bounds):
+                if k > 0:
+                    j = jobs[k]
+                    r0, r1 = j.bounds[j.next_tile]
+                    lo, hi = j.unit.in_rows(r0, r1) if j.unit else (r0, r1)
+                    need(k - 1, hi)
+                self.tile(jobs[k])
+
+        last = len(jobs) - 1
+        need(last, 1 << 30)
 
     def run(self) -> Emitted:
         edges_in, edges_out = self._edges()
-        self.inputs(edges_in)
-        pending = self.outputs(edges_out)
         heads = {n.name: n for n in self.g.nodes if n.attrs.get("dpu_tail")}
+        work: list[tuple[str, Any]] = []
         for node in self.g.nodes:
             if node.attrs.get(IO_EDGE):
                 continue
@@ -364,24 +554,96 @@ class _Emitter:
                 # a fused layer is emitted where its last node stands: its other streams exist by then
                 head = heads[node.attrs["fused_into"]]
                 if head.attrs["dpu_tail"][-1] == node.name:
-                    self.layer(head)
+                    work.append(("layer", head))
                 continue
             if node.attrs.get("dpu_tail"):
                 continue
             kind = node.attrs.get("integer_op")
             if kind == "move" and node.op in _ALIAS_OPS:
-                self.alias(node)
+                work.append(("alias", node))
             elif kind == "concat":
-                self.concat(node)
+                work.append(("concat", node))
             elif is_head(node) or node.attrs.get("dpu_program") is not None:
-                self.layer(node)
+                work.append(("layer", node))
             else:
                 raise UnsupportedOperatorError(f"{node.op} ({kind}) reached the code generator without a lowering "
                                                "(run lowering.validate_operators to list every such node)",
                                                node=node.name)
-        for inner, name in pending:
-            self._from_nhwc(inner, name)
-        return Emitted(self.b.build(), self.io, self.stats, self.layers)
+        # depth-first groups: consecutive layers with the same ``depth_group``
+        items: list[tuple[str, Any]] = []
+        for what, node in work:
+            gid = (node.attrs.get("tiling") or {}).get("depth_group") if what == "layer" else None
+            if gid is not None and node.name in self.ungrouped:
+                gid = None
+            if gid is not None and items and items[-1][0] == "group" and items[-1][1][0] == gid:
+                items[-1][1][1].append(node)
+            elif gid is not None:
+                items.append(("group", (gid, [node])))
+            else:
+                items.append((what, node))
+        items = [("layer", it[1][1][0]) if it[0] == "group" and len(it[1][1]) == 1 else it for it in items]
+        for core in range(self.policy.cores if self.batch else 1):
+            self.core = core
+            self.home = {}
+            self.inputs(edges_in)
+            pending = self.outputs(edges_out)
+            self._items(items, base=core * (len(items) + 1))
+            for inner, name in pending:
+                self.core = core
+                self._from_nhwc(inner, name)
+        return Emitted(None, self.io, self.stats, self.layers, recorder=self.b)
+
+    def _items(self, items: list[tuple[str, Any]], base: int = 0) -> None:
+        jobs: dict[int, list[_Job]] = {}
+
+        def jobs_of(k: int) -> list[_Job]:
+            if k not in jobs:
+                what, obj = items[k]
+                heads = [obj] if what == "layer" else obj[1] if what == "group" else []
+                if what == "group":
+                    # the intermediate results of a depth-first group live in L1 homes on the group's core
+                    for h in heads[:-1]:
+                        out = h.attrs.get("dpu_output", h.outputs[0])
+                        if out not in self.home:
+                            self.core = self._node_core(h)
+                            self.home[out] = self.b.buffer(self._home_name(out), "l1",
+                                                           device_shape(self.g.tensors[out].shape), "int8",
+                                                           core=self.core, pinned=True)
+                    self.stats["depth_groups"] += 1
+                jobs[k] = [self.job(h) for h in heads]
+            return jobs[k]
+
+        prepared: set[int] = set()
+        for k, (what, obj) in enumerate(items):
+            self.b.item = base + k
+            if what in ("alias", "concat"):
+                self.b.layer = obj.name
+                (self.alias if what == "alias" else self.concat)(obj)
+                continue
+            if k not in prepared:
+                for j in jobs_of(k):
+                    self.b.layer = j.head.name
+                    self.prepare(j)
+                prepared.add(k)
+            if (self.policy.hoist_weight_loads and k + 1 < len(items) and items[k + 1][0] in ("layer", "group")
+                    and k + 1 not in prepared
+                    and sum(j.l1_bytes for j in jobs_of(k) + jobs_of(k + 1)) <= self.l1_bytes):
+                # the next layer's constants load now, overlapping this layer's tiles (group_ifdw_tasks)
+                self.b.item = base + k + 1
+                for j in jobs_of(k + 1):
+                    self.b.layer = j.head.name
+                    self.prepare(j)
+                prepared.add(k + 1)
+                self.b.item = base + k
+            self.b.layer = obj.name if what == "layer" else obj[1][0].name
+            if what == "layer":
+                j = jobs_of(k)[0]
+                while j.next_tile < len(j.bounds):
+                    self.tile(j)
+            else:
+                self.group(jobs_of(k))
+            for j in jobs_of(k):
+                self.finish(j)
 
 
 # -- units ------------------------------------------------------------------------------------------------------
@@ -401,7 +663,10 @@ class _Unit:
     dilation: int = 1
     row_step: int = 1
     upsample: int = 0  # resize factor along H (0: not a resize); -1: broadcast of one row
-    weight_sets: int = 0
+    weight_sets: int = 0  # over all of the layer's MVM tasks
+    # MVM: one task per output-channel group (a layer whose weights exceed the IMC array is split), with
+    # its own weight-set count
+    channel_groups: tuple[tuple[int, int, int], ...] = ()  # (o0, o1, weight sets)
 
     def in_rows(self, r0: int, r1: int) -> tuple[int, int]:
         h = self.x_shape[1]
@@ -447,9 +712,41 @@ class _Unit:
             params["pads"] = self._pads(r0, r1)
         if self.op == "resize_nearest":
             params = {}
-        if self.kind == "mvm":
-            params["weight_sets"] = self.weight_sets  # the IMC plan (4 blocks x 512 rows x 128 columns per set)
-        em._task(self.kind, self.op, ins, {"y": y}, params, stage)
+        if self.kind != "mvm":
+            em._task(self.kind, self.op, ins, {"y": y}, params, stage)
+            return
+        for o0, o1, sets in self.channel_groups:
+            params["weight_sets"] = sets  # the IMC plan of this task's weights
+            if len(self.channel_groups) > 1:
+                params["y_channels"] = [o0, o1]  # this task computes (and writes) only these output channels
+                group = {key: _channel_slice(ref, o0, o1) for key, ref in ins.items() if key != "x"}
+                em._task(self.kind, self.op, {**ins, **group}, {"y": y}, dict(params), stage)
+            else:
+                em._task(self.kind, self.op, ins, {"y": y}, dict(params), stage)
+
+
+def _channel_slice(ref: Ref, o0: int, o1: int) -> Ref:
+    """Output channels ``o0..o1`` of a per-channel operand (weights OHWI or (O, K), bias, requantization):
+    the leading axis, so the slice is contiguous."""
+    row = int(np.prod(ref.shape[1:], dtype=np.int64)) * np.dtype(ref.dtype).itemsize
+    return Ref(ref.buffer, (o1 - o0, *ref.shape[1:]), ref.dtype, ref.offset + o0 * row)
+
+
+def _mvm_plan(node: Node, k: int, o: int, target: Target) -> tuple[dict[str, Any], tuple[tuple[int, int, int], ...]]:
+    """The ICR/SWICR task parameters (``attrs["icr"]``, chosen by the ``icr`` plugin) and the output-channel
+    groups, one task each, of an MVM layer with a ``K x O`` weight matrix."""
+    from axdrive_hw.imc import output_channel_groups
+    from axdrive_hw.kernels.mvm import plan_weight_sets
+
+    spec = target.mvm
+    icr = node.attrs.get("icr") or {}
+    if int(icr.get("icr_factor", 1)) > 1 or int(icr.get("swicr_pack", 1)) > 1:
+        # the icr plugin chose a replication that fits one weight set (the cycle model checks it again)
+        keys = ("icr_factor", "icr_window", "swicr_pack", "swicr_channels")
+        return {key: int(icr[key]) for key in keys if key in icr}, ((0, o, 1),)
+    groups = tuple((o0, o1, len(plan_weight_sets(k, o1 - o0, spec.rows, spec.columns, spec.imc_blocks)))
+                   for o0, o1 in output_channel_groups(k, o, spec))
+    return {}, groups
 
 
 def _requant_constants(node: Node, channels: int) -> dict[str, np.ndarray]:
@@ -469,9 +766,7 @@ def _pads4(node: Node) -> list[int]:
     return [int(p[0]), int(p[1]), int(p[2]), int(p[3])]  # ONNX (top, left, bottom, right)
 
 
-def _unit_of(g: Graph, node: Node) -> _Unit:
-    from axdrive_hw.kernels.mvm import plan_weight_sets
-
+def _unit_of(g: Graph, node: Node, target: Target) -> _Unit:
     x, y = node.inputs[0], node.outputs[0]
     xs, ys = device_shape(g.tensors[x].shape), device_shape(g.tensors[y].shape)
     kind = node.attrs["integer_op"]
@@ -480,10 +775,10 @@ def _unit_of(g: Graph, node: Node) -> _Unit:
         w = w if node.op == "Gemm" and node.attrs.get("transB", 0) else w.T
         bias = g.constant(node.input(2)) if node.op == "Gemm" and node.input(2) else np.zeros(w.shape[0], np.int32)
         consts = {"w": np.ascontiguousarray(w), "bias": np.asarray(bias, np.int32), **_requant_constants(node, w.shape[0])}
-        sets = len(plan_weight_sets(w.shape[1], w.shape[0], 512, 128, 4))
+        _icr, groups = _mvm_plan(node, w.shape[1], w.shape[0], target)
         return _Unit("mvm", "matmul", node, x, consts,
                      {"x_zp": int(node.attrs.get("in_zero_point", 0)), **_requant_params(node)}, xs, ys,
-                     weight_sets=sets)
+                     weight_sets=sum(s for _a, _b, s in groups), channel_groups=groups)
     if kind == "mac":
         w = g.constant(node.inputs[1]).astype(np.int8)
         bias = np.asarray(g.constant(node.input(2)) if node.input(2) else np.zeros(w.shape[0]), np.int32)
@@ -500,9 +795,9 @@ def _unit_of(g: Graph, node: Node) -> _Unit:
             return _Unit("dwpu", "depthwise", node, x, consts, base, xs, ys, window, dil[0])
         consts = {"w": np.ascontiguousarray(w.transpose(0, 2, 3, 1)), "bias": bias,
                   **_requant_constants(node, w.shape[0])}
-        sets = len(plan_weight_sets(kh * kw * w.shape[1], w.shape[0], 512, 128, 4))
-        return _Unit("mvm", "conv2d", node, x, consts, {**base, "groups": 1}, xs, ys, window, dil[0],
-                     weight_sets=sets)
+        icr, groups = _mvm_plan(node, kh * kw * w.shape[1], w.shape[0], target)
+        return _Unit("mvm", "conv2d", node, x, consts, {**base, "groups": 1, **icr}, xs, ys, window, dil[0],
+                     weight_sets=sum(s for _a, _b, s in groups), channel_groups=groups)
     if kind == "avgpool":
         if node.op == "GlobalAveragePool":
             kernel, stride, pads = [xs[1], xs[2]], [1, 1], [0, 0, 0, 0]
@@ -533,7 +828,9 @@ def _unit_of(g: Graph, node: Node) -> _Unit:
     raise UnsupportedOperatorError(f"{node.op} has no MVM/DWPU mapping", node=node.name)
 
 
-def emit(graph: Graph, target: Target, homes: Homes, *, l1_bytes: int, io_on_host: bool, spans: bool) -> Emitted:
-    """The program for ``graph`` (legalized, DPU programs allocated)."""
-    return _Emitter(graph, target, homes, l1_bytes=l1_bytes, io_on_host=io_on_host, spans=spans).run()
-
+def record(graph: Graph, target: Target, homes: Homes, *, l1_bytes: int, io_on_host: bool, spans: bool,
+           policy: SchedulePolicy | None = None, extra_tiles: dict[str, int] | None = None,
+           ungrouped: frozenset[str] = frozenset(), forced: bool = False) -> Emitted:
+    """The recorded tasks and buffers for ``graph`` (legalized, DPU programs allocated); see :mod:`._finalize`."""
+    return _Emitter(graph, target, homes, l1_bytes=l1_bytes, io_on_host=io_on_host, spans=spans, policy=policy,
+                    extra_tiles=extra_tiles, ungrouped=ungrouped, forced=forced).run()

@@ -12,10 +12,13 @@ __all__ = ["emit_program", "HOST_IO_FILE", "performance"]
 
 from typing import TYPE_CHECKING, Any
 
+from axdrive.errors import MemoryPlanError
+from axdrive.ir.program_plan import MEMORY_PLANNER, TASK_SCHEDULER
 from axdrive.passes import Phase, compiler_pass, when_mode
 from axdrive_hw.target import CONFIG_OVERRIDE_KEYS, Target, load_target
 
-from ._codegen import emit
+from ._codegen import record
+from ._finalize import finalize
 from ._keys import IO_ON_HOST, PROGRAM
 from ._memory import homes_from_config
 
@@ -57,22 +60,75 @@ def performance(program: "Program", target: Target, cfg: dict[str, Any]) -> dict
             "frames_per_second": round(timeline.frequency_hz / cycles, 3) if cycles else 0.0,
             "latency_ms": round(1000.0 * cycles / timeline.frequency_hz, 4) if cycles else 0.0,
             "mvm_macs": int(macs), "mvm_utilization": round(macs / (cycles * peak), 5) if cycles else 0.0,
-            "unit_busy_cycles": {k: int(v) for k, v in busy.items()}}
+            "unit_busy_cycles": {k: int(v) for k, v in busy.items()},
+            "core_busy_cycles": _core_busy(timeline)}
 
 
-@compiler_pass("lowering.emit_program", requires=("registers_allocated",), provides=("program_emitted",),
+def _core_busy(timeline: Any) -> list[int]:
+    """Per core, the busy cycles of its busiest unit: a pipeline stage's time per frame once frames stream."""
+    busy: dict[tuple[int, str], float] = {}
+    for r in timeline.records:
+        unit = "dma" if r.unit.startswith("dma") else r.unit
+        busy[(r.core, unit)] = busy.get((r.core, unit), 0.0) + (r.end - r.start)
+    cores = sorted({c for c, _u in busy})
+    return [int(max(v for (c, _u), v in busy.items() if c == core)) for core in cores]
+
+
+def _tasklist(program: "Program", cfg: dict[str, Any]) -> dict[str, Any]:
+    """Where the task list lives and whether it fits its L2 slot (``stream_tasklist``, ``elf_in_ddr``)."""
+    from axdrive_hw.program.binary import encode_program
+
+    constant_bytes = sum(-(-a.nbytes // 64) * 64 for a in program.constants.values())
+    total = len(encode_program(program)) - constant_bytes
+    tasks = sum(len(t) for t in program.tasks) or 1
+    per_core = [round(total * len(t) / tasks) for t in program.tasks]
+    slot = int(cfg["l2_size_reserved_tasklist"])
+    streamed = bool(cfg["stream_tasklist"])
+    if not streamed and max(per_core) > slot:
+        raise MemoryPlanError(f"the task list of core {per_core.index(max(per_core))} needs {max(per_core)} bytes of "
+                              f"L2 but its slot has {slot}; raise l2_size_reserved_tasklist or set stream_tasklist")
+    # streamed: the slot holds a window that refills while the tasks run; else the whole list loads first
+    source_bw = 32 if cfg["elf_in_ddr"] else 128
+    load = 0 if streamed else -(-max(per_core) // source_bw)
+    return {"bytes_per_core": per_core, "slot_bytes": slot, "streamed": streamed,
+            "image_home": "ddr" if cfg["elf_in_ddr"] else "l2", "load_cycles": int(load)}
+
+
+def _multicore(perf: dict[str, Any], cfg: dict[str, Any], cores: int) -> dict[str, Any]:
+    """Estimated latency and throughput of the configured multi-core combination."""
+    mode, used = str(cfg["multicore_mode"]), int(cfg["aipu_cores_used"])
+    cycles, f = perf["estimated_cycles"] + perf.get("tasklist_load_cycles", 0), perf["frequency_hz"]
+    latency = cycles / f if cycles else 0.0
+    if mode == "batch":
+        fps, frames = cores / latency if latency else 0.0, cores
+    elif mode == "pipeline":
+        stage = max(perf["core_busy_cycles"] or [cycles])
+        fps, frames = f / stage if stage else 0.0, 1
+    elif mode == "cooperative":
+        fps, frames = 1 / latency if latency else 0.0, 1
+    else:  # host modes: the runtime replicates the one-core program over the cores
+        fps, frames = used / latency if latency else 0.0, 1
+    return {"multicore_mode": mode, "aipu_cores_used": used, "program_cores": cores,
+            "frames_per_inference_run": frames, "latency_ms": round(1000 * latency, 4),
+            "throughput_fps": round(fps, 3)}
+
+
+@compiler_pass("lowering.emit_program", requires=("registers_allocated", "tiled", "memory_planned", "scheduled"),
+               provides=("program_emitted",),
                enabled=when_mode("quantize_and_lower", "lower_only"), phase=Phase.EMIT,
                config_keys=("io_memory_pool", "constant_memory_pool", "workspace_memory_pool", "dpu_constants_home",
-                            "dpu_instructions_home", "dwpu_instructions_home", "elf_in_ddr", "frequency",
-                            "l1_size_used", "l1_constraint", "resources_used", "propagate_span_information",
-                            "use_hw_tokens", "dma_dual_channel", "use_sysdma", "mvm_utilization_limit"))
+                            "dpu_instructions_home", "dwpu_instructions_home", "elf_in_ddr", "stream_tasklist",
+                            "frequency", "l1_size_used", "l1_constraint", "resources_used",
+                            "propagate_span_information", "use_hw_tokens", "dma_dual_channel", "use_sysdma",
+                            "mvm_utilization_limit", "force_h_tiling", "force_oc_tiling"))
 def emit_program(ctx: Any) -> dict[str, Any]:
-    """Emit the task list: MVM conv2d/matmul (weight sets planned on the 4 x 512 x 128 IMC array),
-    DWPU depthwise/maxpool/resize (average pooling as a unit-weight depthwise sum), DPU programs,
-    and the DMA transfers between each buffer's home and L1, layer by layer, height-tiled where a
-    layer does not fit L1. Writes ``program.bin``, ``program.json`` and ``host_io.json``; puts the
-    cycle model's estimate into ``compile_report.json`` (``performance``) and the target into it
-    (``target``). Statistics: layers, tiles, tasks per unit, weight_sets, l1_peak_bytes, cycles."""
+    """Emit the program: per layer its constants into an L1 arena and its tiles (MVM conv2d/matmul with
+    weight sets planned on the 4 x 512 x 128 IMC array, DWPU depthwise/maxpool/resize, DPU programs, DMA
+    between homes and L1) as the tiling chose; buffers placed by the memory planner (re-tiling a layer
+    that does not fit, up to ``max_memplan_attempts``), dependencies from the bytes tasks touch, tasks
+    ordered by the scheduler and synchronised by tokens. Writes ``program.bin``, ``program.json`` and
+    ``host_io.json``; puts ``performance`` (cycle model), ``memory`` (peak vs bound per level) and
+    ``multicore`` into ``compile_report.json``. Statistics: layers, tiles, tasks per unit, cycles."""
     from axdrive_hw.program.binary import encode_program, program_json
 
     cfg = ctx.config.to_dict()
@@ -80,9 +136,18 @@ def emit_program(ctx: Any) -> dict[str, Any]:
     homes = homes_from_config(ctx.config)
     for note in homes.notes:
         ctx.warn(note)
-    result = emit(ctx.graph, target, homes, l1_bytes=_l1_budget(target, cfg),
-                  io_on_host=bool(ctx.stash.get(IO_ON_HOST, False)), spans=bool(ctx.config.propagate_span_information))
-    program = result.program
+    scheduler = ctx.stash[TASK_SCHEDULER]
+    l1_bytes = _l1_budget(target, cfg)
+    forced = ctx.config.force_h_tiling is not None or ctx.config.force_oc_tiling is not None
+
+    def run_codegen(extra: dict[str, int], ungrouped: frozenset[str]) -> Any:
+        return record(ctx.graph, target, homes, l1_bytes=l1_bytes, io_on_host=bool(ctx.stash.get(IO_ON_HOST, False)),
+                      spans=bool(ctx.config.propagate_span_information), policy=scheduler.policy, extra_tiles=extra,
+                      ungrouped=ungrouped, forced=forced)
+
+    done = finalize(run_codegen, target, ctx.stash[MEMORY_PLANNER], scheduler, l1_bytes=l1_bytes,
+                    use_sysdma=bool(cfg["use_sysdma"]), dual=bool(cfg["dma_dual_channel"]))
+    program, result = done.program, done.emitted
     ctx.stash[PROGRAM] = program
     ctx.artifacts.write_bytes("program.bin", encode_program(program))
     ctx.artifacts.write_text("program.json", program_json(program))
@@ -90,9 +155,15 @@ def emit_program(ctx: Any) -> dict[str, Any]:
         "schema": "axdrive.host_io/1", "target": program.target,
         "inputs": {k: v.to_dict() for k, v in result.io["inputs"].items()},
         "outputs": {k: v.to_dict() for k, v in result.io["outputs"].items()}})
+    tasklist = _tasklist(program, cfg)
     perf = performance(program, target, cfg)
+    perf["tasklist_load_cycles"] = tasklist["load_cycles"]
     ctx.report["target"] = program.target
     ctx.report["performance"] = perf
-    ctx.report["lowering"] = {**result.stats, "layers_detail": result.layers}
+    ctx.report["memory"] = {**done.plan.to_dict(), "attempts": done.attempts, "tasklist": tasklist,
+                            "ddr_device_bytes": int(cfg["ddr_size_max"])}
+    ctx.report["multicore"] = _multicore(perf, cfg, program.cores)
+    ctx.report["lowering"] = {**result.stats, "layers_detail": result.layers, "token_edges": done.edges,
+                              "phase_seconds": {k: round(v, 4) for k, v in done.phases.items()}}
     return {**result.stats, "tasks": sum(len(t) for t in program.tasks), "buffers": len(program.buffers),
             "estimated_cycles": perf["estimated_cycles"], "frames_per_second": perf["frames_per_second"]}

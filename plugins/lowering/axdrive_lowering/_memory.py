@@ -2,8 +2,9 @@
 
 Why its own module: the homes (``io_memory_pool``, ``constant_memory_pool``,
 ``workspace_memory_pool``, ``dpu_constants_home``, ``dpu_instructions_home``,
-``dwpu_instructions_home``) are the hooks a memory planner will later
-replace; the code generator asks this table and nothing else.
+``dwpu_instructions_home``) are where buffers *start*: the memory planner
+(``axdrive-memplan``) may promote them inward; the code generator asks this
+table and nothing else.
 """
 
 from __future__ import annotations
@@ -28,13 +29,8 @@ class Homes:
 
 
 def _level(pool: str, what: str, notes: list[str]) -> str:
-    level = str(pool).removeprefix("global.")
-    if level == "l1":
-        # Layer-by-layer execution stages every operand through L1 and reuses it per layer, so a
-        # buffer cannot also live there for the whole run; L2 is the closest home that does not clash.
-        notes.append(f"{what}={pool}: the layer-by-layer lowering stages operands through L1; using global.l2")
-        return "l2"
-    return level
+    # every level is a possible home: the memory planner packs L1 homes next to the layers' L1 arenas
+    return str(pool).removeprefix("global.")
 
 
 def _code_home(value: str, elf_in_ddr: bool) -> str:

@@ -45,7 +45,7 @@ from ._observe import Observer
 from ._qdq import to_qdq_model
 from ._qdq_import import import_qdq_graph
 from ._quantize import quantize_graph, wrap_float_io
-from ._ranges import activation_qparams
+from ._ranges import activation_qparams, clip_weight
 from ._rules import fusions, per_channel_candidates
 
 
@@ -89,7 +89,8 @@ def calibrate(ctx: Any) -> dict[str, Any]:
     Runs after the graph cleaner (phase order), on the accelerator core; when
     host pre-processing was split off, it runs in onnxruntime first. Ranges
     per ``quantization_scheme`` (see docs/quantization.md). Statistics:
-    samples, batches, tensors_calibrated, per_channel_tensors, constant_tensors."""
+    samples, batches, tensors_calibrated, per_channel_tensors, constant_tensors,
+    clip_weighted_tensors (histogram ranges of SiLU inputs, whose clipping weighs more)."""
     graph: Graph = ctx.graph
     cfg = ctx.config
     method, channel_method = _methods(str(cfg.quantization_scheme), bool(cfg.quantize_dw_channel_wise))
@@ -100,14 +101,18 @@ def calibrate(ctx: Any) -> dict[str, Any]:
     observer = Observer(names, per_channel=per_channel, histograms="histogram" in (method, channel_method))
     run_stats = observe(graph, data, observer)
     acts = {}
+    readers = graph.consumer_map()
+    weighted = 0
     for name, st in observer.stats.items():
         pc = name in per_channel
-        acts[name] = activation_qparams(st, channel_method if pc else method, pc)  # type: ignore[arg-type]
+        weight = clip_weight(graph, name, readers)
+        weighted += weight != 1.0 and method == "histogram" and not pc
+        acts[name] = activation_qparams(st, channel_method if pc else method, pc, weight)  # type: ignore[arg-type]
     constant = sorted(n for n, st in observer.stats.items() if st.minimum == st.maximum)
     if constant:
         ctx.log.info("constant activations get a minimal grid", tensors=constant[:5], count=len(constant))
     stats = {**run_stats, "tensors_calibrated": len(acts), "per_channel_tensors": len(per_channel),
-             "constant_tensors": len(constant)}
+             "constant_tensors": len(constant), "clip_weighted_tensors": int(weighted)}
     ctx.stash[CALIBRATION] = Calibration(graph, acts, fused, per_channel, data.feeds, data.source, stats)
     ctx.report.setdefault("quantization", {}).update(
         {"scheme": str(cfg.quantization_scheme), "calibration": data.source, "samples": data.samples})

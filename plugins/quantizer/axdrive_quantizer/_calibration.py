@@ -145,25 +145,34 @@ def _batches(feeds: dict[str, np.ndarray], size: int) -> Iterator[dict[str, np.n
 def observe(graph: Graph, data: CalibrationData, observer: Observer) -> dict[str, int]:
     """Run the float graph over all calibration samples, batched, folding every batch
     into ``observer``. Falls back to one sample per run when the graph has the
-    batch size baked in (a Reshape to ``[1, ...]``). Returns statistics."""
+    batch size baked in (a Reshape to ``[1, ...]``). Returns statistics.
+
+    The first batch doubles as the probe of whether batching works: its values
+    are folded in when it does (running the float core is most of the
+    calibration time, so no batch is computed twice)."""
     size = _batch_size(graph, data.samples)
+    first: dict[str, np.ndarray] | None = None
     if size > 1:
         try:
             probe = {k: v[:size] for k, v in data.feeds.items()}
-            values = run_float(_batched(graph, probe[graph.inputs[0]].shape[0]), probe, keep_all=True)
-            if any(np.ndim(values[o]) == 0 or np.shape(values[o])[0] != probe[graph.inputs[0]].shape[0]
-                   for o in graph.outputs):
+            n = int(probe[graph.inputs[0]].shape[0])
+            first = run_float(_batched(graph, n), probe, keep_all=True)
+            if any(np.ndim(first[o]) == 0 or np.shape(first[o])[0] != n for o in graph.outputs):
                 raise ModelError("batch axis not preserved")
         except ModelError:
-            size = 1
+            size, first = 1, None
     runs = 0
     with _Progress(data.samples) as advance:
-        for batch in _batches(data.feeds, size):
+        for index, batch in enumerate(_batches(data.feeds, size)):
             n = int(next(iter(batch.values())).shape[0])
-            observer.update(run_float(_batched(graph, n) if size > 1 else graph, batch, keep_all=True))
-            runs += 1
+            if index == 0 and first is not None:
+                values = first
+            else:
+                values = run_float(_batched(graph, n) if size > 1 else graph, batch, keep_all=True)
+                runs += 1
+            observer.update(values)
             advance(n)
-    return {"samples": data.samples, "batches": runs, "batch_size": size}
+    return {"samples": data.samples, "batches": runs + (first is not None), "batch_size": size}
 
 
 class _Progress:

@@ -1,0 +1,76 @@
+"""YOLOv8n: compile time by phase, estimated frames/s by cores and multi-core mode, memory peak vs bound.
+
+One whole compile (``quantize_and_lower``, 2 calibration photos) is timed per
+pass (the driver's report) and, inside ``lowering.emit_program``, per phase
+(recording the tasks, memory plan with its retries, dependencies, schedule,
+building the program). Then the quantized model is lowered (``lower_only``)
+for every multi-core combination (cores 1 to 4 x ``multicore_mode``) and the
+report's estimated latency and throughput are tabulated, with the memory
+plan's peak per level against its lower bound (the most bytes live at once).
+Cycles come from the cycle model and do not depend on the machine; seconds do.
+Prints Markdown tables.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from axdrive import driver
+from axdrive.calibration import ImagePreprocessing, load_images
+from axdrive.config import CompilerConfig
+from axdrive.models import CALIBRATION_PHOTOS, fetch_model, fetch_photos
+
+MODES = ("multiprocess", "multithread", "batch", "cooperative", "pipeline")
+
+
+def main() -> None:
+    root = Path(tempfile.mkdtemp(prefix="bench_compile_"))
+    shape = (1, 3, 320, 320)
+    photos = load_images(fetch_photos(CALIBRATION_PHOTOS[:2]), shape, ImagePreprocessing(resize="letterbox"))
+    cfg = CompilerConfig()
+    t0 = time.perf_counter()
+    driver.compile(str(fetch_model("yolov8n")), cfg, output_dir=root / "full", input_shapes={"images": shape},
+                   calibration={"images": photos})
+    total = time.perf_counter() - t0
+    rep = json.loads((root / "full" / "compile_report.json").read_text())
+    print(f"whole compile (quantize_and_lower): {total:.2f} s\n")
+    print("| pass | seconds |\n|---|---|")
+    passes = sorted(((p["name"], p.get("wall_ms", 0.0) / 1000) for p in rep["passes"]), key=lambda p: -p[1])
+    for name, sec in passes[:8]:
+        print(f"| {name} | {sec:.3f} |")
+    print("\n| emit_program phase | seconds |\n|---|---|")
+    for name, sec in rep["lowering"]["phase_seconds"].items():
+        print(f"| {name} | {sec:.3f} |")
+    qdq = root / "full" / "quantized_model.onnx"
+    print("\n| cores | mode | program cores | latency ms | frames/s | L1 peak/bound | L2 peak/bound |")
+    print("|---|---|---|---|---|---|---|")
+    for cores in (1, 2, 3, 4):
+        for mode in MODES:
+            if cores == 1 and mode != "multiprocess":
+                continue
+            if cores < 2 and mode in ("cooperative", "pipeline"):
+                continue
+            r = _report(qdq, root / f"{mode}{cores}", cores, mode)
+            mc, mem = r["multicore"], r["memory"]["levels"]
+            l1 = max(v["peak_over_bound"] for k, v in mem.items() if k.startswith("l1"))
+            l2 = mem.get("l2", {}).get("peak_over_bound")
+            print(f"| {cores} | {mode} | {mc['program_cores']} | {mc['latency_ms']:.3f} | {mc['throughput_fps']:.1f} "
+                  f"| {l1} | {l2} |")
+
+
+def _report(qdq: Path, out: Path, cores: int, mode: str) -> dict:
+    cfg_sets = {"aipu_cores_used": cores, "multicore_mode": mode}
+    c = CompilerConfig()
+    c.compiler_mode = "lower_only"
+    for k, v in cfg_sets.items():
+        setattr(c, k, v)
+    driver.compile(str(qdq), c, output_dir=out, input_shapes={"images": (1, 3, 320, 320)})
+    return json.loads((out / "compile_report.json").read_text())
+
+
+if __name__ == "__main__":
+    main()
