@@ -117,26 +117,41 @@ def _io_signature(graph: Any) -> dict[str, list[dict[str, Any]]]:
 
 
 def _randomized_model(model: Any, seed: int = 0) -> Any:
-    """A copy of an ONNX model with every initializer replaced by seeded noise
-    of the same shape and dtype: the structure a bug report needs, none of the
-    weights the user may not share."""
+    """A copy of an ONNX model with every weight replaced by seeded noise of the
+    same shape and dtype: the structure a bug report needs, none of the weights
+    the user may not share. Weights are initializers and the tensors of
+    ``Constant`` nodes (exporters such as Paddle's keep all weights there)."""
     import numpy as np
     import onnx
     from onnx import numpy_helper
 
     rng = np.random.default_rng(seed)
+
+    def noise(tensor: Any) -> Any:
+        """The randomized tensor, or ``None`` to keep it (small int tensors: shapes, axes, indices)."""
+        arr = numpy_helper.to_array(tensor)
+        if arr.dtype.kind == "f":
+            return numpy_helper.from_array(rng.standard_normal(arr.shape).astype(arr.dtype), tensor.name)
+        if arr.dtype.kind in "iu" and arr.size > 16:
+            info = np.iinfo(arr.dtype)
+            values = rng.integers(max(info.min, -128), min(info.max, 127) + 1, arr.shape).astype(arr.dtype)
+            return numpy_helper.from_array(values, tensor.name)
+        return None
+
     out = onnx.ModelProto()
     out.CopyFrom(model)
     for init in out.graph.initializer:
-        arr = numpy_helper.to_array(init)
-        if arr.dtype.kind == "f":
-            noise = rng.standard_normal(arr.shape).astype(arr.dtype)
-        elif arr.dtype.kind in "iu" and arr.size > 16:  # leave small int tensors (shapes, axes) intact
-            info = np.iinfo(arr.dtype)
-            noise = rng.integers(max(info.min, -128), min(info.max, 127) + 1, arr.shape).astype(arr.dtype)
-        else:
+        new = noise(init)
+        if new is not None:
+            init.CopyFrom(new)
+    for node in out.graph.node:
+        if node.op_type != "Constant":
             continue
-        init.CopyFrom(numpy_helper.from_array(noise, init.name))
+        for attr in node.attribute:
+            if attr.name == "value" and attr.type == onnx.AttributeProto.TENSOR:
+                new = noise(attr.t)
+                if new is not None:
+                    attr.t.CopyFrom(new)
     return out
 
 
@@ -336,6 +351,17 @@ def _write_failure_outputs(session: CompileSession, out: Path, model_name: str, 
         atomic_write_bytes(out / "error_artifact.zip", _error_zip(session, exc, doc))
 
 
+#: Location properties that describe the machine (where the compiler, host runtime and device resources
+#: live) rather than the compile: recorded in the manifest under ``environment`` when set, kept out of
+#: ``config`` and ``config_sha256`` so the same compile on another machine has the same identity.
+ENVIRONMENT_PROPERTIES = ("compiler_dir", "runtime_dir", "device_dir")
+
+
+def _environment(cfg: Any) -> dict[str, str]:
+    """The set :data:`ENVIRONMENT_PROPERTIES` as given; ``axdrive run`` hands them to the device runtime."""
+    return {name: str(getattr(cfg, name)) for name in ENVIRONMENT_PROPERTIES if getattr(cfg, name)}
+
+
 def _manifest(
     session: CompileSession, model_name: str, model_entry: dict[str, Any], presets: list[dict[str, Any]], pipeline: Pipeline
 ) -> dict[str, Any]:
@@ -364,6 +390,7 @@ def _manifest(
         # same compile into another directory gives a byte-identical manifest
         "config": session.config.to_dict(include_location=False),
         "config_sha256": session.config.config_sha256(),
+        **({"environment": env} if (env := _environment(session.config)) else {}),
         "presets": presets,
         "pipeline": [
             {

@@ -202,8 +202,27 @@ def _run_onnx(path: Path, env: Mapping[str, np.ndarray], what: str) -> dict[str,
             else:
                 raise UsageError(f"{path.name} ({what}): input {i.name!r} is {i.type}, got {a.dtype}")
         feeds[i.name] = a
+    frames = _frame_count(sess, feeds)
+    if frames > 1:  # a batch-1 host part and a batch of frames: one run per frame, outputs concatenated
+        runs = [_run_session(sess, {k: v[f: f + 1] for k, v in feeds.items()}, path, what) for f in range(frames)]
+        return {k: np.concatenate([r[k] for r in runs], axis=0) for k in runs[0]}
+    return _run_session(sess, feeds, path, what)
+
+
+def _frame_count(sess: Any, feeds: Mapping[str, np.ndarray]) -> int:
+    """``k`` when every input of ``sess`` has a fixed batch of 1 and every feed holds ``k`` > 1 frames along
+    axis 0 (as ``axdrive run`` takes a batch of frames), else 1: the host parts exported from a batch-1 model
+    then run frame by frame, like the device program."""
+    inputs = sess.get_inputs()
+    if not inputs or any(not i.shape or i.shape[0] != 1 for i in inputs):
+        return 1
+    counts = {np.shape(feeds[i.name])[0] if np.ndim(feeds[i.name]) == len(i.shape) else 1 for i in inputs}
+    return counts.pop() if len(counts) == 1 and next(iter(counts), 1) > 1 else 1
+
+
+def _run_session(sess: Any, feeds: Mapping[str, np.ndarray], path: Path, what: str) -> dict[str, np.ndarray]:
     try:
-        values = sess.run(None, feeds)
+        values = sess.run(None, dict(feeds))
     except Exception as exc:
         raise ModelError(f"onnxruntime failed ({what}): {' '.join(str(exc).split())}", file=str(path)) from None
     return {o.name: np.asarray(v) for o, v in zip(sess.get_outputs(), values)}
@@ -292,6 +311,10 @@ def execute(output_dir: str | Path, inputs: Any, *, core_only: bool = False, pro
     manifest = load_manifest(out)
     _check_program(out, manifest)
     config = dict(manifest.get("config") or {})
+    # the machine the compile ran for (``device_dir``'s target description, ...): the runtime must simulate it too
+    environment = manifest.get("environment")
+    if isinstance(environment, dict):
+        config.update({str(k): v for k, v in environment.items() if v is not None})
     device_in = [e for e in manifest.get("inputs") or [] if isinstance(e, dict) and "name" in e]
     device_out = {e["name"]: e for e in manifest.get("outputs") or [] if isinstance(e, dict) and "name" in e}
     pre, post = out / _PRE, out / _POST

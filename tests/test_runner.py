@@ -189,6 +189,22 @@ def test_core_only_returns_the_dequantized_accelerator_output(toy, x, tmp_path):
     assert core.report["cycles"] > core.report["inference_cycles"] > 0
 
 
+def test_a_batch_of_frames_runs_a_batch_1_host_part_frame_by_frame(toy, tmp_path):
+    """Exporters fix the batch at 1 (PP-OCR's host_postprocess.onnx does): a batch of frames must still run."""
+    import axdrive
+
+    out_dir = write_output_dir(tmp_path / "out", toy)
+    post = _postprocess()
+    for vi in (*post.graph.input, *post.graph.output):
+        vi.type.tensor_type.shape.dim[0].dim_value = 1
+    onnx.save(post, out_dir / "host_postprocess.onnx")
+    frames = np.random.default_rng(3).uniform(-4, 3.8, (3, H, W, C)).astype(np.float32)
+    res = axdrive.run(out_dir, {"x": frames})
+    assert res["probs"].shape == (3, H, W, O) and res.report["frames"] == 3
+    for f in range(3):
+        np.testing.assert_allclose(res["probs"][f: f + 1], toy.reference(frames[f: f + 1])[1], rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("config", [
     {"aipu_cores_used": 1},
     {"multicore_mode": "multithread", "aipu_cores_used": 2},

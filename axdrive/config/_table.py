@@ -159,23 +159,29 @@ PROPERTIES: tuple[P, ...] = (
       minimum=0, nullable=True, unit="bytes"),
     P("l2_constraint", "int", None, _H, "Upper bound on the L2 bytes the plan may use, below `l2_size_used`.",
       minimum=0, nullable=True, unit="bytes"),
-    P("ddr_constraint", "int", None, _H, "Upper bound on the DDR bytes the plan may use, below `ddr_size_used`.",
+    P("ddr_constraint", "int", None, _H, "Upper bound on the DDR bytes the plan may use, below `ddr_size_used` "
+      "(`compile_report.json` `memory.levels.ddr`: `capacity_bytes`, `limited_by`).",
       minimum=0, nullable=True, unit="bytes"),
     P("l1_size_used", "int", 4 * MiB, _H, "L1 size per core as the compiler sees it (reserved part included).",
       minimum=64 * KiB, unit="bytes"),
     P("l2_size_used", "int", 32 * MiB, _H, "L2 size as the compiler sees it (reserved parts included).",
       minimum=1 * MiB, unit="bytes"),
-    P("ddr_size_used", "int", 1 * GiB, _H, "DDR size the compiler may plan in (reserved part included).",
+    P("ddr_size_used", "int", 1 * GiB, _H,
+      "DDR size the compiler may plan in (reserved part included): the DDR plan's limit "
+      "(`memory.levels.ddr.size_bytes` and `capacity_bytes` in `compile_report.json`).",
       minimum=1 * MiB, unit="bytes"),
     P("use_sysdma", "bool", False, _H,
-      "Move DDR->L2 traffic (weights) with the system DMA, leaving the core DMA to L2<->L1."),
+      "Move the DMA transfers that touch DDR (buffers the plan leaves there: weights, DPU code) with the chip's "
+      "system DMA, in the scheduler's and the cycle model's resources, leaving the core DMA to L2<->L1."),
     P("dma_dual_channel", "bool", True, _H, "Use both channels of the core DMA."),
     P("page_memory", "bool", True, _H,
       "Allocate L2 and DDR in pages, so freed space is reusable without fragmentation."),
     P("elf_in_ddr", "bool", True, _H, "Keep the program image in DDR rather than in L2."),
     P("stream_tasklist", "bool", True, _H,
       "Stream the task list into its L2 slot in chunks during the run instead of loading it whole first."),
-    P("dpu_constants_home", "str", "global.l2", _H, "Where DPU constants (LUTs, multipliers) live.",
+    P("dpu_constants_home", "str", "global.l2", _H,
+      "Where DPU constants (LUTs, multipliers) live: kept there (never promoted) and DMA'd "
+      "into each layer's L1 arena from it.",
       choices=("global.ddr", "global.l2")),
     # -- IMC and MVM --------------------------------------------------------------
     P("mvm_utilization_limit", "float", 1.0, _I,
@@ -192,14 +198,20 @@ PROPERTIES: tuple[P, ...] = (
     P("enable_swicr", "bool", True, _I,
       "Sub-word ICR: pack several pixels of a first layer with few input channels into one PWORD."),
     P("imc_double_buffer_pipeline", "bool", False, _I,
-      "Overlap IMC weight-set loads with compute inside software-pipelined sections."),
+      "Overlap IMC weight-set loads with compute inside software-pipelined sections (cycle model): a task's "
+      "next weight set, and the first set of a task after the same layer's previous MVM task (output-channel "
+      "tiles, weight-set groups)."),
     P("imc_double_buffer_sequential", "bool", False, _I,
-      "Overlap IMC weight-set loads with compute between sequential layers."),
+      "Overlap IMC weight-set loads with compute between sequential layers (cycle model): a layer's first load "
+      "fills the second weight buffer while the previous layer's last MVM task computes."),
     P("dpu_allocation_algorithm", "enum", DPUAllocationAlgorithm.TRY_ALL, _I,
       "Register allocator for DPU programs; `try_all` tries the others in turn until one succeeds.",
       enum=DPUAllocationAlgorithm),
     P("softmax_neutral_value", "float", -100000.0, _I,
-      "Value written into padded softmax lanes; must be negative enough that its exponent is zero in the LUT.",
+      "Value for padded softmax lanes (negative enough that its exponent is zero in the LUT). Not read yet: "
+      "Softmax is never lowered to the device (`validate_operators` rejects it, the DPU has no cross-lane "
+      "reduction) and the graph cleaner leaves it to `host_postprocess.onnx`, which onnxruntime runs in float "
+      "without padding; the value is only recorded in the manifest config.",
       maximum=-1.0),
     # -- Output and paths ---------------------------------------------------------
     P("output_dir", "path", None, _O, "Directory that receives the artifacts (`-o` on the command line).",
@@ -227,7 +239,8 @@ PROPERTIES: tuple[P, ...] = (
       "Trace-line levels the simulator's profiler writes (`[B]`, `[PB]`, ...; see docs/simulator.md).",
       enum=ProfilingLevel),
     P("profiling_drop_percentile", "float", 0.25, _P,
-      "Fraction of samples dropped at each end (top and bottom) when summarising repeated profiled runs.",
+      "Fraction of samples dropped at each end (top and bottom) when summarising repeated runs: `axdrive run` "
+      "reports the per-frame host times as `host_frame_seconds` after this trim.",
       minimum=0.0, maximum=0.49),
     P("trace_tvm_passes", "bool", False, _P,
       "Write `pass_dependency_graph.json` and `pass_trace.json`: which passes ran, when, why, and why others "
@@ -235,17 +248,22 @@ PROPERTIES: tuple[P, ...] = (
     P("propagate_span_information", "bool", True, _P,
       "Keep, on every IR node, the ONNX node names it came from, so errors, program.json and profiles name them."),
     P("model_debug_save_dir", "path", None, _P,
-      "Where debugging dumps go (`quantization_debug`); default: `debug/` inside the output directory.",
+      "Directory for debugging dumps (`quantization_debug`: `quantization_debug.json` and "
+      "`quantization_debug_model.onnx`, each written atomically); unset, they are artifacts of the output directory.",
       nullable=True, location=True),
     # -- Internal paths -----------------------------------------------------------
     P("compiler_dir", "path", None, _D,
-      "Root of the compiler installation; axdrive locates its resources through the installed packages and "
-      "records this value in the manifest only.", nullable=True, location=True),
+      "Root of the compiler installation. axdrive locates its resources through the installed packages, so it "
+      "only records this value in `manifest.json` under `environment` (outside `config_sha256`) for deployment "
+      "tooling.", nullable=True, location=True),
     P("runtime_dir", "path", None, _D,
-      "Where the host runtime lives; the simulator records it in the program's host section.", nullable=True,
-      location=True),
+      "Where the host runtime lives on the deployment machine. The simulated runtime is the installed "
+      "`axdrive-hw` distribution, so axdrive only records this value in `manifest.json` under `environment` "
+      "(outside `config_sha256`) for deployment tooling.", nullable=True, location=True),
     P("device_dir", "path", None, _D,
-      "Directory of device resources; a `target.toml` there replaces the built-in target description.",
+      "Directory of device resources; a `target.toml` there replaces the built-in target description, in the "
+      "compile (cycle model, memory sizes, DPU registers) and in `axdrive run` (recorded in `manifest.json` under "
+      "`environment`, outside `config_sha256`).",
       nullable=True, location=True),
     # -- Memory layout constants --------------------------------------------------
     P("l1_size_reserved", "int", 512 * KiB, _L, "Bytes at the top of each core's L1 kept for the system.",
@@ -255,17 +273,23 @@ PROPERTIES: tuple[P, ...] = (
       minimum=0, unit="bytes"),
     P("ddr_size_max", "int", 1 * GiB, _L, "Total DDR of the device; `ddr_size_used` cannot exceed it.",
       minimum=1 * MiB, unit="bytes"),
-    P("ddr_size_reserved", "int", 32 * MiB, _L, "Bytes of DDR kept for the system.", minimum=0, unit="bytes"),
+    P("ddr_size_reserved", "int", 32 * MiB, _L, "Bytes of DDR kept for the system; the DDR plan may not use them "
+      "(`memory.levels.ddr.reserved_bytes`).", minimum=0, unit="bytes"),
     P("l1_virtual_address", "int", 206_175_207_424, _L,
-      "Address of L1 in the device's virtual map; program.json reports L1 addresses relative to it.",
+      "Address of L1 in the device's virtual map; program L1 addresses are offsets from it "
+      "(`compile_report.json` `memory.address_map.l1.virtual_base`).",
       minimum=0, maximum=2**48 - 1),
     P("l1_core0_physical_address", "int", 402_653_184, _L,
-      "Physical address of core 0's L1; the simulator has no MMU, so DMA descriptors use this base.",
+      "Physical address of core 0's L1 (core c's: this + c x `l1_size_used`); the simulator has no MMU, so DMA "
+      "descriptors use these bases (`compile_report.json` `memory.address_map.l1.cores`).",
       minimum=0, maximum=2**40 - 1),
     P("dpu_instructions_home", "str", "default", _L,
-      "Where DPU programs are stored: with the task list (`default`) or in L2.", choices=("default", "l2")),
+      "Where DPU programs are stored and fetched from: with the task list (`default`: the program image, DDR "
+      "with `elf_in_ddr`) or in L2; never promoted.", choices=("default", "l2")),
     P("dwpu_instructions_home", "str", "default", _L,
-      "Where DWPU programs are stored: with the task list (`default`) or in L2.", choices=("default", "l2")),
+      "Where DWPU programs (depthwise coefficients and their requantization) are stored and fetched from: with "
+      "the task list (`default`: the program image, DDR with `elf_in_ddr`) or in L2; never promoted.",
+      choices=("default", "l2")),
     P("ignore_weight_buffers", "bool", True, _L,
       "Leave weight buffers out when choosing tiling factors (they stream through IMC weight sets)."),
 )

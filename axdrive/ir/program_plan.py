@@ -69,11 +69,12 @@ class LevelUsage:
     bound: int
     capacity: int
     buffers: int
+    limited_by: str = ""  # the property that sets ``capacity`` (``*_size_used``, ``*_constraint``, ...)
 
     def to_dict(self) -> dict[str, object]:
         ratio = round(self.peak / self.bound, 4) if self.bound else None
         return {"peak_bytes": self.peak, "lower_bound_bytes": self.bound, "capacity_bytes": self.capacity,
-                "peak_over_bound": ratio, "buffers": self.buffers}
+                "limited_by": self.limited_by, "peak_over_bound": ratio, "buffers": self.buffers}
 
 
 @dataclass

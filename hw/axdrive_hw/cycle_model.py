@@ -17,7 +17,12 @@ Costs (numbers from the :class:`~axdrive_hw.target.Target`):
   a load of its bytes at ``weight_load_bandwidth`` and ``M x activation_bits``
   cycles of compute (``M`` im2col rows), at most the set's MACs divided by
   ``peak x mvm_utilization_limit``; with ``imc_double_buffer`` the load of
-  the next set overlaps the compute of the current one. A task whose single
+  the next set overlaps the compute of the current one. The array's second
+  weight buffer can also be filled while the *previous* MVM task of the core
+  computes: its first load hides behind that task's last compute phase, for
+  a previous task of the same layer (output-channel tiles, weight-set
+  groups: ``imc_double_buffer_pipeline``) or of another layer
+  (``imc_double_buffer_sequential``). A task whose single
   weight set is already resident (same bytes as the previous MVM task of the
   core) skips the load (weight-stationary reuse). A conv2d task with
   ``icr_factor``/``swicr_pack`` parameters (see :mod:`axdrive_hw.imc`) holds
@@ -67,6 +72,8 @@ class SimOptions:
     use_sysdma: bool = True
     mvm_utilization_limit: float = 1.0
     imc_double_buffer: bool = True
+    imc_double_buffer_pipeline: bool = False    # first load hidden behind the same layer's previous MVM task
+    imc_double_buffer_sequential: bool = False  # first load hidden behind the previous layer's last MVM task
     frequency: int | None = None  # Hz; None: the target's frequency_hz
 
     def __post_init__(self) -> None:
@@ -75,9 +82,13 @@ class SimOptions:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "SimOptions":
-        """Pick this class's fields out of a config mapping; ``imc_double_buffer_*`` keys enable double buffering."""
+        """Pick this class's fields out of a config mapping. In-task double buffering (``imc_double_buffer``)
+        follows ``imc_double_buffer_pipeline`` (a task's weight sets are a software-pipelined section); without
+        that key, any ``imc_double_buffer_*`` key enables it."""
         known = {k: config[k] for k in cls.__dataclass_fields__ if k in config}
-        if "imc_double_buffer" not in known:
+        if "imc_double_buffer" not in known and "imc_double_buffer_pipeline" in config:
+            known["imc_double_buffer"] = bool(config["imc_double_buffer_pipeline"])
+        elif "imc_double_buffer" not in known:
             flags = [bool(v) for k, v in config.items() if k.startswith("imc_double_buffer")]
             if flags:
                 known["imc_double_buffer"] = any(flags)
@@ -148,6 +159,11 @@ def task_macs(task: Task) -> int:
     return 0
 
 
+def _layer_of(task: Task) -> str:
+    """The layer a task belongs to: its stage without the ``[tile i/n]`` suffix."""
+    return (task.stage or "").split(" [tile ")[0]
+
+
 def _conv_out_width(task: Task) -> int:
     """Output width of a conv2d task (the axis ICR replicates along)."""
     _n, _h, wd, _c = task.inputs["x"].shape
@@ -189,10 +205,15 @@ class CycleModel:
             raise ValueError(f"frequency {freq} Hz outside {target.min_frequency_hz}..{target.max_frequency_hz} Hz "
                              f"of target {target.name}")
         self.frequency_hz = int(freq)
+        self.last_compute = 0.0  # compute cycles of the last weight set of the last MVM task timed
 
     # -- costs ---------------------------------------------------------------------------------------
-    def mvm_cycles(self, task: Task, resident: tuple[Any, ...] | None) -> tuple[float, float, int, tuple[Any, ...]]:
-        """``(total cycles, weight-load cycles, MACs, weight key)`` of an MVM task."""
+    def mvm_cycles(self, task: Task, resident: tuple[Any, ...] | None,
+                   previous: tuple[str, float] | None = None) -> tuple[float, float, int, tuple[Any, ...]]:
+        """``(total cycles, weight-load cycles, MACs, weight key)`` of an MVM task. ``previous`` is the layer
+        and last compute-phase cycles of the core's previous MVM task: with ``imc_double_buffer_pipeline``
+        (same layer) or ``imc_double_buffer_sequential`` (another layer) the first load fills the second
+        weight buffer during that phase, so only the rest of it is exposed."""
         spec = self.target.mvm
         m, k, o, groups = _mvm_geometry(task)
         og = o // groups
@@ -214,11 +235,17 @@ class CycleModel:
         key = (w.buffer, w.offset, w.nbytes)
         if len(load) == 1 and resident == key:
             load[0] = 0.0
+        if previous is not None and load[0] > 0:
+            same = previous[0] == _layer_of(task)
+            if (same and self.options.imc_double_buffer_pipeline) or \
+                    (not same and self.options.imc_double_buffer_sequential):
+                load[0] = max(0.0, load[0] - previous[1])
         if self.options.imc_double_buffer:
             total = load[0] + sum(max(c, nxt) for c, nxt in zip(compute, load[1:] + [0.0]))
         else:
             total = sum(load) + sum(compute)
         exposed = total - sum(compute)
+        self.last_compute = compute[-1]
         return spec.task_overhead_cycles + total, exposed, m * k * o, key
 
     def _icr_mapping(self, task: Task) -> ConvMapping:
@@ -308,6 +335,7 @@ class CycleModel:
         token_events: list[TokenEvent] = []
         records: list[TaskRecord] = []
         resident: dict[int, tuple[Any, ...] | None] = {c: None for c in range(cores)}
+        previous: dict[int, tuple[str, float] | None] = {c: None for c in range(cores)}
         fixed: list[tuple[float, int, int, int]] = []  # (end, seq, core, index)
         transfers: dict[tuple[int, int], dict[str, Any]] = {}
         rec_of: dict[tuple[int, int], TaskRecord] = {}
@@ -346,8 +374,9 @@ class CycleModel:
                                      "data_from": begin + t.dma.setup_cycles, "bw": bw, "touched": routes[(c, i)][1]}
             else:
                 if task.kind == "mvm":
-                    dur, wl, macs, key = self.mvm_cycles(task, resident[c])
+                    dur, wl, macs, key = self.mvm_cycles(task, resident[c], previous[c])
                     resident[c] = key
+                    previous[c] = (_layer_of(task), self.last_compute)
                     rec.macs, rec.weight_load_cycles = macs, wl
                 elif task.kind == "dwpu":
                     dur = self.dwpu_cycles(task)

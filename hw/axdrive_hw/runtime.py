@@ -35,6 +35,14 @@ is that host for the simulated AIPU:
   ``output_dmabuf``. The transfers appear in the report, in the trace as
   ``[M]`` lines on the ``host``/``link`` track and in the Chrome trace as the
   process ``host``.
+* **Host time.** Each frame's host seconds (simulating it) are summarised in
+  the report as ``host_frame_seconds``, after dropping the
+  ``profiling_drop_percentile`` fraction of the samples at each end, so one
+  slow first frame (JIT warm-up, a worker starting) does not skew the mean.
+* **Device resources.** ``device_dir`` (recorded in the manifest's
+  ``environment``, handed over by ``axdrive run``) selects the target
+  description the same way the compile did: a ``target.toml`` there replaces
+  the built-in one.
 """
 
 from __future__ import annotations
@@ -61,7 +69,7 @@ import numpy as np
 from axdrive.errors import ProgramFormatError, UsageError
 from axdrive_hw.cycle_model import SimOptions, TaskRecord, Timeline, TokenEvent
 from axdrive_hw.plugin import builtin_targets
-from axdrive_hw.profiler import chrome_trace, parse_levels, trace_lines
+from axdrive_hw.profiler import chrome_trace, parse_levels, summarize_runs, trace_lines
 from axdrive_hw.program.binary import decode_program
 from axdrive_hw.program.model import Program
 from axdrive_hw.simulator import Simulator
@@ -182,9 +190,16 @@ def _worker_init(program_bytes: bytes, source: str, target: Target, options: Sim
     _WORKER["simulators"] = [Simulator(group_program(program, g), target, options) for g in groups]
 
 
-def _worker_run(units: list[tuple[int, dict[str, np.ndarray]]]) -> list[dict[str, np.ndarray]]:
+def _timed(simulator: Simulator, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
+    """One unit's outputs and the host seconds it took (the samples ``profiling_drop_percentile`` trims)."""
+    t0 = time.perf_counter()
+    outputs = simulator.run(feeds).outputs
+    return outputs, time.perf_counter() - t0
+
+
+def _worker_run(units: list[tuple[int, dict[str, np.ndarray]]]) -> list[tuple[dict[str, np.ndarray], float]]:
     sims = _WORKER["simulators"]
-    return [sims[g].run(feeds).outputs for g, feeds in units]
+    return [_timed(sims[g], feeds) for g, feeds in units]
 
 
 # -- the runtime ----------------------------------------------------------------------------------------------
@@ -218,6 +233,8 @@ class LoadedProgram:
         self.double_buffer = bool(cfg.get("double_buffer", False))
         self.padded_rows: int | None = None  # set by _frames when a batch program got a partial last batch
         self.default_levels: tuple[str, ...] = tuple(str(v) for v in cfg.get("profiling_levels") or ())
+        # a fraction per end in the config (0.25 = a quarter), a percentage in summarize_runs
+        self.drop_fraction = float(cfg.get("profiling_drop_percentile", 0.0) or 0.0)
         self.groups = core_groups(program)
         self.simulators = [Simulator(group_program(program, g), self.target, self.options) for g in self.groups]
         host_mode = self.mode in HOST_MODES
@@ -268,12 +285,13 @@ class LoadedProgram:
         return [(g, {t: frame[t] for t in sim.program.inputs}) for frame in frames
                 for g, sim in enumerate(self.simulators)]
 
-    def _execute(self, units: list[tuple[int, dict[str, np.ndarray]]]) -> tuple[list[dict[str, np.ndarray]],
-                                                                                  dict[str, Any]]:
+    def _execute(self, units: list[tuple[int, dict[str, np.ndarray]]]) -> tuple[list[tuple[dict[str, np.ndarray],
+                                                                                        float]], dict[str, Any]]:
+        """Each unit's outputs with its host seconds, in unit order, and how the host ran them."""
         if self.mode == "multithread" and self.cores_used > 1 and len(units) > 1:
             workers = min(self.cores_used, len(units))
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aipu-core") as pool:
-                outs = list(pool.map(lambda u: self.simulators[u[0]].run(u[1]).outputs, units))
+                outs = list(pool.map(lambda u: _timed(self.simulators[u[0]], u[1]), units))
             return outs, {"kind": "threads", "workers": workers}
         if self.mode == "multiprocess" and self.processes > 1 and len(units) > 1:
             workers = min(self.processes, len(units))
@@ -285,7 +303,7 @@ class LoadedProgram:
                                      initargs=(data, self.source, self.target, self.options, self.groups)) as pool:
                 outs = [o for chunk in pool.map(_worker_run, chunks) for o in chunk]
             return outs, {"kind": "processes", "workers": workers}
-        return [self.simulators[g].run(feeds).outputs for g, feeds in units], {"kind": "inline", "workers": 1}
+        return [_timed(self.simulators[g], feeds) for g, feeds in units], {"kind": "inline", "workers": 1}
 
     def run(self, inputs: Mapping[str, np.ndarray], *, profile: str | Iterable[str] | None = None) -> RuntimeResult:
         """Run every frame of ``inputs`` (device dtypes, tensor names of the program).
@@ -303,8 +321,10 @@ class LoadedProgram:
         units = self._units(frames)
         outs, host = self._execute(units)
         per_frame: list[dict[str, np.ndarray]] = [{} for _ in frames]
-        for i, out in enumerate(outs):  # units are frame-major, one per core group
+        frame_seconds = [0.0] * len(frames)
+        for i, (out, seconds) in enumerate(outs):  # units are frame-major, one per core group
             per_frame[i // len(self.simulators)].update(out)
+            frame_seconds[i // len(self.simulators)] += seconds
         outputs = {t: (per_frame[0][t] if len(frames) == 1 else np.concatenate([o[t] for o in per_frame], axis=0))
                    for t in self.program.outputs}
         if self.padded_rows is not None:  # drop the rows of the frames that only filled a batch
@@ -312,6 +332,8 @@ class LoadedProgram:
         wall = time.perf_counter() - started
         timeline, transfers = self._schedule_for(len(frames))
         report = self._report(len(frames), timeline, transfers, host, wall)
+        report["host_frame_seconds"] = {**summarize_runs(frame_seconds, 100.0 * self.drop_fraction),
+                                        "drop_fraction": self.drop_fraction}
         lines = chrome = None
         if levels:
             view = self._replicated_view()

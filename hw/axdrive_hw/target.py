@@ -13,7 +13,7 @@ usable part of a level is ``[0, usable)``; the reserved part sits above it
 from __future__ import annotations
 
 __all__ = ["MemoryLevel", "DmaSpec", "MvmSpec", "DwpuSpec", "DpuSpec", "SyncSpec", "Target", "load_target",
-           "CONFIG_OVERRIDE_KEYS", "LEVELS"]
+           "CONFIG_OVERRIDE_KEYS", "LEVELS", "DEVICE_DIR_KEY", "DEVICE_TARGET_FILE"]
 
 import copy
 import tomllib
@@ -25,8 +25,17 @@ from typing import Any, Mapping
 LEVELS: tuple[str, ...] = ("ddr", "l2", "l1")
 """Memory levels, outermost first. Program buffers name one of these as their home."""
 
-# Compiler-config property name -> dotted path in the target TOML.
+DEVICE_DIR_KEY = "device_dir"
+"""The one override key that is not a dotted path: the config's ``device_dir``. A
+:data:`DEVICE_TARGET_FILE` in that directory replaces the base description before the
+other overrides apply (no file there: the built-in description, as without the key)."""
+DEVICE_TARGET_FILE = "target.toml"
+
+# Compiler-config property name -> dotted path in the target TOML (``device_dir``: the base file, see above).
+# Every config-driven reader (the compile's emit pass, the runtime) passes exactly these keys, so a key
+# added here is honoured on both sides of a program at once.
 CONFIG_OVERRIDE_KEYS: dict[str, str] = {
+    DEVICE_DIR_KEY: DEVICE_DIR_KEY,
     "frequency": "frequency_hz",
     "l1_size_used": "memory.l1.size",
     "l1_size_reserved": "memory.l1.reserved",
@@ -170,22 +179,39 @@ def load_target(name_or_path: str | Path = "aipu_v1", overrides: Mapping[str, An
     (``l1_size_used``, ``frequency``, ``l2_size_reserved_tasklist``, ... see
     :data:`CONFIG_OVERRIDE_KEYS`), ``cores``, or dotted paths into the TOML
     (``"memory.l2.bandwidth"``). Unknown keys raise ``KeyError`` so a typo
-    never silently leaves the default in place.
+    never silently leaves the default in place. ``device_dir`` (the config
+    property) names a directory whose ``target.toml``, when present, is read
+    instead of the built-in description (the machine the user actually has).
     """
+    overrides = dict(overrides or {})
+    device_dir = overrides.pop(DEVICE_DIR_KEY, None)
+    custom = Path(str(device_dir)) / DEVICE_TARGET_FILE if device_dir else None
     p = Path(str(name_or_path))
-    if p.suffix == ".toml":
-        text = p.read_text()
+    if custom is not None and custom.is_file():
+        source = str(custom)
+        try:
+            text = custom.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"device_dir: cannot read {custom}: {exc}") from None
+    elif p.suffix == ".toml":
+        source, text = str(p), p.read_text()
     else:
         f = resources.files("axdrive_hw").joinpath("targets", f"{name_or_path}.toml")
         if not f.is_file():
             known = sorted(p.name[:-5] for p in resources.files("axdrive_hw").joinpath("targets").iterdir()
                            if p.name.endswith(".toml"))
             raise KeyError(f"unknown target {name_or_path!r} (built-in: {', '.join(known)})")
-        text = f.read_text()
-    raw = copy.deepcopy(tomllib.loads(text))
-    for key, value in (overrides or {}).items():
+        source, text = str(name_or_path), f.read_text()
+    try:
+        raw = copy.deepcopy(tomllib.loads(text))
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{source}: not valid TOML: {exc}") from None
+    for key, value in overrides.items():
         if key == "cores" or key == "aipu_cores_used":
             raw["cores"] = value
             continue
         _set_dotted(raw, CONFIG_OVERRIDE_KEYS.get(key, key), value)
-    return _from_raw(raw)
+    try:
+        return _from_raw(raw)
+    except (KeyError, TypeError) as exc:  # a hand-written file (device_dir) may lack or misspell an entry
+        raise ValueError(f"{source}: not a complete target description ({type(exc).__name__}: {exc})") from None

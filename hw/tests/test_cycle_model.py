@@ -145,3 +145,32 @@ def test_timing_equals_between_functional_and_timing_only_runs():
     a = Simulator(program).run(ins).timeline
     b = Simulator(program, functional=False).run().timeline
     assert a.cycles == b.cycles and np.array_equal([r.end for r in a.records], [r.end for r in b.records])
+
+
+def _two_layers(same_layer: bool):
+    """Two matmuls with different weights (one weight set each), in the same layer or in two layers."""
+    pb = ProgramBuilder(cores=1)
+    x = pb.buffer("x", "l1", (512, 512), kind="input")
+    b = pb.buffer("b", "l1", (128,), "int32", kind="input")
+    for r in range(2):
+        w = pb.buffer(f"w{r}", "l1", (128, 512), kind="input")
+        y = pb.buffer(f"y{r}", "l1", (512, 128), "int32", kind="output")
+        pb.matmul(0, x, w, b, y, x_zp=0, stage="fc" if same_layer else f"fc{r}")
+    return pb.build()
+
+
+@pytest.mark.parametrize("same_layer", [True, False])
+def test_a_tasks_first_weight_load_hides_behind_the_previous_mvm_task(same_layer):
+    # 512x128 weights: 1024 load cycles at 64 B/cycle; the previous task computes 512 rows x 8 bits = 4096 cycles
+    prog = _two_layers(same_layer)
+    off = _cycles(prog).cycles
+    pipeline = _cycles(prog, imc_double_buffer_pipeline=True).cycles
+    sequential = _cycles(prog, imc_double_buffer_sequential=True).cycles
+    assert (off - pipeline, off - sequential) == ((1024, 0) if same_layer else (0, 1024))
+
+
+def test_config_keys_choose_in_task_and_across_task_double_buffering():
+    o = SimOptions.from_config({"imc_double_buffer_pipeline": False, "imc_double_buffer_sequential": True})
+    assert (o.imc_double_buffer, o.imc_double_buffer_pipeline, o.imc_double_buffer_sequential) == (False, False, True)
+    o = SimOptions.from_config({"imc_double_buffer_pipeline": True, "imc_double_buffer_sequential": False})
+    assert (o.imc_double_buffer, o.imc_double_buffer_pipeline) == (True, True)

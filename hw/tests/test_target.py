@@ -28,3 +28,25 @@ def test_bad_overrides_and_unknown_targets_are_named():
         load_target("aipu_v1", {"frequency": 900_000_000})
     with pytest.raises(KeyError, match="unknown target 'nope' \\(built-in: aipu_v1\\)"):
         load_target("nope")
+
+
+def test_a_target_toml_in_device_dir_replaces_the_built_in_description(tmp_path):
+    """``device_dir`` is how a user describes the machine they have: its ``target.toml`` is the base that the
+    other config overrides then adjust; a directory without one leaves the built-in description."""
+    from importlib import resources
+
+    text = resources.files("axdrive_hw").joinpath("targets", "aipu_v1.toml").read_text()
+    (tmp_path / "target.toml").write_text(text.replace("bandwidth = 256", "bandwidth = 128", 1))
+    t = load_target("aipu_v1", {"device_dir": str(tmp_path), "frequency": 400_000_000})
+    assert (t.memory["l1"].bandwidth, t.frequency_hz) == (128, 400_000_000)
+    assert load_target("aipu_v1", {"device_dir": str(tmp_path / "empty")}) == load_target("aipu_v1")
+    assert "device_dir" in CONFIG_OVERRIDE_KEYS  # so the compile and the runtime both pass it
+
+
+def test_a_broken_target_toml_in_device_dir_is_one_named_error(tmp_path):
+    (tmp_path / "target.toml").write_text("name = 'x'\ncores = \n")
+    with pytest.raises(ValueError, match="target.toml: not valid TOML"):
+        load_target("aipu_v1", {"device_dir": str(tmp_path)})
+    (tmp_path / "target.toml").write_text("name = 'x'\ncores = 1\n")
+    with pytest.raises(ValueError, match="target.toml: not a complete target description"):
+        load_target("aipu_v1", {"device_dir": str(tmp_path)})

@@ -184,9 +184,12 @@ class _Emitter:
         self.stats[f"{kind}_tasks"] += 1
 
     # -- buffers ---------------------------------------------------------------------------------------------
-    def _constant(self, name: str, data: np.ndarray, level: str) -> Ref:
+    def _constant(self, name: str, data: np.ndarray, level: str, *, pinned: bool = False) -> Ref:
+        """A constant in its home; ``pinned`` for the classes whose home the config fixes (DPU code and
+        tables, DWPU coefficients: ``dpu_instructions_home``, ``dpu_constants_home``, ``dwpu_instructions_home``),
+        which the memory planner must not promote away from it."""
         if name not in self.const_refs:
-            self.const_refs[name] = self.b.constant(name, np.ascontiguousarray(data), level)
+            self.const_refs[name] = self.b.constant(name, np.ascontiguousarray(data), level, pinned=pinned)
         return self.const_refs[name]
 
     def _l1(self, base: str, shape: tuple[int, ...], dtype: str, alloc: _L1, arena: str) -> Ref:
@@ -410,8 +413,9 @@ class _Emitter:
             if unit:
                 if len(job.chunks) == 1:
                     for key, data in unit.constants.items():
-                        home = self.homes.dwpu_constants if unit.kind == "dwpu" else self.homes.constants
-                        src = self._constant(f"{head.name}/{key}", data, home)
+                        dwpu = unit.kind == "dwpu"
+                        home = self.homes.dwpu_constants if dwpu else self.homes.constants
+                        src = self._constant(f"{head.name}/{key}", data, home, pinned=dwpu)
                         r["l1c"][key] = self._l1(key, data.shape, str(data.dtype), alloc, arena)
                         self._dma(src, r["l1c"][key], job.stage)
                 else:
@@ -426,14 +430,14 @@ class _Emitter:
             if head.attrs.get("dpu_program") is not None:
                 code = np.ascontiguousarray(head.attrs["dpu_code"], np.int32)
                 r["l1c"]["code"] = self._l1("dpu_code", code.shape, "int32", alloc, arena)
-                self._dma(self._constant(f"{head.name}/dpu_code", code, self.homes.dpu_code), r["l1c"]["code"],
-                          job.stage)
+                code_src = self._constant(f"{head.name}/dpu_code", code, self.homes.dpu_code, pinned=True)
+                self._dma(code_src, r["l1c"]["code"], job.stage)
                 for key in ("dpu_consts", "dpu_luts"):
                     data = head.attrs.get(key)
                     if data is not None:
                         r["l1c"][key] = self._l1(key, data.shape, str(data.dtype), alloc, arena)
-                        self._dma(self._constant(f"{head.name}/{key}", data, self.homes.dpu_constants), r["l1c"][key],
-                                  job.stage)
+                        src = self._constant(f"{head.name}/{key}", data, self.homes.dpu_constants, pinned=True)
+                        self._dma(src, r["l1c"][key], job.stage)
                 streams = head.attrs["dpu_streams"]
                 r["s"] = [{s: self._l1(f"s{k}#{t}", (n, rows, ow, oc), "int8", alloc, arena)
                            for k, s in enumerate(streams) if not (unit and k == 0)} for t in range(slots)]

@@ -94,6 +94,17 @@ def _tasklist(program: "Program", cfg: dict[str, Any]) -> dict[str, Any]:
             "image_home": "ddr" if cfg["elf_in_ddr"] else "l2", "load_cycles": int(load)}
 
 
+def _address_map(target: Target, program: "Program") -> dict[str, Any]:
+    """Where L1 sits as the device sees it: program addresses are offsets inside a level, so the host tools
+    need the bases to turn an L1 offset into the address the program uses (``l1_virtual_address``) and into
+    the physical address a DMA descriptor of core ``c`` carries (``l1_core0_physical_address`` + ``c`` x the
+    per-core L1 size, ``l1_size_used``)."""
+    l1 = target.memory["l1"]
+    return {"l1": {"virtual_base": int(l1.virtual_address), "bytes_per_core": int(l1.size),
+                   "cores": [{"core": c, "physical_base": int(l1.core0_physical_address + c * l1.size)}
+                             for c in range(program.cores)]}}
+
+
 def _multicore(perf: dict[str, Any], cfg: dict[str, Any], cores: int) -> dict[str, Any]:
     """Estimated latency and throughput of the configured multi-core combination."""
     mode, used = str(cfg["multicore_mode"]), int(cfg["aipu_cores_used"])
@@ -118,8 +129,10 @@ def _multicore(perf: dict[str, Any], cfg: dict[str, Any], cores: int) -> dict[st
                enabled=when_mode("quantize_and_lower", "lower_only"), phase=Phase.EMIT,
                config_keys=("io_memory_pool", "constant_memory_pool", "workspace_memory_pool", "dpu_constants_home",
                             "dpu_instructions_home", "dwpu_instructions_home", "elf_in_ddr", "stream_tasklist",
-                            "frequency", "l1_size_used", "l1_constraint", "resources_used",
-                            "propagate_span_information", "use_hw_tokens", "dma_dual_channel", "use_sysdma",
+                            "frequency", "l1_size_used", "l1_constraint", "resources_used", "l1_virtual_address",
+                            "l1_core0_physical_address", "ddr_size_used", "ddr_size_reserved",
+                            "imc_double_buffer_pipeline", "imc_double_buffer_sequential", "propagate_span_information",
+                            "use_hw_tokens", "dma_dual_channel", "use_sysdma",
                             "mvm_utilization_limit", "force_h_tiling", "force_oc_tiling"))
 def emit_program(ctx: Any) -> dict[str, Any]:
     """Emit the program: per layer its constants into an L1 arena and its tiles (MVM conv2d/matmul with
@@ -160,8 +173,13 @@ def emit_program(ctx: Any) -> dict[str, Any]:
     perf["tasklist_load_cycles"] = tasklist["load_cycles"]
     ctx.report["target"] = program.target
     ctx.report["performance"] = perf
-    ctx.report["memory"] = {**done.plan.to_dict(), "attempts": done.attempts, "tasklist": tasklist,
-                            "ddr_device_bytes": int(cfg["ddr_size_max"])}
+    memory = done.plan.to_dict()
+    for key, use in memory["levels"].items():
+        level = target.memory[key.split(".")[0]]
+        use["size_bytes"] = int(level.size)
+        use["reserved_bytes"] = int(level.size - target.usable(level.name))
+    ctx.report["memory"] = {**memory, "attempts": done.attempts, "tasklist": tasklist,
+                            "ddr_device_bytes": int(cfg["ddr_size_max"]), "address_map": _address_map(target, program)}
     ctx.report["multicore"] = _multicore(perf, cfg, program.cores)
     ctx.report["lowering"] = {**result.stats, "layers_detail": result.layers, "token_edges": done.edges,
                               "phase_seconds": {k: round(v, 4) for k, v in done.phases.items()}}

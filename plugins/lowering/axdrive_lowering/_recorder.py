@@ -84,10 +84,11 @@ class Recorder:
                                         arena, arena_offset, pinned)
         return Ref(name, shape, dtype, 0)
 
-    def constant(self, name: str, data: np.ndarray, level: str = "ddr", *, core: int = 0) -> Ref:
+    def constant(self, name: str, data: np.ndarray, level: str = "ddr", *, core: int = 0, pinned: bool = False) -> Ref:
+        """A constant buffer; ``pinned`` keeps it in ``level`` (the memory planner does not promote it)."""
         a = np.ascontiguousarray(data)
         self.constants[name] = a
-        return self.buffer(name, level, a.shape, str(a.dtype), core=core, kind="constant", init=name)
+        return self.buffer(name, level, a.shape, str(a.dtype), core=core, kind="constant", init=name, pinned=pinned)
 
     def input(self, tensor: str, shape: Iterable[int], dtype: str = "int8", level: str = "ddr") -> Ref:
         self.inputs[tensor] = tensor

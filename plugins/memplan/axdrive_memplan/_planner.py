@@ -2,7 +2,9 @@
 
 Why this order: every buffer starts in the pool the config names for its kind
 (``io_memory_pool``, ``constant_memory_pool``, ``workspace_memory_pool``);
-layer working sets (``staging``) are pinned to their core's L1. With
+layer working sets (``staging``) are pinned to their core's L1, and the
+buffers the code generator pins (DPU code and tables, DWPU coefficients:
+their home is a config property) stay where they start. With
 ``enable_buffer_promotion`` the hottest buffers (DMA bytes per byte of
 buffer) then move inward, to L1 and else L2, wherever the lifetime-aware
 packing still fits the level's limit. Each level is finally packed from
@@ -163,9 +165,14 @@ class LifetimePlanner:
             self._check(lv, [(items[n], offsets[n]) for n in names], limits, req)
             key = lv if lv != "l1" else f"l1.core{core}"
             usage[key] = LevelUsage(key, peak, live_bound([items[n] for n in names], ALIGN_BYTES), limits[lv][0],
-                                    len(names))
+                                    len(names), limits[lv][1])
             for n in names:
                 placements[n] = Placement(lv, offsets[n], core)
+        # every level is reported, empty ones too: what the plan may use is part of the answer
+        for key in ("ddr", "l2", "l1.core0"):
+            lv = key.split(".")[0]
+            if lv != "l1" or not any(k.startswith("l1.") for k in usage):
+                usage.setdefault(key, LevelUsage(key, 0, 0, limits[lv][0], 0, limits[lv][1]))
         return MemoryPlan(placements, usage, promoted, PAGE_BYTES if self.s.page_memory else 0)
 
     # -- helpers ---------------------------------------------------------------------------------------
