@@ -32,7 +32,8 @@ token when the task ends, ``wait`` decrements it before the task starts.
 
 from __future__ import annotations
 
-__all__ = ["FORMAT_VERSION", "Ref", "Buffer", "Task", "Program", "ProgramBuilder", "TASK_OPS", "BUFFER_KINDS"]
+__all__ = ["FORMAT_VERSION", "Ref", "Buffer", "Task", "Program", "ProgramBuilder", "TaskConstructors", "TASK_OPS",
+           "BUFFER_KINDS"]
 
 import base64
 import dataclasses
@@ -184,7 +185,83 @@ class Program:
                    dict(d["outputs"]), int(d["version"]))
 
 
-class ProgramBuilder:
+class TaskConstructors:
+    """One method per task kind, each building the task's operands and
+    parameters and handing them to ``self.task(...)``.
+
+    Shared by :class:`ProgramBuilder` and by any compiler-side recorder that
+    collects tasks before their buffers have addresses, so the parameter
+    layout of each task kind is written once.
+    """
+
+    def task(self, core: int, kind: str, op: str, inputs: dict[str, Ref], outputs: dict[str, Ref],
+             params: dict[str, Any] | None = None, **kw: Any) -> int:  # pragma: no cover - provided by the subclass
+        raise NotImplementedError
+
+    def dma(self, core: int, src: Ref, dst: Ref, *, rows: int | None = None, row_bytes: int | None = None,
+            src_stride: int | None = None, dst_stride: int | None = None, **kw: Any) -> int:
+        """2-D strided copy; defaults copy ``src`` contiguously (one row)."""
+        row_bytes = src.nbytes if row_bytes is None else row_bytes
+        rows = 1 if rows is None else rows
+        return self.task(core, "dma", "copy2d", {"src": src}, {"dst": dst},
+                         {"rows": rows, "row_bytes": row_bytes, "src_stride": src_stride or row_bytes,
+                          "dst_stride": dst_stride or row_bytes}, **kw)
+
+    def _requant(self, ins: dict[str, Ref], params: dict[str, Any], requant: tuple[Ref, Ref, int] | None) -> None:
+        if requant is not None:
+            ins["multiplier"], ins["shift"] = requant[0], requant[1]
+            params["out_zp"] = int(requant[2])
+
+    def conv2d(self, core: int, x: Ref, w: Ref, bias: Ref, y: Ref, *, x_zp: int, stride: tuple[int, int] = (1, 1),
+               pads: tuple[int, int, int, int] = (0, 0, 0, 0), dilation: tuple[int, int] = (1, 1), groups: int = 1,
+               requant: tuple[Ref, Ref, int] | None = None, **kw: Any) -> int:
+        """MVM convolution, NHWC x OHWI; ``requant=(multiplier_ref, shift_ref, out_zp)`` fuses int8 output."""
+        ins = {"x": x, "w": w, "bias": bias}
+        params = {"x_zp": int(x_zp), "stride": list(stride), "pads": list(pads), "dilation": list(dilation),
+                  "groups": int(groups)}
+        self._requant(ins, params, requant)
+        return self.task(core, "mvm", "conv2d", ins, {"y": y}, params, **kw)
+
+    def matmul(self, core: int, x: Ref, w: Ref, bias: Ref, y: Ref, *, x_zp: int,
+               requant: tuple[Ref, Ref, int] | None = None, **kw: Any) -> int:
+        ins = {"x": x, "w": w, "bias": bias}
+        params: dict[str, Any] = {"x_zp": int(x_zp)}
+        self._requant(ins, params, requant)
+        return self.task(core, "mvm", "matmul", ins, {"y": y}, params, **kw)
+
+    def depthwise(self, core: int, x: Ref, w: Ref, bias: Ref, y: Ref, *, x_zp: int, stride: tuple[int, int] = (1, 1),
+                  pads: tuple[int, int, int, int] = (0, 0, 0, 0), dilation: tuple[int, int] = (1, 1),
+                  requant: tuple[Ref, Ref, int] | None = None, **kw: Any) -> int:
+        ins = {"x": x, "w": w, "bias": bias}
+        params = {"x_zp": int(x_zp), "stride": list(stride), "pads": list(pads), "dilation": list(dilation)}
+        self._requant(ins, params, requant)
+        return self.task(core, "dwpu", "depthwise", ins, {"y": y}, params, **kw)
+
+    def pool(self, core: int, op: str, x: Ref, y: Ref, *, kernel: tuple[int, int], stride: tuple[int, int],
+             pads: tuple[int, int, int, int] = (0, 0, 0, 0), x_zp: int = 0, count_include_pad: bool = False,
+             **kw: Any) -> int:
+        """``op`` is ``"maxpool"`` or ``"avgpool"``."""
+        return self.task(core, "dwpu", op, {"x": x}, {"y": y},
+                         {"kernel": list(kernel), "stride": list(stride), "pads": list(pads), "x_zp": int(x_zp),
+                          "count_include_pad": bool(count_include_pad)}, **kw)
+
+    def resize_nearest(self, core: int, x: Ref, y: Ref, **kw: Any) -> int:
+        return self.task(core, "dwpu", "resize_nearest", {"x": x}, {"y": y}, {}, **kw)
+
+    def dpu(self, core: int, streams: list[Ref], outputs: list[Ref], code: Ref, *, channels: int,
+            consts: Ref | None = None, luts: Ref | None = None, **kw: Any) -> int:
+        """Run DPU program ``code`` (int32 ``(n, 6)``) over element streams ``in0..``, writing ``out0..``."""
+        ins = {f"in{i}": r for i, r in enumerate(streams)}
+        ins["code"] = code
+        if consts is not None:
+            ins["consts"] = consts
+        if luts is not None:
+            ins["luts"] = luts
+        return self.task(core, "dpu", "program", ins, {f"out{i}": r for i, r in enumerate(outputs)},
+                         {"channels": int(channels)}, **kw)
+
+
+class ProgramBuilder(TaskConstructors):
     """How a compiler constructs a program, one call per buffer and task.
 
     Buffers get a PWORD-aligned address from a bump allocator per memory
@@ -263,68 +340,6 @@ class ProgramBuilder:
         self._tasks[core].append(Task(kind, op, dict(inputs), dict(outputs), dict(params or {}), tuple(wait),
                                       tuple(signal), stage))
         return len(self._tasks[core]) - 1
-
-    def dma(self, core: int, src: Ref, dst: Ref, *, rows: int | None = None, row_bytes: int | None = None,
-            src_stride: int | None = None, dst_stride: int | None = None, **kw: Any) -> int:
-        """2-D strided copy; defaults copy ``src`` contiguously (one row)."""
-        row_bytes = src.nbytes if row_bytes is None else row_bytes
-        rows = 1 if rows is None else rows
-        return self.task(core, "dma", "copy2d", {"src": src}, {"dst": dst},
-                         {"rows": rows, "row_bytes": row_bytes, "src_stride": src_stride or row_bytes,
-                          "dst_stride": dst_stride or row_bytes}, **kw)
-
-    def _requant(self, ins: dict[str, Ref], params: dict[str, Any], requant: tuple[Ref, Ref, int] | None) -> None:
-        if requant is not None:
-            ins["multiplier"], ins["shift"] = requant[0], requant[1]
-            params["out_zp"] = int(requant[2])
-
-    def conv2d(self, core: int, x: Ref, w: Ref, bias: Ref, y: Ref, *, x_zp: int, stride: tuple[int, int] = (1, 1),
-               pads: tuple[int, int, int, int] = (0, 0, 0, 0), dilation: tuple[int, int] = (1, 1), groups: int = 1,
-               requant: tuple[Ref, Ref, int] | None = None, **kw: Any) -> int:
-        """MVM convolution, NHWC x OHWI; ``requant=(multiplier_ref, shift_ref, out_zp)`` fuses int8 output."""
-        ins = {"x": x, "w": w, "bias": bias}
-        params = {"x_zp": int(x_zp), "stride": list(stride), "pads": list(pads), "dilation": list(dilation),
-                  "groups": int(groups)}
-        self._requant(ins, params, requant)
-        return self.task(core, "mvm", "conv2d", ins, {"y": y}, params, **kw)
-
-    def matmul(self, core: int, x: Ref, w: Ref, bias: Ref, y: Ref, *, x_zp: int,
-               requant: tuple[Ref, Ref, int] | None = None, **kw: Any) -> int:
-        ins = {"x": x, "w": w, "bias": bias}
-        params: dict[str, Any] = {"x_zp": int(x_zp)}
-        self._requant(ins, params, requant)
-        return self.task(core, "mvm", "matmul", ins, {"y": y}, params, **kw)
-
-    def depthwise(self, core: int, x: Ref, w: Ref, bias: Ref, y: Ref, *, x_zp: int, stride: tuple[int, int] = (1, 1),
-                  pads: tuple[int, int, int, int] = (0, 0, 0, 0), dilation: tuple[int, int] = (1, 1),
-                  requant: tuple[Ref, Ref, int] | None = None, **kw: Any) -> int:
-        ins = {"x": x, "w": w, "bias": bias}
-        params = {"x_zp": int(x_zp), "stride": list(stride), "pads": list(pads), "dilation": list(dilation)}
-        self._requant(ins, params, requant)
-        return self.task(core, "dwpu", "depthwise", ins, {"y": y}, params, **kw)
-
-    def pool(self, core: int, op: str, x: Ref, y: Ref, *, kernel: tuple[int, int], stride: tuple[int, int],
-             pads: tuple[int, int, int, int] = (0, 0, 0, 0), x_zp: int = 0, count_include_pad: bool = False,
-             **kw: Any) -> int:
-        """``op`` is ``"maxpool"`` or ``"avgpool"``."""
-        return self.task(core, "dwpu", op, {"x": x}, {"y": y},
-                         {"kernel": list(kernel), "stride": list(stride), "pads": list(pads), "x_zp": int(x_zp),
-                          "count_include_pad": bool(count_include_pad)}, **kw)
-
-    def resize_nearest(self, core: int, x: Ref, y: Ref, **kw: Any) -> int:
-        return self.task(core, "dwpu", "resize_nearest", {"x": x}, {"y": y}, {}, **kw)
-
-    def dpu(self, core: int, streams: list[Ref], outputs: list[Ref], code: Ref, *, channels: int,
-            consts: Ref | None = None, luts: Ref | None = None, **kw: Any) -> int:
-        """Run DPU program ``code`` (int32 ``(n, 6)``) over element streams ``in0..``, writing ``out0..``."""
-        ins = {f"in{i}": r for i, r in enumerate(streams)}
-        ins["code"] = code
-        if consts is not None:
-            ins["consts"] = consts
-        if luts is not None:
-            ins["luts"] = luts
-        return self.task(core, "dpu", "program", ins, {f"out{i}": r for i, r in enumerate(outputs)},
-                         {"channels": int(channels)}, **kw)
 
     # -- finish -----------------------------------------------------------
     def build(self) -> Program:

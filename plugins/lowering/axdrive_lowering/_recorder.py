@@ -23,7 +23,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from axdrive.ir.program_plan import Placement
-from axdrive_hw.program.model import Program, ProgramBuilder, Ref
+from axdrive_hw.program.model import Program, ProgramBuilder, Ref, TaskConstructors
 from axdrive_hw.target import Target
 
 
@@ -60,7 +60,7 @@ class TaskRec:
 
 
 @dataclass
-class Recorder:
+class Recorder(TaskConstructors):
     """The :class:`ProgramBuilder` calls the code generator makes, recorded (see module docstring)."""
 
     target: Target
@@ -107,25 +107,6 @@ class Recorder:
         self.tasks.append(TaskRec(core, kind, op, dict(inputs), dict(outputs), dict(params or {}), stage, self.item,
                                   self.layer))
         return len(self.tasks) - 1
-
-    def dma(self, core: int, src: Ref, dst: Ref, *, rows: int | None = None, row_bytes: int | None = None,
-            src_stride: int | None = None, dst_stride: int | None = None, **kw: Any) -> int:
-        row_bytes = src.nbytes if row_bytes is None else row_bytes
-        rows = 1 if rows is None else rows
-        return self.task(core, "dma", "copy2d", {"src": src}, {"dst": dst},
-                         {"rows": rows, "row_bytes": row_bytes, "src_stride": src_stride or row_bytes,
-                          "dst_stride": dst_stride or row_bytes}, **kw)
-
-    def dpu(self, core: int, streams: list[Ref], outputs: list[Ref], code: Ref, *, channels: int,
-            consts: Ref | None = None, luts: Ref | None = None, **kw: Any) -> int:
-        ins = {f"in{i}": r for i, r in enumerate(streams)}
-        ins["code"] = code
-        if consts is not None:
-            ins["consts"] = consts
-        if luts is not None:
-            ins["luts"] = luts
-        return self.task(core, "dpu", "program", ins, {f"out{i}": r for i, r in enumerate(outputs)},
-                         {"channels": int(channels)}, **kw)
 
 
 def materialize(rec: Recorder, placements: dict[str, Placement], order: Sequence[int],
