@@ -1,9 +1,11 @@
 """DPU register allocators compared: spills, reloads, allocation time, simulated cycles.
 
-Programs: the element-wise tails of the two real models (one DPU program per
-tail kind each model needs, weighted by how many times it occurs), derived
-from the ONNX graphs by the tail builders in ``axdrive_dpu_alloc.examples``
-until the lowering attaches real programs; plus a generated suite (concats of
+Programs: the real models' DPU programs, as the lowering attaches them
+(``node.attrs["dpu_program"]`` after ``lowering.build_dpu_programs``): PP-OCR
+cls (1x3x48x192) and YOLOv8n (1x3x320x320) are compiled up to
+``dpu_programs_built`` with the default configuration, calibrated on one
+random sample; programs identical up to their name are allocated once and
+weighted by how many nodes carry them. Plus a generated suite (concats of
 growing fan-in, random programs of growing pressure). Per algorithm: spilled
 values, reloads, median allocation time, and DPU cycles per chunk (the sum of
 ``[dpu.instruction_cycles]`` of ``aipu_v1`` over the physical program; the
@@ -14,6 +16,7 @@ programs with 2 to 4 registers.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections import Counter
 
@@ -26,40 +29,39 @@ from axdrive.ir.dpu import VProgram, max_pressure
 from axdrive_dpu_alloc import DpuAllocationError, allocate, dpu_cycles
 from axdrive_dpu_alloc._backjump import min_spill_set
 from axdrive_dpu_alloc._exhaustive import exhaustive_min_spills
-from axdrive_dpu_alloc.examples import concat_add, generated_suite, hardswish, random_program, residual_add, \
-    requantize, silu
+from axdrive_dpu_alloc.examples import generated_suite, random_program
 
 ALGORITHMS = ("graph", "lazy", "backjump_recursive", "try_all")
 
+#: model -> (input name, input shape, calibration range).
+MODELS = {"ppocr_cls": ("x", (1, 3, 48, 192), (-1.0, 1.0)),
+          "yolov8n": ("images", (1, 3, 320, 320), (0.0, 1.0))}
 
-def model_tails(name: str) -> Counter[str]:
-    """How many DPU tails of each kind the model needs (from its ONNX graph)."""
-    import onnx
 
+def model_programs(name: str) -> list[tuple[VProgram, int]]:
+    """The model's DPU programs as the lowering builds them, with how many nodes carry each
+    (programs equal up to their name count once)."""
+    from axdrive import driver
+    from axdrive.config import CompilerConfig
     from axdrive.models import fetch_model
 
-    graph = onnx.load(str(fetch_model(name))).graph
-    consts = {i.name for i in graph.initializer} | {n.output[0] for n in graph.node if n.op_type == "Constant"}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    tails: Counter[str] = Counter()
-    for n in graph.node:
-        ops = [c.op_type for c in consumers.get(n.output[0], [])] if n.output else []
-        if n.op_type == "Conv":
-            tails["silu" if "Sigmoid" in ops and "Mul" in ops else
-                  "hardswish" if "HardSigmoid" in ops or "HardSwish" in ops else "requantize"] += 1
-        elif n.op_type == "Add" and not any(i in consts for i in n.input):
-            tails["residual_add"] += 1
-        elif n.op_type == "Concat" and len(n.input) > 1:
-            tails[f"concat_add_{len(n.input)}"] += 1
-    return tails
-
-
-def _program(kind: str) -> VProgram:
-    builders = {"silu": silu, "hardswish": hardswish, "requantize": requantize, "residual_add": residual_add}
-    return builders[kind]() if kind in builders else concat_add(int(kind.rsplit("_", 1)[1]))
+    input_name, shape, (lo, hi) = MODELS[name]
+    sample = np.random.default_rng(0).uniform(lo, hi, shape).astype(np.float32)
+    with tempfile.TemporaryDirectory(prefix="bench_dpu_alloc_") as tmp:
+        result = driver.compile(str(fetch_model(name)), CompilerConfig(), output_dir=tmp,
+                                calibration={input_name: sample}, input_shapes={input_name: shape},
+                                stop_after="dpu_programs_built")
+    first: dict[tuple[object, ...], VProgram] = {}
+    count: Counter[tuple[object, ...]] = Counter()
+    for node in result.graph.nodes:
+        program = node.attrs.get("dpu_program")
+        if program is None:
+            continue
+        assert isinstance(program, VProgram), type(program)
+        key = (program.instrs, program.n_inputs, program.n_outputs, program.n_luts, program.n_consts)
+        first.setdefault(key, program)
+        count[key] += 1
+    return [(first[key], count[key]) for key in first]
 
 
 def _check(program: VProgram, code: np.ndarray, rng: np.random.Generator) -> None:
@@ -76,9 +78,11 @@ def main() -> None:
     cycles_of = target.dpu.instruction_cycles
     rng = np.random.default_rng(0)
     suites: list[tuple[str, VProgram, int]] = []
-    for model in ("yolov8n", "ppocr_cls"):
-        for kind, count in sorted(model_tails(model).items()):
-            suites.append((model, _program(kind), count))
+    n_programs: dict[str, dict[str, int]] = {}
+    for model in MODELS:
+        programs = model_programs(model)
+        n_programs[model] = {"programs": sum(c for _, c in programs), "distinct": len(programs)}
+        suites += [(model, program, count) for program, count in programs]
     suites += [("generated", p, 1) for p in generated_suite()]
 
     columns = ["suite", "program", "x", "values", "pressure"] + [f"{a} {m}" for a in ALGORITHMS
@@ -124,13 +128,17 @@ def main() -> None:
         t_exhaustive += t1 - t0
         total += 1
         agree += found == best
-    summary = {f"{suite}/{algorithm}": dict(c) for (suite, algorithm), c in sorted(totals.items())}
+    for model, n in n_programs.items():
+        print(model, n)
+    summary: dict[str, dict[str, object]] = {f"{suite}/{algorithm}": dict(c)
+                                             for (suite, algorithm), c in sorted(totals.items())}
     summary["backjump_vs_exhaustive"] = {"programs": total, "equal_minimum": agree,
                                          "search_ms": round(t_search * 1e3, 1),
                                          "exhaustive_ms": round(t_exhaustive * 1e3, 1)}
     for key, value in summary.items():
         print(key, {k: (round(v, 2) if isinstance(v, float) else v) for k, v in value.items()})
-    report("dpu_alloc", "python benchmarks/bench_dpu_alloc.py", columns, rows, {"totals": summary})
+    report("dpu_alloc", "python benchmarks/bench_dpu_alloc.py", columns, rows,
+           {"totals": summary, "model_programs": n_programs})
 
 
 if __name__ == "__main__":

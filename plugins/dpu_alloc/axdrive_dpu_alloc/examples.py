@@ -1,7 +1,8 @@
 """Element-wise tails as virtual DPU programs, the way a lowering writes them.
 
-Used by the tests, the benchmark and the docs until the lowering stage
-attaches real programs to the IR. Like a straightforward lowering, every
+The generated suite of the tests and the benchmark (which measures the real
+models' programs, attached by the lowering, separately): programs of chosen
+shape and register pressure that no real model reaches. Like a straightforward lowering, every
 builder first loads all its input streams and per-channel constants, then
 computes: that is what creates register pressure in wide tails (a concat of
 eight inputs holds eight inputs and sixteen constant rows at once).
