@@ -83,6 +83,49 @@ def _conv2d_acc_int64(x: np.ndarray, x_zp: int, w: np.ndarray, bias: np.ndarray,
     return out
 
 
+# inlined at Numba IR level: a real call in the prange body costs the inner loops their vectorisation
+@njit(cache=True, nogil=True, inline="always")
+def _im2col_row(x: np.ndarray, b: int, y: int, patch: np.ndarray, kh: int, kw: int, stride_h: int, stride_w: int,
+                pad_t: int, pad_l: int, dil_h: int, dil_w: int, c_lo: int, cc: int, cidx: np.ndarray,
+                contiguous: bool, zp: np.int16) -> None:
+    """Fill ``patch`` (``(OW, KH * KW * cc)`` int16) with output row ``y``'s taps as ``x - zp``
+    (0 where a tap falls in the padding): channels ``c_lo .. c_lo + cc`` when ``contiguous``,
+    else the channels listed in ``cidx``. The one im2col of both convolution kernels."""
+    h = x.shape[1]
+    wd = x.shape[2]
+    for xo in range(patch.shape[0]):
+        pr = patch[xo]
+        for i in range(kh):
+            iy = y * stride_h - pad_t + i * dil_h
+            for j in range(kw):
+                ix = xo * stride_w - pad_l + j * dil_w
+                base = (i * kw + j) * cc
+                if iy < 0 or iy >= h or ix < 0 or ix >= wd:
+                    for k in range(cc):
+                        pr[base + k] = 0
+                elif contiguous:
+                    xv = x[b, iy, ix, c_lo:c_lo + cc]
+                    for k in range(cc):
+                        pr[base + k] = np.int16(xv[k]) - zp
+                else:
+                    xv = x[b, iy, ix, :]
+                    for k in range(cc):
+                        pr[base + k] = np.int16(xv[cidx[k]]) - zp
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _dot_patch(patch: np.ndarray, wr: np.ndarray, bias: np.int64, out: np.ndarray, b: int, y: int, oc: int) -> None:
+    """``out[b, y, :, oc]`` = saturated ``bias + patch . wr`` (int16 x int16 summed in int32: exact, see _K_INT32)."""
+    kk = wr.shape[0]
+    for xo in range(patch.shape[0]):
+        pr = patch[xo]
+        s = np.int32(0)
+        for k in range(kk):
+            s += np.int32(pr[k]) * np.int32(wr[k])
+        # the truncation lets the loop use 32-bit lanes
+        out[b, y, xo, oc] = _sat32(bias + np.int64(np.int32(s)))
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def conv2d_acc(x: np.ndarray, x_zp: int, w: np.ndarray, bias: np.ndarray, stride_h: int, stride_w: int,
                pad_t: int, pad_l: int, pad_b: int, pad_r: int, dil_h: int, dil_w: int, groups: int) -> np.ndarray:
@@ -105,39 +148,19 @@ def conv2d_acc(x: np.ndarray, x_zp: int, w: np.ndarray, bias: np.ndarray, stride
                 for k in range(cg):
                     w16[oc, (i * kw + j) * cg + k] = np.int16(w[oc, i, j, k])
     zp = np.int16(x_zp)
+    no_idx = np.empty(0, dtype=np.int64)
     # One parallel loop over output rows of all images: enough work per
     # iteration to pay for the thread hand-off, no shared writes.
     for row in prange(n * oh):
         b = row // oh
         y = row % oh
-        # im2col of this output row only (it stays in cache): x - zp as int16, 0 where a tap is padding
+        # im2col of this output row only (it stays in cache)
         patch = np.empty((ow, kk), dtype=np.int16)
         for g in range(groups):
-            c0 = g * cg
-            for xo in range(ow):
-                pr = patch[xo]
-                for i in range(kh):
-                    iy = y * stride_h - pad_t + i * dil_h
-                    for j in range(kw):
-                        ix = xo * stride_w - pad_l + j * dil_w
-                        base = (i * kw + j) * cg
-                        if iy < 0 or iy >= h or ix < 0 or ix >= wd:
-                            for k in range(cg):
-                                pr[base + k] = 0
-                        else:
-                            xv = x[b, iy, ix, c0:c0 + cg]
-                            for k in range(cg):
-                                pr[base + k] = np.int16(xv[k]) - zp
+            _im2col_row(x, b, y, patch, kh, kw, stride_h, stride_w, pad_t, pad_l, dil_h, dil_w, g * cg, cg, no_idx,
+                        True, zp)
             for oc in range(g * og, (g + 1) * og):
-                wr = w16[oc]
-                bo = np.int64(bias[oc])
-                for xo in range(ow):
-                    pr = patch[xo]
-                    s = np.int32(0)
-                    for k in range(kk):
-                        s += np.int32(pr[k]) * np.int32(wr[k])
-                    # exact in int32 (see _K_INT32); the truncation lets the loop use 32-bit lanes
-                    out[b, y, xo, oc] = _sat32(bo + np.int64(np.int32(s)))
+                _dot_patch(patch, w16[oc], np.int64(bias[oc]), out, b, y, oc)
     return out
 
 
@@ -168,37 +191,15 @@ def _conv2d_acc_compact(x: np.ndarray, x_zp: int, wc: np.ndarray, cidx: np.ndarr
         b = row // oh
         y = row % oh
         patch = np.empty((ow, kk), dtype=np.int16)
+        _im2col_row(x, b, y, patch, kh, kw, stride_h, stride_w, pad_t, pad_l, dil_h, dil_w, c_lo, cc, cidx,
+                    contiguous, zp)
         for xo in range(ow):
-            pr = patch[xo]
-            for i in range(kh):
-                iy = y * stride_h - pad_t + i * dil_h
-                for j in range(kw):
-                    ix = xo * stride_w - pad_l + j * dil_w
-                    base = (i * kw + j) * cc
-                    if iy < 0 or iy >= h or ix < 0 or ix >= wd:
-                        for k in range(cc):
-                            pr[base + k] = 0
-                    elif contiguous:
-                        xv = x[b, iy, ix, c_lo:c_lo + cc]
-                        for k in range(cc):
-                            pr[base + k] = np.int16(xv[k]) - zp
-                    else:
-                        xv = x[b, iy, ix, :]
-                        for k in range(cc):
-                            pr[base + k] = np.int16(xv[cidx[k]]) - zp
             orow = out[b, y, xo]
             for oc in range(o):
                 orow[oc] = bias[oc]  # an all-zero output channel: the bias (an int32, saturation is a no-op)
         for q in range(no):
             oc = ocidx[q]
-            wr = wc[q]
-            bo = np.int64(bias[oc])
-            for xo in range(ow):
-                pr = patch[xo]
-                s = np.int32(0)
-                for k in range(kk):
-                    s += np.int32(pr[k]) * np.int32(wr[k])
-                out[b, y, xo, oc] = _sat32(bo + np.int64(np.int32(s)))
+            _dot_patch(patch, wc[q], np.int64(bias[oc]), out, b, y, oc)
     return out
 
 
