@@ -35,6 +35,8 @@ from axdrive import driver
 from axdrive.config import PROPERTIES, CompilerConfig
 from axdrive.errors import AxdriveError
 
+from _toy_models import classifier
+
 PPOCR_SHAPE = (1, 3, 48, 192)
 
 
@@ -82,37 +84,7 @@ def _strip(o: Any) -> Any:
 def _toy(preamble: str) -> onnx.ModelProto:
     """[preamble] -> Conv -> Relu -> GlobalAveragePool -> Flatten -> MatMul(8x16) -> Add -> Relu -> MatMul(16x5)
     -> Softmax: the smallest model with a host tail, two MatMuls of different sizes and an optional preamble."""
-    rng = np.random.default_rng(0)
-    inits = {"w": rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3,
-             "b": rng.standard_normal(8).astype(np.float32) * 0.1,
-             "fc1": rng.standard_normal((8, 16)).astype(np.float32) * 0.3,
-             "fc1b": rng.standard_normal(16).astype(np.float32) * 0.1,
-             "fc2": rng.standard_normal((16, 5)).astype(np.float32) * 0.3,
-             "scale": np.array(1 / 255, np.float32),
-             "mean": np.array([0.4, 0.5, 0.6], np.float32).reshape(1, 3, 1, 1)}
-    nodes, x, shape = [], "x", [1, 3, 8, 8]
-    if preamble == "layout":
-        nodes.append(helper.make_node("Transpose", ["x"], ["x_nchw"], perm=[0, 3, 1, 2], name="to_nchw"))
-        x, shape = "x_nchw", [1, 8, 8, 3]
-    if preamble in ("normalise", "layout"):
-        nodes += [helper.make_node("Mul", [x, "scale"], ["xs"], name="scale255"),
-                  helper.make_node("Sub", ["xs", "mean"], ["xn"], name="submean")]
-        x = "xn"
-    nodes += [helper.make_node("Conv", [x, "w", "b"], ["c"], pads=[1, 1, 1, 1], name="conv"),
-              helper.make_node("Relu", ["c"], ["r"], name="relu"),
-              helper.make_node("GlobalAveragePool", ["r"], ["g"], name="gap"),
-              helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
-              helper.make_node("MatMul", ["f", "fc1"], ["m1"], name="fc1"),
-              helper.make_node("Add", ["m1", "fc1b"], ["a1"], name="fc1_bias"),
-              helper.make_node("Relu", ["a1"], ["r1"], name="relu1"),
-              helper.make_node("MatMul", ["r1", "fc2"], ["m2"], name="fc2"),
-              helper.make_node("Softmax", ["m2"], ["prob"], axis=-1, name="softmax")]
-    graph = helper.make_graph(nodes, "toy", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
-                              [helper.make_tensor_value_info("prob", TensorProto.FLOAT, [1, 5])],
-                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
+    return classifier(preamble)
 
 
 TOY_HW = {"concat": (16, 16), "lut": (16, 16), "single": (8, 8)}

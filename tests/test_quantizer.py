@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from axdrive import driver
 from axdrive.config import CompilerConfig
@@ -18,19 +18,9 @@ from axdrive.errors import CalibrationError
 from axdrive.passes import PluginHost, resolve_pipeline
 from axdrive.reference import run_float, run_integer
 
+from _toy_models import onnx_model as _model, value_info as _vi
+
 RNG = np.random.default_rng(3)
-
-
-def _model(nodes, inputs, outputs, inits, opset=17):
-    graph = helper.make_graph(nodes, "toy", inputs, outputs, [numpy_helper.from_array(v, k) for k, v in inits.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
-
-
-def _vi(name, shape, elem=TensorProto.FLOAT):
-    return helper.make_tensor_value_info(name, elem, shape)
 
 
 def mobile_block():
