@@ -198,25 +198,26 @@ def _softmax(node: Node, args: list[Any], opset: int) -> np.ndarray:
     return np.clip(y + int(node.attrs.get("out_zero_point", -128)), QMIN, QMAX).astype(np.int8)
 
 
-def _quantize(node: Node, args: list[Any], opset: int) -> np.ndarray:
-    x = np.asarray(args[0], np.float64)
+def _grid(node: Node, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+    """The node's ``scale`` and ``zero_point``, shaped to broadcast along ``quant_axis`` (per-tensor: 0-d)."""
     scale, zp = np.asarray(node.attrs["scale"], np.float64), np.asarray(node.attrs["zero_point"], np.int64)
     axis = node.attrs.get("quant_axis")
     if axis is not None:
-        shape = [1] * x.ndim
+        shape = [1] * ndim
         shape[axis] = -1
         scale, zp = scale.reshape(shape), zp.reshape(shape)
+    return scale, zp
+
+
+def _quantize(node: Node, args: list[Any], opset: int) -> np.ndarray:
+    x = np.asarray(args[0], np.float64)
+    scale, zp = _grid(node, x.ndim)
     return np.clip(np.rint(x / scale) + zp, QMIN, QMAX).astype(np.int8)
 
 
 def _dequantize(node: Node, args: list[Any], opset: int) -> np.ndarray:
     q = np.asarray(args[0], np.int64)
-    scale, zp = np.asarray(node.attrs["scale"], np.float64), np.asarray(node.attrs["zero_point"], np.int64)
-    axis = node.attrs.get("quant_axis")
-    if axis is not None:
-        shape = [1] * q.ndim
-        shape[axis] = -1
-        scale, zp = scale.reshape(shape), zp.reshape(shape)
+    scale, zp = _grid(node, q.ndim)
     return ((q - zp) * scale).astype(np.float32)
 
 
