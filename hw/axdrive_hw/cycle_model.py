@@ -13,7 +13,7 @@ multi-core splits show in the cycles.
 
 Costs (numbers from the :class:`~axdrive_hw.target.Target`):
 
-* MVM: per weight set (see :func:`~axdrive_hw.kernels.mvm.plan_weight_sets`)
+* MVM: per weight set (see :func:`~axdrive_hw.imc.plan_weight_sets`)
   a load of its bytes at ``weight_load_bandwidth`` and ``M x activation_bits``
   cycles of compute (``M`` im2col rows), at most the set's MACs divided by
   ``peak x mvm_utilization_limit``; with ``imc_double_buffer`` the load of
@@ -48,7 +48,8 @@ from typing import Any, Callable, Mapping
 from axdrive.errors import SimulationError
 from axdrive_hw.kernels.dpu import OPCODES
 from axdrive_hw.imc import ConvMapping, conv_mapping
-from axdrive_hw.kernels.mvm import conv_output_size, plan_weight_sets
+from axdrive_hw.imc import plan_weight_sets
+from axdrive_hw.kernels.mvm import conv_output_size
 from axdrive_hw.program.model import Program, Task
 from axdrive_hw.target import Target
 

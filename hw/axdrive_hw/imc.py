@@ -26,7 +26,7 @@ MVM needs, which is what :class:`~axdrive_hw.cycle_model.CycleModel` charges.
 
 from __future__ import annotations
 
-__all__ = ["ConvMapping", "conv_mapping", "output_channel_groups", "matrix_tiles"]
+__all__ = ["ConvMapping", "conv_mapping", "output_channel_groups", "matrix_tiles", "plan_weight_sets"]
 
 from dataclasses import dataclass
 
@@ -118,3 +118,19 @@ def output_channel_groups(k: int, o: int, spec: MvmSpec) -> list[tuple[int, int]
         return [(0, o)]
     per_group = max(1, spec.imc_blocks // rt) * spec.columns
     return [(o0, min(o0 + per_group, o)) for o0 in range(0, o, per_group)]
+
+
+def plan_weight_sets(k: int, o: int, rows: int, columns: int, blocks: int) -> list[list[tuple[int, int, int, int]]]:
+    """Split a ``(K, O)`` weight matrix into the weight sets the IMC array holds.
+
+    The matrix is cut into ``rows x columns`` tiles (one IMC block each),
+    column range by column range, and consecutive tiles are grouped
+    ``blocks`` at a time; each group is one weight set, loaded into the array
+    before the activations stream through it. Returns, per set, its tiles as
+    ``(k0, k1, o0, o1)``.
+    """
+    if k <= 0 or o <= 0:
+        raise ValueError(f"weight matrix must be non-empty, got K={k}, O={o}")
+    tiles = [(k0, min(k0 + rows, k), o0, min(o0 + columns, o))
+             for o0 in range(0, o, columns) for k0 in range(0, k, rows)]
+    return [tiles[i:i + blocks] for i in range(0, len(tiles), blocks)]

@@ -18,6 +18,8 @@ from typing import Hashable
 import numpy as np
 from numba import njit, prange
 
+from ..imc import plan_weight_sets  # noqa: F401  (re-exported: the IMC geometry lives in axdrive_hw.imc)
+
 from axdrive_hw.numerics import requantize_nb
 
 _I32MIN = np.int64(-(2**31))
@@ -334,22 +336,6 @@ def conv2d_requant(x: np.ndarray, x_zp: int, w: np.ndarray, bias: np.ndarray, mu
     y = requantize_nb(flat, np.atleast_1d(np.asarray(multiplier, dtype=np.int64)),
                       np.atleast_1d(np.asarray(shift, dtype=np.int64)), out_zp, qmin, qmax)
     return y.reshape(acc.shape)
-
-
-def plan_weight_sets(k: int, o: int, rows: int, columns: int, blocks: int) -> list[list[tuple[int, int, int, int]]]:
-    """Split a ``(K, O)`` weight matrix into the weight sets the IMC array holds.
-
-    The matrix is cut into ``rows x columns`` tiles (one IMC block each),
-    column range by column range, and consecutive tiles are grouped
-    ``blocks`` at a time; each group is one weight set, loaded into the array
-    before the activations stream through it. Returns, per set, its tiles as
-    ``(k0, k1, o0, o1)``.
-    """
-    if k <= 0 or o <= 0:
-        raise ValueError(f"weight matrix must be non-empty, got K={k}, O={o}")
-    tiles = [(k0, min(k0 + rows, k), o0, min(o0 + columns, o))
-             for o0 in range(0, o, columns) for k0 in range(0, k, rows)]
-    return [tiles[i:i + blocks] for i in range(0, len(tiles), blocks)]
 
 
 @njit(cache=True, nogil=True)

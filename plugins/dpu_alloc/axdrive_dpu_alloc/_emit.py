@@ -15,7 +15,7 @@ __all__ = ["PInstr", "encode", "decode", "rename", "cycles", "SPILL_ORIGIN"]
 from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
-from axdrive_hw.kernels.dpu import OPCODES
+from axdrive_hw.isa import OPCODES
 
 from axdrive.ir.dpu import DPU_SIGNATURES, VProgram
 

@@ -27,7 +27,7 @@ __all__ = ["AllocationVerifyError", "verify_allocation"]
 from typing import Sequence
 
 import numpy as np
-from axdrive_hw.kernels.dpu import validate_dpu_program
+from axdrive_hw.isa import validate_dpu_program
 
 from axdrive.ir.dpu import VProgram
 

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 
 from axdrive_hw.imc import ConvMapping, conv_mapping, output_channel_groups
-from axdrive_hw.kernels.mvm import plan_weight_sets
+from axdrive_hw.imc import plan_weight_sets
 from axdrive_hw.target import MvmSpec
 
 
