@@ -39,7 +39,7 @@ import base64
 import dataclasses
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -194,9 +194,8 @@ class TaskConstructors:
     layout of each task kind is written once.
     """
 
-    def task(self, core: int, kind: str, op: str, inputs: dict[str, Ref], outputs: dict[str, Ref],
-             params: dict[str, Any] | None = None, **kw: Any) -> int:  # pragma: no cover - provided by the subclass
-        raise NotImplementedError
+    #: ``task(core, kind, op, inputs, outputs, params=None, **kw) -> index``: what the subclass records.
+    task: Callable[..., int]
 
     def dma(self, core: int, src: Ref, dst: Ref, *, rows: int | None = None, row_bytes: int | None = None,
             src_stride: int | None = None, dst_stride: int | None = None, **kw: Any) -> int:
