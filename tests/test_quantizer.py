@@ -505,3 +505,66 @@ def test_lower_only_reads_our_own_qdq_model_where_data_movement_runs_on_the_inte
     x = rng.random((1, 3, 48, 192), dtype=np.float32) * 2 - 1
     (name,) = again.graph.outputs
     assert np.array_equal(run_integer(again.graph, {"x": x})[name], run_integer(first.graph, {"x": x})[name])
+
+
+def test_histogram_bins_are_floor_and_clip_and_folding_per_tensor_equals_per_batch():
+    """The bin indices skip floor and clip (truncation of a value >= 0, the top edge
+    folded into the last bin): same counts as the explicit formula; and folding
+    one tensor at a time (the executor's on_value) gives the statistics of
+    folding whole batches."""
+    from axdrive_quantizer._observe import NBINS, Histogram, Observer
+
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(50_000) * 3).astype(np.float32)
+    x[:3] = [np.abs(x).max(), -np.abs(x).max(), 0.0]  # both edges and zero
+    hist = Histogram.start(float(np.abs(x).max()), None)
+    hist.add(x)
+    width = np.float32(NBINS / (2 * hist.radius))
+    t = x * width + np.float32(NBINS / 2)
+    expected = np.bincount(np.clip(np.floor(t), 0, NBINS - 1).astype(np.int64), minlength=NBINS)
+    np.testing.assert_array_equal(hist.counts, expected)
+
+    batches = [rng.laplace(size=(2, 3, 8)).astype(np.float32) * s for s in (1.0, 5.0, 0.5)]
+    whole, single = Observer(["a", "b"], per_channel={"a"}), Observer(["a", "b"], per_channel={"a"})
+    for b in batches:
+        whole.update({"a": b, "b": -b})
+        single.fold("a", b)
+        single.fold("b", -b)
+        single.fold("ignored", b)
+    assert sorted(single.stats) == ["a", "b"]
+    for name in ("a", "b"):
+        w, s = whole.stats[name], single.stats[name]
+        assert (w.minimum, w.maximum, w.samples) == (s.minimum, s.maximum, s.samples)
+        np.testing.assert_array_equal(w.histogram.counts, s.histogram.counts)
+    np.testing.assert_array_equal(whole.stats["a"].channel_histogram.counts, single.stats["a"].channel_histogram.counts)
+    assert single.stats["a"].channel_histogram.counts.sum() == 3 * 2 * 8 * 3
+
+
+@pytest.mark.parametrize("target, batched", [([1, 32], False), ([1, -1], False), ([-1, 32], True)])
+def test_calibration_runs_batched_only_where_the_batch_is_not_baked_in(target, batched):
+    """A constant Reshape to [1, 32] is seen in the graph (no probe); [1, -1] fails the
+    probe's batch-axis check, whose statistics are dropped; [-1, 32] runs batched.
+    The statistics are those of one sample at a time whenever batching is off."""
+    from axdrive.ir import Graph, Node, Tensor
+    from axdrive_quantizer._calibration import CalibrationData, observe
+    from axdrive_quantizer._observe import Observer
+
+    graph = Graph(nodes=[Node("r", "Relu", ["x"], ["t"]), Node("f", "Reshape", ["t", "shape"], ["y"])],
+                  tensors={"x": Tensor("x", (1, 2, 4, 4), np.float32), "t": Tensor("t", (1, 2, 4, 4), np.float32),
+                           "shape": Tensor.constant("shape", np.array(target, np.int64)),
+                           "y": Tensor("y", (1, 32), np.float32)},
+                  inputs=["x"], outputs=["y"])
+    spread = np.array([1.0, 9.0, 0.1, 3.0, 30.0])[:, None, None, None]  # later samples grow the histograms
+    x = (np.random.default_rng(6).standard_normal((5, 2, 4, 4)) * spread).astype(np.float32)
+    observer = Observer(["x", "t", "y"])
+    stats = observe(graph, CalibrationData({"x": x}, "arrays", 5), observer)
+    assert (stats["batch_size"] > 1) == batched
+    if not batched:
+        assert stats["batches"] == 5
+        single = Observer(["x", "t", "y"])
+        for i in range(5):
+            single.update({"x": x[i:i + 1], "t": np.maximum(x[i:i + 1], 0), "y": np.maximum(x[i:i + 1], 0).reshape(1, 32)})
+        for name in ("x", "t", "y"):
+            a, b = observer.stats[name], single.stats[name]
+            assert (a.minimum, a.maximum, a.samples) == (b.minimum, b.maximum, b.samples) == (a.minimum, a.maximum, 5)
+            np.testing.assert_array_equal(a.histogram.counts, b.histogram.counts)

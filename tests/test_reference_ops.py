@@ -346,3 +346,36 @@ def test_keep_all_returns_every_intermediate():
     values = run_float(graph, {"x": x}, keep_all=True)
     assert sorted(values) == ["t", "x", "y"]
     np.testing.assert_array_equal(values["y"], -np.maximum(x, 0))
+
+
+def test_on_value_sees_every_value_once_in_order():
+    rng = np.random.default_rng(9)
+    graph = Graph(nodes=[Node("a", "Relu", ["x"], ["t"]), Node("b", "Neg", ["t"], ["y"])],
+                  tensors={n: Tensor(n, (2,), np.float32) for n in "xty"}, inputs=["x"], outputs=["y"])
+    seen: list[str] = []
+    out = run_float(graph, {"x": rand(rng, 2)}, on_value=lambda name, value: seen.append(name))
+    assert seen == ["x", "t", "y"] and sorted(out) == ["y"]  # intermediates are still not kept
+
+
+@FAST
+@given(seed=seeds, n=st.integers(1, 3), c=st.integers(1, 5), size=st.integers(3, 9), kh=st.integers(1, 3),
+       kw=st.integers(1, 3), stride=st.integers(1, 3), dilation=st.integers(1, 2), pads=st.lists(st.integers(0, 2), min_size=4, max_size=4))
+def test_tap_by_tap_im2col_rows_are_the_window_view_rows(seed, n, c, size, kh, kw, stride, dilation, pads):
+    """The 2-D convolution's fast im2col must build exactly the rows of the generic
+    window view (same column order), so the one matmul and every calibration grid
+    stay bit for bit the same."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from axdrive.reference._kernels_nn import _im2col_2d
+
+    rng = np.random.default_rng(seed)
+    x = rand(rng, n, c, size, size + 1)
+    k_eff = [(kh - 1) * dilation + 1, (kw - 1) * dilation + 1]
+    if size + pads[0] + pads[2] < k_eff[0] or size + 1 + pads[1] + pads[3] < k_eff[1]:
+        return
+    xp = np.pad(x, [(0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])])
+    win = sliding_window_view(xp, k_eff, axis=(2, 3))[:, :, ::stride, ::stride, ::dilation, ::dilation]
+    expected = win.transpose(0, 2, 3, 1, 4, 5).reshape(-1, c * kh * kw)
+    got, out_sp = _im2col_2d(x, (kh, kw), [stride] * 2, [dilation] * 2, pads[:2], pads[2:])
+    assert out_sp == win.shape[2:4]
+    np.testing.assert_array_equal(got, expected)

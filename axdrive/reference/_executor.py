@@ -5,7 +5,7 @@ from __future__ import annotations
 
 __all__ = ["run_float", "run_node"]
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -45,14 +45,20 @@ def _check_feeds(graph: Graph, feeds: Mapping[str, Any]) -> dict[str, np.ndarray
     return values
 
 
-def run_float(graph: Graph, feeds: Mapping[str, Any], *, keep_all: bool = False) -> dict[str, np.ndarray]:
+def run_float(graph: Graph, feeds: Mapping[str, Any], *, keep_all: bool = False,
+              on_value: Callable[[str, np.ndarray], None] | None = None) -> dict[str, np.ndarray]:
     """Execute ``graph`` on ``feeds`` (input name -> array).
 
     Returns the graph outputs by name; with ``keep_all=True`` every value
-    computed (graph inputs and every node output) as well, which calibration
-    uses to collect activation statistics in one run."""
+    computed (graph inputs and every node output) as well. ``on_value(name,
+    value)`` is called for every graph input and every node output as soon as
+    it exists: calibration folds its statistics there, while the value is
+    still in cache and without keeping every activation of the batch alive."""
     env: dict[str, Any] = {name: t.data for name, t in graph.tensors.items() if t.data is not None}
     env.update(_check_feeds(graph, feeds))
+    if on_value is not None:
+        for name in graph.inputs:
+            on_value(name, env[name])
     last_use: dict[str, int] = {}
     if not keep_all:
         for i, node in enumerate(graph.nodes):
@@ -75,6 +81,8 @@ def run_float(graph: Graph, feeds: Mapping[str, Any], *, keep_all: bool = False)
                 env[name] = value
                 if keep_all:
                     computed[name] = value
+                if on_value is not None:
+                    on_value(name, value)
         if not keep_all:
             for name in node.inputs:
                 if last_use.get(name) == i and name not in keep and graph.constant(name) is None:

@@ -46,7 +46,14 @@ def _variadic(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[[N
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    """``1 / (1 + exp(-x))``; for float arrays in one buffer (the same operations in
+    the same dtype, without four temporaries: SiLU runs on every YOLOv8n activation)."""
+    if not isinstance(x, np.ndarray) or x.dtype.kind != "f" or x.ndim == 0:
+        return 1.0 / (1.0 + np.exp(-x))
+    t = np.negative(x)
+    np.exp(t, out=t)
+    np.add(t, 1.0, out=t)
+    return np.divide(1.0, t, out=t)
 
 
 def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -122,7 +129,10 @@ def _hard_swish(node: Node, args: Args, opset: int) -> np.ndarray:
 def _silu(node: Node, args: Args, opset: int) -> np.ndarray:
     x = args[0]
     with np.errstate(over="ignore"):
-        return (x * _sigmoid(x)).astype(x.dtype)
+        s = _sigmoid(x)
+        if isinstance(s, np.ndarray) and s.dtype == x.dtype and s.shape == x.shape:
+            return np.multiply(x, s, out=s)
+        return (x * s).astype(x.dtype)
 
 
 def _relu6(node: Node, args: Args, opset: int) -> np.ndarray:

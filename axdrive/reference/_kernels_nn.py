@@ -4,8 +4,17 @@ normalization, softmax and resize (ONNX semantics, numpy).
 Why im2col: the float executor is the ground truth for calibration and for
 every numeric test, so it runs whole models many times. Convolution and
 pooling therefore use ``sliding_window_view`` plus one batched matmul or
-reduction; the only Python loops are over kernel taps (ConvTranspose) or
-axes (Resize), never over pixels.
+reduction; the only Python loops are over kernel taps (ConvTranspose,
+MaxPool, the 2-D im2col) or axes (Resize), never over pixels.
+
+Why the 2-D convolution builds its im2col rows tap by tap: calibration
+spends most of its time in convolutions, and half of that was numpy copying
+the window view, whose innermost axis is a kernel row of 3 elements. From a
+channels-last copy of the input every tap is one strided copy with the
+channels innermost, done a few output rows at a time so the rows being filled
+stay in cache. The rows, their column order (channel, kernel row, kernel
+column) and the one matmul are exactly those of the generic path, so the
+results are bit for bit the same (the quantizer's grids depend on them).
 """
 
 from __future__ import annotations
@@ -62,12 +71,61 @@ def _windows(xp: np.ndarray, k_eff: list[int], strides: list[int], dilations: li
     return win[index]
 
 
+#: Bytes of im2col rows filled per block: the block stays in L2 while every
+#: kernel tap writes its columns, and is large enough that the Python loop
+#: over blocks and taps costs little.
+IM2COL_BLOCK_BYTES = 1 << 18
+
+
+def _im2col_2d(x: np.ndarray, kernel: tuple[int, ...], strides: list[int], dilations: list[int],
+               begin: list[int], end: list[int]) -> tuple[np.ndarray, tuple[int, int]]:
+    """im2col rows ``(N*Ho*Wo, C*kh*kw)`` of a 2-D convolution with one group, columns
+    ordered (channel, kernel row, kernel column) as in :func:`_conv`'s generic path,
+    and the output size ``(Ho, Wo)``. See the module doc for why tap by tap."""
+    n, c, h, w = x.shape
+    kh, kw = kernel
+    (sh, sw), (dh, dw) = strides, dilations
+    hp, wp = h + begin[0] + end[0], w + begin[1] + end[1]
+    ho, wo = (hp - (kh - 1) * dh - 1) // sh + 1, (wp - (kw - 1) * dw - 1) // sw + 1
+    nhwc = x.transpose(0, 2, 3, 1)
+    if kh == kw == 1 and sh == sw == 1 and hp == h and wp == w:
+        return np.ascontiguousarray(nhwc).reshape(n * h * w, c), (h, w)
+    padded = np.zeros((n, hp, wp, c), x.dtype)
+    padded[:, begin[0]:begin[0] + h, begin[1]:begin[1] + w] = nhwc
+    cols = np.empty((n, ho, wo, c, kh, kw), x.dtype)
+    rows = max(1, IM2COL_BLOCK_BYTES // (n * wo * c * kh * kw * x.itemsize))
+    for r0 in range(0, ho, rows):
+        r1 = min(ho, r0 + rows)
+        for i in range(kh):
+            band = padded[:, r0 * sh + i * dh:(r1 - 1) * sh + i * dh + 1:sh]
+            for j in range(kw):
+                cols[:, r0:r1, :, :, i, j] = band[:, :, j * dw:(wo - 1) * sw + j * dw + 1:sw]
+    return cols.reshape(n * ho * wo, c * kh * kw), (ho, wo)
+
+
+def _conv_output(y: np.ndarray, b: np.ndarray | None, dtype: np.dtype) -> np.ndarray:
+    """``y`` (a channels-last view ``(N, *out, O)``) as a contiguous ``(N, O, *out)`` array
+    plus the bias, in one pass (the same additions as ``y + b``)."""
+    moved = np.moveaxis(y, -1, 1)
+    out = np.empty(moved.shape, dtype)
+    if b is None:
+        np.copyto(out, moved, casting="unsafe")
+    else:
+        np.add(moved, b.reshape((1, -1) + (1,) * (y.ndim - 2)), out=out, casting="unsafe")
+    return out
+
+
 def _conv(node: Node, args: Args, opset: int) -> np.ndarray:
     x, w = args[0], args[1]
     b = args[2] if len(args) > 2 else None
     groups = int(node.attrs.get("group", 1))
     kernel = tuple(node.attrs.get("kernel_shape", w.shape[2:]))
     strides, dilations, k_eff, begin, end = _geometry(node, x, kernel)
+    if groups == 1 and len(kernel) == 2:
+        cols, out_sp = _im2col_2d(x, kernel, strides, dilations, begin, end)
+        wmat = w.reshape(1, w.shape[0], -1).transpose(0, 2, 1)
+        y = np.matmul(cols[None], wmat)  # the generic path's call: (1, N*P, C*k) @ (1, C*k, O)
+        return _conv_output(y.reshape(x.shape[0], *out_sp, w.shape[0]), b, x.dtype)
     xp = np.pad(x, [(0, 0), (0, 0)] + list(zip(begin, end)))
     win = _windows(xp, k_eff, strides, dilations)  # N, C, *out, *k
     n_batch, channels = x.shape[:2]
@@ -164,8 +222,21 @@ def _max_pool(node: Node, args: Args, opset: int) -> np.ndarray:
         raise ValueError("MaxPool's Indices output is not supported")
     fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
     xp, _, k_eff, strides, dilations, out = _pool_setup(node, x, fill)
-    win = _windows(xp, k_eff, strides, dilations, out)
-    return win.max(axis=tuple(range(-len(out), 0)))
+    # Separable: the maximum over a box is the maximum over its rows of the
+    # maximum along each row, and max is exact, so one strided np.maximum per
+    # tap and axis gives the same values as reducing the whole window view
+    # (which numpy walked element by element: 25 taps of YOLOv8n's SPPF pools
+    # cost more than the convolutions around them).
+    y = xp
+    for axis, (k, s, d, o) in enumerate(zip(node.attrs["kernel_shape"], strides, dilations, out)):
+        index: list[slice] = [slice(None)] * y.ndim
+        acc: np.ndarray | None = None
+        for tap in range(k):
+            index[2 + axis] = slice(tap * d, tap * d + (o - 1) * s + 1, s)
+            part = y[tuple(index)]
+            acc = part.copy() if acc is None else np.maximum(acc, part, out=acc)
+        y = acc
+    return np.ascontiguousarray(y)
 
 
 def _average_pool(node: Node, args: Args, opset: int) -> np.ndarray:

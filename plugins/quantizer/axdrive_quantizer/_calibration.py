@@ -12,14 +12,26 @@ The data is for the *model's* inputs; when the graph cleaner moved a
 pre-processing part to the host, that part (``host_preprocess.onnx``) runs in
 onnxruntime first, exactly as it will at deployment, to give the core's inputs.
 
-The float executor then runs in batches (``keep_all=True``) and every batch is
-folded into the :class:`~axdrive_quantizer._observe.Observer` at once.
+The float executor then runs in batches and hands every activation to the
+:class:`~axdrive_quantizer._observe.Observer` as soon as it is computed
+(``on_value``): the statistics are taken while the tensor is still in cache,
+and nothing is kept once its last reader has run.
+
+Why calibration leaves one core to the rest of the machine (:func:`blas_threads`):
+the float run is mostly matrix products in numpy's BLAS, whose worker
+threads wait for each other at the end of every product. When the machine is
+busy and a worker loses its core, every product waits for it: on a 2-core
+machine under load the YOLOv8n calibration took 1.8-2.3 s with two BLAS
+threads and 0.8-1.1 s with one. Thread counts do not change any result (BLAS
+splits the output, never a dot product).
 """
 
 from __future__ import annotations
 
-__all__ = ["CalibrationData", "calibration_feeds", "observe"]
+__all__ = ["CalibrationData", "blas_threads", "calibration_feeds", "observe"]
 
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -32,7 +44,10 @@ from axdrive.reference import run_float
 
 from ._observe import Observer
 
-#: Upper bound of the activations one calibration batch may hold (all tensors are kept).
+#: Upper bound of a calibration batch, as the bytes of all its activations together.
+#: Why it still counts every activation although they are no longer all kept:
+#: the batch boundaries decide at which radius a histogram first sees a value
+#: (see _observe.py), and keeping them keeps every grid what it was.
 BATCH_BYTES = 256 << 20
 
 
@@ -142,37 +157,95 @@ def _batches(feeds: dict[str, np.ndarray], size: int) -> Iterator[dict[str, np.n
         yield {k: v[start:start + size] for k, v in feeds.items()}
 
 
-def observe(graph: Graph, data: CalibrationData, observer: Observer) -> dict[str, int]:
-    """Run the float graph over all calibration samples, batched, folding every batch
-    into ``observer``. Falls back to one sample per run when the graph has the
-    batch size baked in (a Reshape to ``[1, ...]``). Returns statistics.
+def blas_threads(current: int) -> int:
+    """BLAS threads for the calibration run: at most ``current`` (the user's or the
+    library's setting) and one fewer than the cores this process may use (see
+    the module doc), at least one."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        usable = os.cpu_count() or 1
+    return max(1, min(current, usable - 1))
 
-    The first batch doubles as the probe of whether batching works: its values
-    are folded in when it does (running the float core is most of the
-    calibration time, so no batch is computed twice)."""
+
+@contextmanager
+def _blas_limited() -> Iterator[None]:
+    """numpy's BLAS limited to :func:`blas_threads` for the duration (a speed setting
+    only: without threadpoolctl, an environment installed before it became a
+    dependency, calibration runs as before)."""
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+    except ImportError:
+        yield
+        return
+    pools = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+    if not pools:
+        yield
+        return
+    with threadpool_limits(limits=blas_threads(min(pools)), user_api="blas"):
+        yield
+
+
+def _batch_baked_in(graph: Graph, size: int) -> str | None:
+    """A Reshape that cannot run on ``size`` samples, if the graph has one: its target
+    is a constant of positive sizes (no ``-1``, no ``0``) that starts with the
+    static batch of its input, which is the batch of the graph's inputs (a
+    flatten exported for batch 1, as in PP-OCR). Such a graph fails the batched
+    probe only at that Reshape, and in PP-OCR that is node 140 of 145, so the
+    probe cost almost a third of the calibration."""
+    batches = {graph.tensors[name].shape[0] for name in graph.inputs if graph.tensors[name].shape}
+    if len(batches) != 1 or size in batches:
+        return None
+    batch = batches.pop()
+    for node in graph.nodes:
+        if node.op != "Reshape" or len(node.inputs) < 2 or graph.constant(node.inputs[0]) is not None:
+            continue
+        target = graph.constant(node.inputs[1])
+        shape = graph.tensors[node.inputs[0]].shape
+        if target is None or not shape or np.ndim(target) != 1 or np.size(target) == 0:
+            continue
+        target = np.asarray(target).astype(np.int64)
+        if (target > 0).all() and int(target[0]) == shape[0] == batch and int(np.prod(target)) == int(np.prod(shape)):
+            return node.name
+    return None
+
+
+def observe(graph: Graph, data: CalibrationData, observer: Observer) -> dict[str, int]:
+    """Run the float graph over all calibration samples, batched, folding every
+    activation into ``observer`` as it is computed. Falls back to one sample per
+    run when the graph has the batch size baked in (a Reshape to ``[1, ...]``:
+    seen in the graph when its target is a constant, else by the probe).
+    Returns statistics.
+
+    The first batch doubles as the probe of whether batching works: its
+    statistics stand when it does (running the float core is most of the
+    calibration time, so no batch is computed twice), and are dropped when it
+    does not."""
     size = _batch_size(graph, data.samples)
-    first: dict[str, np.ndarray] | None = None
-    if size > 1:
-        try:
+    if size > 1 and _batch_baked_in(graph, size) is not None:
+        size = 1  # exactly what the probe would conclude, without running it
+    runs = done = 0
+    with _Progress(data.samples) as advance, _blas_limited():
+        if size > 1:
             probe = {k: v[:size] for k, v in data.feeds.items()}
             n = int(probe[graph.inputs[0]].shape[0])
-            first = run_float(_batched(graph, n), probe, keep_all=True)
-            if any(np.ndim(first[o]) == 0 or np.shape(first[o])[0] != n for o in graph.outputs):
-                raise ModelError("batch axis not preserved")
-        except ModelError:
-            size, first = 1, None
-    runs = 0
-    with _Progress(data.samples) as advance:
-        for index, batch in enumerate(_batches(data.feeds, size)):
-            n = int(next(iter(batch.values())).shape[0])
-            if index == 0 and first is not None:
-                values = first
+            try:
+                out = run_float(_batched(graph, n), probe, on_value=observer.fold)
+                if any(np.ndim(out[o]) == 0 or np.shape(out[o])[0] != n for o in graph.outputs):
+                    raise ModelError("batch axis not preserved")
+            except ModelError:
+                observer.reset()
+                size = 1
             else:
-                values = run_float(_batched(graph, n) if size > 1 else graph, batch, keep_all=True)
-                runs += 1
-            observer.update(values)
+                runs, done = 1, n
+                advance(n)
+        rest = {k: v[done:] for k, v in data.feeds.items()}
+        for batch in _batches(rest, size):
+            n = int(next(iter(batch.values())).shape[0])
+            run_float(_batched(graph, n) if size > 1 else graph, batch, on_value=observer.fold)
+            runs += 1
             advance(n)
-    return {"samples": data.samples, "batches": runs + (first is not None), "batch_size": size}
+    return {"samples": data.samples, "batches": runs, "batch_size": size}
 
 
 class _Progress:

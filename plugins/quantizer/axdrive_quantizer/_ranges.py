@@ -32,6 +32,8 @@ from __future__ import annotations
 __all__ = ["MIN_SCALE", "CANDIDATES", "CLIP_WEIGHTS", "clip_weight", "mse_range", "minmax_range", "activation_qparams", "weight_qparams",
            "f32", "grid", "shared_zero_point_grid"]
 
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -39,7 +41,7 @@ import numpy as np
 from axdrive.ir import AXDRIVE_DOMAIN, Graph, QParams
 from axdrive.numerics import QMAX, QMIN
 
-from ._observe import NBINS, Histogram, TensorStats
+from ._observe import NBINS, Histogram, TensorStats, bin_edges
 
 #: Floor of an activation scale: a dead (all-zero) or constant tensor still gets a
 #: valid grid (and every requantization multiplier derived from it stays finite).
@@ -89,29 +91,70 @@ def clip_weight(graph: Graph, name: str, readers: dict[str, list] | None = None)
     return float(min(weights))  # type: ignore[type-var]
 
 
+@dataclass(frozen=True)
+class _Candidates:
+    """What the MSE search needs of a histogram's radius alone: bin centres, the
+    candidate edges (``lo`` <= 0 <= ``hi``) and the rounding step of every
+    candidate pair. Why cached: every tensor repeated the same 257 x 257 grid
+    arithmetic, yet the radii are powers of two and a model has only a few."""
+
+    centres: np.ndarray
+    centres_sq: np.ndarray
+    lo_idx: np.ndarray
+    hi_idx: np.ndarray
+    lo_e: np.ndarray
+    hi_e: np.ndarray
+    two_lo: np.ndarray  # 2 * lo_e
+    two_hi: np.ndarray
+    lo_sq: np.ndarray  # lo_e ** 2
+    hi_sq: np.ndarray
+    step2: np.ndarray  # ((hi - lo) / 255) ** 2, (L, H)
+
+
+@lru_cache(maxsize=64)
+def _candidates(radius: float) -> _Candidates:
+    edges = bin_edges(radius)
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    zero = NBINS // 2
+    lo_idx = np.unique(np.linspace(0, zero, CANDIDATES + 1).round().astype(np.int64))
+    hi_idx = np.unique(np.linspace(zero, NBINS, CANDIDATES + 1).round().astype(np.int64))
+    lo_e, hi_e = edges[lo_idx], edges[hi_idx]
+    step2 = ((hi_e[None, :] - lo_e[:, None]) / (QMAX - QMIN)) ** 2
+    arrays = (centres, centres ** 2, lo_idx, hi_idx, lo_e, hi_e, 2 * lo_e, 2 * hi_e, lo_e ** 2, hi_e ** 2, step2)
+    for a in arrays:
+        a.flags.writeable = False
+    return _Candidates(*arrays)
+
+
 def mse_range(hist: Histogram, minimum: np.ndarray, maximum: np.ndarray,
               weight: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """``(lo, hi)`` minimising the weighted expected error (see module doc) per
     histogram row, clipped to the observed range. ``weight`` multiplies the
     clipping terms (1: plain MSE)."""
     counts = np.atleast_2d(hist.counts).astype(np.float64)
-    edges = hist.edges
-    centres = 0.5 * (edges[:-1] + edges[1:])
+    cand = _candidates(float(hist.radius))
+    lo_idx, hi_idx, lo_e, hi_e = cand.lo_idx, cand.hi_idx, cand.lo_e, cand.hi_e
 
-    def prefix(values: np.ndarray) -> np.ndarray:
-        return np.concatenate([np.zeros((counts.shape[0], 1)), np.cumsum(counts * values, axis=1)], axis=1)
+    def prefix(values: np.ndarray | None) -> np.ndarray:
+        weighted = counts if values is None else counts * values
+        return np.concatenate([np.zeros((counts.shape[0], 1)), np.cumsum(weighted, axis=1)], axis=1)
 
-    cum_n, cum_1, cum_2 = prefix(np.ones_like(centres)), prefix(centres), prefix(centres ** 2)
-    zero = NBINS // 2
-    lo_idx = np.unique(np.linspace(0, zero, CANDIDATES + 1).round().astype(np.int64))
-    hi_idx = np.unique(np.linspace(zero, NBINS, CANDIDATES + 1).round().astype(np.int64))
-    lo_e, hi_e = edges[lo_idx], edges[hi_idx]
-    below = cum_2[:, lo_idx] - 2 * lo_e * cum_1[:, lo_idx] + lo_e ** 2 * cum_n[:, lo_idx]  # (rows, L)
+    # counts * 1.0 is counts, bit for bit
+    cum_n, cum_1, cum_2 = prefix(None), prefix(cand.centres), prefix(cand.centres_sq)
+    below = cum_2[:, lo_idx] - cand.two_lo * cum_1[:, lo_idx] + cand.lo_sq * cum_n[:, lo_idx]  # (rows, L)
     tot_n, tot_1, tot_2 = cum_n[:, -1:], cum_1[:, -1:], cum_2[:, -1:]
-    above = (tot_2 - cum_2[:, hi_idx]) - 2 * hi_e * (tot_1 - cum_1[:, hi_idx]) + hi_e ** 2 * (tot_n - cum_n[:, hi_idx])
-    inside = cum_n[:, None, hi_idx] - cum_n[:, lo_idx, None]  # (rows, L, H)
-    step2 = ((hi_e[None, :] - lo_e[:, None]) / (QMAX - QMIN)) ** 2
-    err = weight * (below[:, :, None] + above[:, None, :]) + inside * step2[None] / 12.0
+    above = (tot_2 - cum_2[:, hi_idx]) - cand.two_hi * (tot_1 - cum_1[:, hi_idx]) + cand.hi_sq * (tot_n - cum_n[:, hi_idx])
+    # err = weight * (below + above) + inside * step2 / 12, evaluated in place in that
+    # order: the grid is rows x 257 x 257 float64 and every temporary was a fresh
+    # half-megabyte allocation per tensor.
+    rounding = np.subtract(cum_n[:, None, hi_idx], cum_n[:, lo_idx, None])  # N_inside, (rows, L, H)
+    rounding *= cand.step2[None]
+    rounding /= 12.0
+    err = np.add(below[:, :, None], above[:, None, :])
+    if weight != 1.0:  # x * 1.0 is x, bit for bit
+        err *= weight
+    err += rounding
+    del rounding
     flat = err.reshape(err.shape[0], -1).argmin(axis=1)
     li, hj = flat // len(hi_idx), flat % len(hi_idx)
     rows = np.arange(err.shape[0])
