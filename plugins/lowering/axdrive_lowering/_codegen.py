@@ -11,6 +11,15 @@ groups) DMA the input rows in, run the MVM/DWPU task, DMA the other DPU
 streams in, run the DPU program, DMA the output rows back; tile operands
 rotate through ``tile_slots`` L1 slots so consecutive tiles can overlap.
 
+A depth-first group's intermediate results never exist whole: each one is a
+*rolling* L1 buffer (:class:`_Rolling`) of only the rows live at once, the
+consumer's input window plus the producer tile being written, found by
+replaying the group's tile order (:func:`depth_first_order`). Row ``r`` sits at
+ring slot ``r mod rows``; no unit reads the ring directly (the consumer's
+input window is DMA'd into its tile slot, the producer's rows are DMA'd from
+its output slot), so every MVM/DWPU/DPU operand stays contiguous and a window
+that wraps is simply two DMA copies.
+
 Nothing here has an address or a token yet: the recording goes to
 :mod:`._finalize`, where the memory planner places every buffer and arena,
 dependencies follow from the bytes each task touches, and the scheduler
@@ -20,11 +29,11 @@ comes from (``propagate_span_information``).
 
 from __future__ import annotations
 
-__all__ = ["record", "Emitted", "IoRecord"]
+__all__ = ["record", "Emitted", "IoRecord", "depth_first_order", "rolling_rows"]
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -124,7 +133,81 @@ class _Job:
     no: int = 0
     refs: dict[int, dict[str, Any]] = field(default_factory=dict)
     next_tile: int = 0
-    produced: int = 0
+    group: int | None = None  # the depth-first group it runs in
+    rolling: dict[str, Any] | None = None  # its result's rolling L1 buffer in a depth-first group (report)
+
+
+@dataclass(frozen=True)
+class _Rolling:
+    """The L1 ring of a depth-first intermediate: row ``r`` of the tensor lives at slot ``r % rows``."""
+
+    ref: Ref
+    rows: int  # slots in the ring
+    height: int  # rows of the whole tensor
+    row_bytes: int
+
+    def spans(self, r0: int, r1: int) -> list[tuple[int, int, int]]:
+        """``(byte offset in the ring, byte offset from r0, bytes)`` of rows ``r0..r1``: one piece, or two when
+        the rows wrap around the ring's end."""
+        out: list[tuple[int, int, int]] = []
+        r = r0
+        while r < r1:
+            slot = r % self.rows
+            n = min(r1 - r, self.rows - slot)
+            out.append((self.ref.offset + slot * self.row_bytes, (r - r0) * self.row_bytes, n * self.row_bytes))
+            r += n
+        return out
+
+
+RowWindow = Callable[[int, int], tuple[int, int]]  # a consumer tile's output rows -> the input rows it reads
+
+
+def depth_first_order(bounds: list[list[tuple[int, int]]], windows: list[RowWindow | None]) -> list[tuple[int, int]]:
+    """``(layer, tile)`` in the order a depth-first group emits them: the last layer's tiles in turn, each
+    preceded by the earlier layers' tiles that produce the rows it and the layer's next tile read
+    (``windows[k]`` maps layer ``k``'s output rows to the rows of layer ``k - 1`` it reads; ``None``: the
+    same rows). Why one tile ahead: the units run their queues in order, so a producer tile queued before
+    the consumer tile that waits on the previous one keeps the MVM and DPU busy meanwhile; it costs the
+    rolling buffer one producer tile of rows."""
+    nxt = [0] * len(bounds)
+    produced = [0] * len(bounds)
+    order: list[tuple[int, int]] = []
+
+    def need(k: int, rows: int) -> None:
+        while produced[k] < rows and nxt[k] < len(bounds[k]):
+            r0, r1 = bounds[k][nxt[k]]
+            if k > 0:
+                ahead = bounds[k][min(nxt[k] + 1, len(bounds[k]) - 1)]
+                need(k - 1, windows[k](*ahead)[1] if windows[k] else ahead[1])
+            order.append((k, nxt[k]))
+            nxt[k] += 1
+            produced[k] = r1
+
+    need(len(bounds) - 1, 1 << 62)
+    return order
+
+
+def rolling_rows(order: list[tuple[int, int]], producer: int, bounds: list[list[tuple[int, int]]],
+                 window: RowWindow | None) -> int:
+    """Ring rows the intermediate between layers ``producer`` and ``producer + 1`` needs in ``order``: at
+    every producer tile, the rows from the consumer's next window start (or the tile's own start, when the
+    consumer skips rows) to the tile's end. No row a consumer tile still reads is overwritten before it, so
+    with this many slots every window reads the rows it expects (``tests/test_depth_first.py`` replays it)."""
+    consumer = producer + 1
+    nxt = 0
+    rows = 1
+    for k, t in order:
+        if k == consumer:
+            nxt = t + 1
+        elif k == producer:
+            p0, p1 = bounds[producer][t]
+            if nxt < len(bounds[consumer]):
+                c0, c1 = bounds[consumer][nxt]
+                lo = window(c0, c1)[0] if window else c0
+            else:
+                lo = p0
+            rows = max(rows, p1 - min(p0, lo))
+    return rows
 
 
 class _Emitter:
@@ -157,6 +240,7 @@ class _Emitter:
         self.b = Recorder(target, cores=self.policy.cores)
         self.core = 0
         self.home: dict[str, Ref] = {}
+        self.rolling: dict[str, _Rolling] = {}
         self.const_refs: dict[str, Ref] = {}
         self.layer_no = 0
         self.io: dict[str, dict[str, IoRecord]] = {"inputs": {}, "outputs": {}}
@@ -211,6 +295,29 @@ class _Emitter:
         ref = self._tensor_home(name)
         n, h, w, c = device_shape(self.g.tensors[name].shape)
         return Ref(ref.buffer, (n, r1 - r0, w, c), "int8", ref.offset + r0 * w * c)
+
+    def _read_rows(self, name: str, r0: int, r1: int, dst: Ref, stage: str) -> None:
+        """DMA rows ``r0..r1`` of a tensor into ``dst`` (contiguous): from its home, or from its rolling L1
+        buffer in one or two pieces."""
+        ring = self.rolling.get(name)
+        if ring is None:
+            src = self._rows(name, r0, r1)
+            self._dma(Ref(src.buffer, dst.shape, "int8", src.offset), dst, stage)
+            return
+        for at, rel, nbytes in ring.spans(r0, r1):
+            self._dma(Ref(ring.ref.buffer, (nbytes,), "int8", at), Ref(dst.buffer, (nbytes,), "int8", dst.offset + rel),
+                      stage)
+
+    def _write_rows(self, name: str, r0: int, r1: int, src: Ref, stage: str) -> None:
+        """DMA ``src`` (rows ``r0..r1`` of a tensor, contiguous) to the tensor's home or rolling L1 buffer."""
+        ring = self.rolling.get(name)
+        if ring is None:
+            dst = self._rows(name, r0, r1)
+            self._dma(Ref(src.buffer, dst.shape, "int8", src.offset), dst, stage)
+            return
+        for at, rel, nbytes in ring.spans(r0, r1):
+            self._dma(Ref(src.buffer, (nbytes,), "int8", src.offset + rel), Ref(ring.ref.buffer, (nbytes,), "int8", at),
+                      stage)
 
     def _stage(self, node: Node) -> str:
         if self.spans and node.source:
@@ -462,7 +569,7 @@ class _Emitter:
         if unit:
             i0, i1 = unit.in_rows(r0, r1)
             x_ref = Ref(r["x"][slot].buffer, unit.in_tile_shape(i1 - i0), "int8", 0)
-            self._dma(unit.source_rows(self, i0, i1), x_ref, stage)
+            self._read_rows(unit.x, i0, i1, x_ref, stage)
             y_ref = Ref(r["y"][slot].buffer, unit.out_tile_shape(h), "int8", 0)
             if len(job.chunks) == 1:
                 unit.emit(self, x_ref, y_ref, r["l1c"], r0, r1, i0, stage)
@@ -482,9 +589,7 @@ class _Emitter:
             self.b.dpu(core, refs, [last], r["l1c"]["code"], channels=oc, consts=r["l1c"].get("dpu_consts"),
                        luts=r["l1c"].get("dpu_luts"), **self._sync(stage))
             self.stats["dpu_tasks"] += 1
-        out_rows = self._rows(job.out_name, r0, r1)
-        self._dma(Ref(last.buffer, out_rows.shape, "int8", 0), out_rows, stage)
-        job.produced = r1
+        self._write_rows(job.out_name, r0, r1, Ref(last.buffer, (n, h, ow, oc), "int8", 0), stage)
 
     def _channel_tiles(self, job: _Job, r: dict[str, Any], unit: "_Unit", x_ref: Ref, y_ref: Ref, r0: int, r1: int,
                        i0: int, stage: str) -> None:
@@ -528,24 +633,36 @@ class _Emitter:
                             "tiles": len(job.bounds), "oc_tiles": len(job.chunks),
                             "cores": sorted(set(job.tile_cores)), "l1_bytes": max(r["alloc"].top
                                                                                 for r in job.refs.values()),
-                            "depth_group": (job.head.attrs.get("tiling") or {}).get("depth_group"),
+                            "depth_group": job.group,
+                            "rolling": job.rolling,
                             "fused": list(job.head.attrs.get("dpu_tail", []))})
 
+    @staticmethod
+    def _windows(jobs: list[_Job]) -> list[RowWindow | None]:
+        return [None] + [j.unit.in_rows if j.unit else None for j in jobs[1:]]
+
+    def roll(self, jobs: list[_Job]) -> None:
+        """Give each intermediate result of a depth-first group its rolling L1 buffer on the producer's core:
+        as many rows as the group's tile order keeps live at once (see :func:`rolling_rows`)."""
+        bounds = [j.bounds for j in jobs]
+        windows = self._windows(jobs)
+        order = depth_first_order(bounds, windows)
+        for k, j in enumerate(jobs[:-1]):
+            n, h, w, c = device_shape(self.g.tensors[j.out_name].shape)
+            rows = min(h, rolling_rows(order, k, bounds, windows[k + 1]))
+            self.core = self._node_core(j.head)
+            ref = self.b.buffer(self._home_name(j.out_name), "l1", (n, rows, w, c), "int8", core=self.core,
+                                pinned=True)
+            self.rolling[j.out_name] = _Rolling(ref, rows, h, n * w * c)
+            j.rolling = {"tensor": j.out_name, "rows": rows, "of_rows": h, "bytes": _nbytes((n, rows, w, c)),
+                         "whole_bytes": _nbytes((n, h, w, c))}
+
     def group(self, jobs: list[_Job]) -> None:
-        """Emit layers depth-first: each tile of a later layer right after the earlier layer produced the rows
-        it reads (the intermediate results live in L1 homes)."""
-
-        def need(k: int, rows: int) -> None:
-            while jobs[k].produced < rows and jobs[k].next_tile < len(jobs[k].bounds):
-                if k > 0:
-                    j = jobs[k]
-                    r0, r1 = j.bounds[j.next_tile]
-                    lo, hi = j.unit.in_rows(r0, r1) if j.unit else (r0, r1)
-                    need(k - 1, hi)
-                self.tile(jobs[k])
-
-        last = len(jobs) - 1
-        need(last, 1 << 30)
+        """Emit layers depth-first: each tile of a later layer right after the earlier layers produced the
+        rows it reads (the intermediate results roll through their L1 buffers, see :meth:`roll`)."""
+        for k, t in depth_first_order([j.bounds for j in jobs], self._windows(jobs)):
+            assert jobs[k].next_tile == t, "depth-first order and emitted tiles disagree"
+            self.tile(jobs[k])
 
     def run(self) -> Emitted:
         edges_in, edges_out = self._edges()
@@ -604,17 +721,13 @@ class _Emitter:
             if k not in jobs:
                 what, obj = items[k]
                 heads = [obj] if what == "layer" else obj[1] if what == "group" else []
-                if what == "group":
-                    # the intermediate results of a depth-first group live in L1 homes on the group's core
-                    for h in heads[:-1]:
-                        out = h.attrs.get("dpu_output", h.outputs[0])
-                        if out not in self.home:
-                            self.core = self._node_core(h)
-                            self.home[out] = self.b.buffer(self._home_name(out), "l1",
-                                                           device_shape(self.g.tensors[out].shape), "int8",
-                                                           core=self.core, pinned=True)
-                    self.stats["depth_groups"] += 1
                 jobs[k] = [self.job(h) for h in heads]
+                if what == "group":
+                    # the intermediate results of a depth-first group roll through L1 buffers of a few rows
+                    for j in jobs[k]:
+                        j.group = obj[0]
+                    self.roll(jobs[k])
+                    self.stats["depth_groups"] += 1
             return jobs[k]
 
         prepared: set[int] = set()
@@ -631,7 +744,8 @@ class _Emitter:
                 prepared.add(k)
             if (self.policy.hoist_weight_loads and k + 1 < len(items) and items[k + 1][0] in ("layer", "group")
                     and k + 1 not in prepared
-                    and sum(j.l1_bytes for j in jobs_of(k) + jobs_of(k + 1)) <= self.l1_bytes):
+                    and sum(j.l1_bytes + (j.rolling or {}).get("bytes", 0) for j in jobs_of(k) + jobs_of(k + 1))
+                    <= self.l1_bytes):
                 # the next layer's constants load now, overlapping this layer's tiles (group_ifdw_tasks)
                 self.b.item = base + k + 1
                 for j in jobs_of(k + 1):
@@ -694,10 +808,6 @@ class _Unit:
         if self.op == "matmul":
             return (n, c)
         return (n, rows, w, c)
-
-    def source_rows(self, em: _Emitter, i0: int, i1: int) -> Ref:
-        ref = em._rows(self.x, i0, i1)
-        return Ref(ref.buffer, self.in_tile_shape(i1 - i0), "int8", ref.offset)
 
     def _pads(self, r0: int, r1: int) -> list[int]:
         k, s, pt = self.window

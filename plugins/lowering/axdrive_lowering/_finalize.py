@@ -62,7 +62,8 @@ def buffer_requests(rec: Recorder, policy: SchedulePolicy, l1_bytes: int) -> lis
     next_item = {k: items[n + 1] for n, k in enumerate(items[:-1])}
     arena_bytes: dict[tuple[int, int], int] = {}
     for d in rec.buffers.values():
-        if d.kind == "staging" and d.name in first:
+        # an item's L1 working set: its arenas and the L1 buffers it starts (a depth-first group's rolling ones)
+        if (d.kind == "staging" or (d.level == "l1" and d.arena is None)) and d.name in first:
             key = (rec.tasks[first[d.name]].item, d.core)
             arena_bytes[key] = arena_bytes.get(key, 0) + d.size
     out = []
@@ -71,9 +72,12 @@ def buffer_requests(rec: Recorder, policy: SchedulePolicy, l1_bytes: int) -> lis
             continue
         f, la = first.get(d.name, 0), last.get(d.name, 0)
         if d.kind == "staging" and policy.inter_operator_async and d.name in first:
-            nxt = next_item.get(rec.tasks[f].item)
-            if nxt is not None and d.size + arena_bytes.get((nxt, d.core), 0) <= l1_bytes:
-                # keep the next layer's working set apart from this one so the two can overlap in time
+            item = rec.tasks[f].item
+            nxt = next_item.get(item)
+            if nxt is not None and arena_bytes.get((item, d.core), 0) + arena_bytes.get((nxt, d.core), 0) <= l1_bytes:
+                # keep the next layer's working set apart from this one so the two can overlap in time (all of
+                # this item's working set counts: a depth-first group's layers and rolling buffers are live
+                # together)
                 la = max(la, item_last[nxt])
         touching = cores.get(d.name, {d.core})
         core = d.core if d.level == "l1" or d.kind == "staging" else min(touching)

@@ -6,12 +6,16 @@ plus its fused DPU tail), ``attrs["tiling"] = {"h_tiles", "oc_tiles",
 for MVM layers whose weights count, output-channel tiles) whose working set
 fits L1, and which consecutive layers run depth-first with their
 intermediate results kept in L1 (``tiling_depth``, ``dfs_search_constraint``).
-The code generator consumes the decision; the numbers never depend on it.
+A group fits when its layers' working sets plus one rolling buffer per
+intermediate (the rows live at once, not the whole tensor) fit the L1 budget
+together; the layers of a group get more height tiles until they do, which
+also shrinks the rolling buffers. The code generator consumes the decision;
+the numbers never depend on it.
 """
 
 from __future__ import annotations
 
-__all__ = ["axdrive_passes", "choose_tiles", "l1_budget"]
+__all__ = ["axdrive_passes", "choose_tiles", "group_fit", "l1_budget"]
 
 from typing import Any
 
@@ -19,7 +23,7 @@ from axdrive.errors import MemoryPlanError
 from axdrive.ir import Graph, Node
 from axdrive.passes import Phase, compiler_pass, hookimpl, when_mode
 
-from ._footprint import Layer, footprint, is_unit_head, layer_of
+from ._footprint import Layer, footprint, is_unit_head, layer_of, rolling_bytes
 from ._groups import segment_chain
 
 _COMPILE_TIME_MODES = ("batch", "cooperative", "pipeline")
@@ -95,14 +99,17 @@ def choose_tiles(ctx: Any) -> dict[str, Any]:
     (``max_tiling_attempts`` tile counts tried; ``force_h_tiling``/``force_oc_tiling`` override;
     weights left out with ``ignore_weight_buffers``), and the depth-first groups of consecutive layers
     whose intermediate results stay in L1 (``tiling_depth``; ``dfs_search_constraint`` bounds the search).
-    Writes ``attrs["tiling"]``. Statistics: layers, tiled_layers, oc_tiled_layers, depth_groups."""
+    Writes ``attrs["tiling"]`` (group members: ``rolling_estimate``, the bytes of the rolling buffer their
+    result gets). Statistics: layers, tiled_layers, oc_tiled_layers, depth_groups, rolling_bytes (the groups'
+    rolling buffers), kept_bytes (the whole intermediates they replace)."""
     g, cfg = ctx.graph, ctx.config
     budget = l1_budget(cfg)
     cooperative = cfg.multicore_mode == "cooperative" and cfg.aipu_cores_used > 1
     min_h = int(cfg.aipu_cores_used) if cooperative else 1
     items = _layer_items(g)
     layers: dict[str, Layer] = {}
-    stats = {"layers": 0, "tiled_layers": 0, "oc_tiled_layers": 0, "depth_groups": 0}
+    stats = {"layers": 0, "tiled_layers": 0, "oc_tiled_layers": 0, "depth_groups": 0, "rolling_bytes": 0,
+             "kept_bytes": 0}
     for head in items:
         if head is None:
             continue
@@ -115,33 +122,58 @@ def choose_tiles(ctx: Any) -> dict[str, Any]:
         stats["tiled_layers"] += int(h > 1)
         stats["oc_tiled_layers"] += int(o > 1)
     if cfg.tiling_depth > 1 and cfg.multicore_mode != "cooperative":
-        stats["depth_groups"] = _group(g, items, layers, int(cfg.tiling_depth), budget, cfg.dfs_search_constraint)
-        members: dict[int, list[Node]] = {}
-        for head in items:
-            if head is not None and head.attrs["tiling"]["depth_group"] is not None:
-                members.setdefault(head.attrs["tiling"]["depth_group"], []).append(head)
-        for heads in members.values():
-            # a group's layers are live together, next to the intermediates it keeps: split what is left
-            held = sum(_bytes(layers[h.name]) for h in heads[:-1])
-            share = max(1, (budget - held) // len(heads))
-            for h in heads:
-                try:
-                    th, to, need, attempts = _choose(layers[h.name], cfg, share, min_h)
-                except MemoryPlanError:
-                    for x in heads:
-                        x.attrs["tiling"]["depth_group"] = None
-                    break
-                h.attrs["tiling"].update(h_tiles=th, oc_tiles=to, l1_estimate=need, attempts=attempts)
-        stats["depth_groups"] = len({h.attrs["tiling"]["depth_group"] for h in items
-                                     if h is not None and h.attrs["tiling"]["depth_group"] is not None})
+        stats["depth_groups"], stats["rolling_bytes"], stats["kept_bytes"] = _group(
+            g, items, layers, int(cfg.tiling_depth), budget, cfg.dfs_search_constraint, cfg, min_h)
+        tilings = [h.attrs["tiling"] for h in items if h is not None]
+        stats["tiled_layers"] = sum(int(t["h_tiles"] > 1) for t in tilings)
+        stats["oc_tiled_layers"] = sum(int(t["oc_tiles"] > 1) for t in tilings)
     return stats
 
 
+Choice = tuple[int, int, int, int]  # (h_tiles, oc_tiles, l1 estimate, attempts) of one layer
+
+
+def group_fit(group: list[Layer], cfg: Any, budget: int, min_h: int) -> tuple[list[Choice], list[int]] | None:
+    """The tiles of a depth-first group's layers and its rolling buffers' bytes (one per intermediate), such
+    that the working sets and rolling buffers fit ``budget`` together; ``None`` when no tiling does.
+
+    Why greedy on the biggest working set: every layer of a group is live at once, and every extra tile
+    costs a task per unit (and an IMC weight reload), so each layer starts with the fewest tiles that fit
+    it alone and, while the group does not fit, the layer needing the most bytes takes the next tile count
+    (more tiles also mean fewer rows live in the rolling buffers)."""
+    # the code generator stages a layer's weights in its arena even when the tile choice leaves them out
+    # (``ignore_weight_buffers``), and a group's arenas are all live at once, so here they count
+    staged = [layer.weight_bytes if cfg.ignore_weight_buffers else 0 for layer in group]
+    try:
+        choices = [_choose(layer, cfg, budget - w, min_h) for layer, w in zip(group, staged)]
+    except MemoryPlanError:
+        return None
+    stuck: set[int] = set()
+    while True:
+        rings = [rolling_bytes(a, b, ca[0], cb[0]) for a, b, ca, cb in zip(group, group[1:], choices, choices[1:])]
+        if sum(c[2] for c in choices) + sum(staged) + sum(rings) <= budget:
+            return choices, rings
+        free = [k for k in range(len(group)) if k not in stuck]
+        if not free:
+            return None
+        k = max(free, key=lambda i: (choices[i][2] + staged[i], -i))
+        try:
+            smaller = _choose(group[k], cfg, choices[k][2] - 1, min_h)
+        except MemoryPlanError:
+            stuck.add(k)
+            continue
+        if smaller[2] >= choices[k][2]:
+            stuck.add(k)  # forced tiling: the tile count does not move
+            continue
+        choices[k] = smaller
+
+
 def _group(g: Graph, items: list[Node | None], layers: dict[str, Layer], depth: int, budget: int,
-           candidates: int | None) -> int:
+           candidates: int | None, cfg: Any, min_h: int) -> tuple[int, int, int]:
+    """Mark ``attrs["tiling"]["depth_group"]`` and the group tiles; ``(groups, rolling bytes, kept bytes)``."""
     users = g.consumer_map()
     outputs = set(g.outputs)
-    groups = 0
+    groups = rolling = kept = 0
     run: list[Node] = []
 
     def linked(a: Node, b: Node) -> bool:
@@ -150,18 +182,31 @@ def _group(g: Graph, items: list[Node | None], layers: dict[str, Layer], depth: 
                 and len(users.get(la.output, [])) == 1 and lb.window != (0, 0, 0))
 
     def flush() -> None:
-        nonlocal groups
+        nonlocal groups, rolling, kept
         if len(run) < 2:
             run.clear()
             return
         sizes = [_bytes(layers[n.name]) for n in run]
         links = [linked(a, b) for a, b in zip(run, run[1:])]
+        fitted: dict[tuple[int, int], tuple[list[Choice], list[int]] | None] = {}
+
+        def fits(i: int, length: int) -> bool:
+            if (i, length) not in fitted:
+                fitted[i, length] = group_fit([layers[n.name] for n in run[i: i + length]], cfg, budget, min_h)
+            return fitted[i, length] is not None
+
         at = 0
-        for length in segment_chain(sizes, links, depth, budget // 4, candidates):
+        for length in segment_chain(sizes, links, depth, budget, candidates, fits):
             if length > 1:
-                for n in run[at: at + length]:
-                    n.attrs["tiling"]["depth_group"] = groups
+                choices, rings = fitted[at, length]
+                for n, (th, to, need, attempts) in zip(run[at: at + length], choices):
+                    n.attrs["tiling"].update(depth_group=groups, h_tiles=th, oc_tiles=to, l1_estimate=need,
+                                             attempts=attempts)
+                for n, ring in zip(run[at: at + length - 1], rings):
+                    n.attrs["tiling"]["rolling_estimate"] = ring
                 groups += 1
+                rolling += sum(rings)
+                kept += sum(sizes[at: at + length - 1])
             at += length
         run.clear()
 
@@ -171,7 +216,7 @@ def _group(g: Graph, items: list[Node | None], layers: dict[str, Layer], depth: 
             continue
         run.append(item)
     flush()
-    return groups
+    return groups, rolling, kept
 
 
 def _bytes(layer: Layer) -> int:

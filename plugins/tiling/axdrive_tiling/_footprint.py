@@ -7,12 +7,13 @@ the pipelining slots) plus the constants (weights, bias, requantization,
 DPU code and tables); with ``ignore_weight_buffers`` the weights are left
 out, because they stream through the IMC array one weight set at a time.
 The code generator checks the exact bytes and adds tiles if this
-estimate was short.
+estimate was short. :func:`rolling_bytes` is the same kind of estimate for the
+rolling L1 buffer of a depth-first group's intermediate result.
 """
 
 from __future__ import annotations
 
-__all__ = ["Layer", "layer_of", "footprint", "ALIGN"]
+__all__ = ["Layer", "layer_of", "footprint", "rolling_bytes", "ALIGN"]
 
 from dataclasses import dataclass
 
@@ -119,3 +120,15 @@ def footprint(layer: Layer, h_tiles: int, oc_tiles: int, slots: int, channel_slo
         else:
             total += wb + layer.other_const_bytes
     return total
+
+
+def rolling_bytes(producer: Layer, consumer: Layer, producer_tiles: int, consumer_tiles: int) -> int:
+    """Estimated L1 bytes of the rolling buffer between two layers of a depth-first group: the rows live at
+    once, at most the input window of two consumer tiles (the code generator runs the producer one consumer
+    tile ahead) plus one producer tile less a row, never more than the whole result."""
+    n, h, w, c = producer.out_shape
+    prows = -(-h // max(1, min(producer_tiles, h)))
+    coh = consumer.out_shape[1]
+    crows = -(-coh // max(1, min(consumer_tiles, coh)))
+    rows = min(h, prows + max(1, _in_rows(consumer, min(2 * crows, coh))) - 1)
+    return n * rows * w * c + ALIGN
