@@ -6,9 +6,9 @@ cannot show them. Each test here flips one property from its default on the
 real PP-OCR direction classifier and asserts the specific difference in the
 place the property acts: the ``axdrive run`` report and trace (host runtime),
 the output directory, the failure artifact, the trace files, the manifest's
-``environment`` or the debug directory. ``softmax_neutral_value`` acts
-nowhere yet; its test checks that the description says why and that the value
-is recorded. ``test_property_effects_all.py`` checks that this file's
+``environment`` or the debug directory. (``softmax_neutral_value`` changes the
+compiled program: ``test_property_effects.py`` and
+``test_lowering_softmax.py`` show it.) ``test_property_effects_all.py`` checks that this file's
 :data:`COVERED` and the compile-side file together cover all 93 properties.
 """
 
@@ -39,7 +39,7 @@ COVERED: frozenset[str] = frozenset({
     "double_buffer", "input_dmabuf", "output_dmabuf", "profiling_levels", "profiling_drop_percentile",
     "host_processes_used", "output_dir", "remove_output_dir", "save_error_artifact",
     "randomize_onnx_model", "trace_tvm_passes", "compiler_dir", "runtime_dir", "device_dir",
-    "softmax_neutral_value", "model_debug_save_dir",
+    "model_debug_save_dir",
 })
 
 SHAPE = (1, 3, 48, 192)
@@ -277,22 +277,6 @@ def test_device_dir_target_toml_replaces_the_target_in_the_compile_and_the_run(c
     assert estimate > base_estimate  # a quarter of the DMA bandwidth
     ran, base_ran = run_frames(custom_dir, 1), run_frames(base_dir, 1)
     assert ran.report["inference_cycles"] == estimate and base_ran.report["inference_cycles"] == base_estimate
-
-
-def test_softmax_neutral_value_is_documented_as_unread_and_recorded_in_the_config(compiled: Compiler) -> None:
-    description = BY_NAME["softmax_neutral_value"].doc
-    assert "Not read yet" in description and "`validate_operators` rejects it" in description
-    assert "host_postprocess.onnx" in description
-    assert "`softmax_neutral_value`, the value for padded" in (Path(__file__).resolve().parents[1] / "docs" /
-                                                                "lowering.md").read_text()
-    base_dir, flipped_dir = compiled(), compiled(softmax_neutral_value=-512.0)
-    # the documented reason holds on the real model: its Softmax runs on the host, none reaches the device
-    post = onnx.load(str(base_dir / "host_postprocess.onnx"))
-    assert "Softmax" in {n.op_type for n in post.graph.node}
-    assert "softmax" not in (base_dir / "program.json").read_text().lower()
-    base, flipped = manifest(base_dir), manifest(flipped_dir)
-    assert flipped["config"]["softmax_neutral_value"] == -512.0 and base["config"]["softmax_neutral_value"] == -1e5
-    assert flipped["config_sha256"] != base["config_sha256"]
 
 
 def test_model_debug_save_dir_receives_the_quantization_debug_report(compiled: Compiler, tmp_path: Path) -> None:

@@ -208,10 +208,11 @@ PROPERTIES: tuple[P, ...] = (
       "Register allocator for DPU programs; `try_all` tries the others in turn until one succeeds.",
       enum=DPUAllocationAlgorithm),
     P("softmax_neutral_value", "float", -100000.0, _I,
-      "Value for padded softmax lanes (negative enough that its exponent is zero in the LUT). Not read yet: "
-      "Softmax is never lowered to the device (`validate_operators` rejects it, the DPU has no cross-lane "
-      "reduction) and the graph cleaner leaves it to `host_postprocess.onnx`, which onnxruntime runs in float "
-      "without padding; the value is only recorded in the manifest config.",
+      "Value of the padded channel lanes of a Softmax lowered to the DPU (`apply_pword_padding`), in the "
+      "units of the Softmax input; quantized onto its grid in the DPU's int32 registers. Neutral (the padded "
+      "lanes' exponent is exactly 0, the real outputs equal the unpadded Softmax for every input) when it is "
+      "at least 256 input steps below the int8 range, as the default is; a value closer to or inside the range "
+      "counts the padded lanes in the sum and changes the probabilities (the compile warns, naming the node).",
       maximum=-1.0),
     # -- Output and paths ---------------------------------------------------------
     P("output_dir", "path", None, _O, "Directory that receives the artifacts (`-o` on the command line).",

@@ -65,6 +65,10 @@ DPU_SIGNATURES: Mapping[str, _Signature] = {
     "movi": _Signature(True, 0, 1),
     "loadc": _Signature(True, 0, 1),         # imm: constant row
     "mulq": _Signature(True, 3, 0),          # srcs: value, multiplier, shift
+    "rmax": _Signature(True, 1, 0),          # max over the pixel's lanes, broadcast (Softmax)
+    "rsum": _Signature(True, 1, 0),          # int32-saturated sum over the pixel's lanes, broadcast
+    "divr": _Signature(True, 2, 0),          # srcs: dividend, divisor; rounded half up
+    "lutw": _Signature(True, 1, 1),          # imm: first of four byte tables of a 32-bit table
     "spill_store": _Signature(False, 1, 1),  # imm: slot
     "spill_load": _Signature(True, 0, 1),    # imm: slot
 }
@@ -137,8 +141,9 @@ class VProgram:
     def validate(self) -> None:
         """Raise :class:`DpuProgramError` naming the first instruction that breaks
         SSA (a second definition, a use before definition) or indexes a table
-        out of range."""
-        limits = {"load": self.n_inputs, "store": self.n_outputs, "lut": self.n_luts, "loadc": self.n_consts}
+        out of range (``lutw`` reads four consecutive tables)."""
+        limits = {"load": self.n_inputs, "store": self.n_outputs, "lut": self.n_luts, "loadc": self.n_consts,
+                  "lutw": self.n_luts - 3}
         defined = self._defined_at
         defined.clear()
         where = f"DPU program {self.name!r}" if self.name else "DPU program"

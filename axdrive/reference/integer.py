@@ -38,10 +38,13 @@ requantization.
     MaxPool, Resize nearest, Pad with the zero point, ...): the float kernel
     runs on the integers unchanged.
 ``softmax``
-    ``d = max(x) - x`` (clamped to [0, 255]), ``e = exp_table[d]`` (fixed
-    point, 2**-20), ``y = round_half_up(e * 255 / sum(e)) + out_zero_point``:
-    probabilities on the grid 1/255, so that 1.0 is representable; see
-    :func:`_softmax`.
+    :func:`axdrive.numerics.softmax` over ``axis``: ``d = max(x) - x``,
+    ``e = exp_table[d]`` (fixed point, 2**-20; 0 beyond the table),
+    ``y = round_divide(e * 255, sum(e)) + out_zero_point``: probabilities on
+    the grid 1/255, so that 1.0 is representable. After channel padding the
+    node also carries ``softmax_channels`` (the real channel count) and
+    ``softmax_pad_value`` (``softmax_neutral_value`` on the input grid), which
+    the lanes beyond the real channels read.
 ``quantize`` / ``dequantize``
     the float<->int8 edges of a graph that keeps float I/O (ONNX
     QuantizeLinear/DequantizeLinear semantics: round half to even, saturate).
@@ -58,7 +61,8 @@ import numpy as np
 
 from ..errors import ModelError, UsageError
 from ..ir import Graph, Node
-from ..numerics import INT32_MAX, INT32_MIN, QMAX, QMIN, apply_lut, requantize, saturate_int32
+from ..numerics import (INT32_MAX, INT32_MIN, QMAX, QMIN, SOFTMAX_FRAC_BITS, SOFTMAX_LEVELS, apply_lut, requantize,
+                        saturate_int32, softmax, softmax_exp_table)
 from ._executor import run_node
 
 #: Node attributes that describe integer arithmetic (not ONNX attributes):
@@ -66,18 +70,8 @@ from ._executor import run_node
 INTEGER_ATTRS = (
     "integer_op", "in_zero_point", "in_zero_points", "in_multipliers", "in_shifts", "requant_multiplier",
     "requant_shift", "out_zero_point", "clamp_min", "clamp_max", "channel_axis", "lut", "fused_activation",
-    "scale", "zero_point", "quant_axis", "exp_table", "softmax_shift",
+    "scale", "zero_point", "quant_axis", "exp_table", "softmax_channels", "softmax_pad_value",
 )
-#: Fixed-point fraction bits of the softmax exponent table.
-SOFTMAX_FRAC_BITS = 20
-#: Softmax outputs are multiples of 1/SOFTMAX_LEVELS (zero point -128): 1.0 is code 127.
-SOFTMAX_LEVELS = 255
-
-
-def softmax_exp_table(in_scale: float) -> np.ndarray:
-    """``exp(-in_scale * d)`` for ``d = 0..255`` in int32 fixed point (2**-SOFTMAX_FRAC_BITS)."""
-    d = np.arange(256, dtype=np.float64)
-    return np.round(np.exp(-in_scale * d) * (1 << SOFTMAX_FRAC_BITS)).astype(np.int64)
 
 
 def _requant(acc: np.ndarray, node: Node, channel_axis: int | None = None) -> np.ndarray:
@@ -186,16 +180,11 @@ def _move(node: Node, args: list[Any], opset: int) -> list[np.ndarray]:
 
 
 def _softmax(node: Node, args: list[Any], opset: int) -> np.ndarray:
-    """Integer softmax over ``axis``: exponent table lookups on ``max - x`` (0..255),
-    an int64 sum, and one integer division per element (round half up), so the
-    hardware's vector unit can do it; the output grid is fixed at 1/255, zp -128."""
-    x = args[0].astype(np.int64)
-    axis = int(node.attrs.get("axis", -1))
-    d = np.clip(x.max(axis=axis, keepdims=True) - x, 0, 255)
-    e = np.asarray(node.attrs["exp_table"], np.int64)[d]
-    total = e.sum(axis=axis, keepdims=True)
-    y = (e * SOFTMAX_LEVELS * 2 + total) // (2 * total)  # round(e / total * 255), half up
-    return np.clip(y + int(node.attrs.get("out_zero_point", -128)), QMIN, QMAX).astype(np.int8)
+    """Integer softmax over ``axis``, exactly :func:`axdrive.numerics.softmax` (the DPU runs the same)."""
+    channels = node.attrs.get("softmax_channels")
+    return softmax(args[0], node.attrs["exp_table"], axis=int(node.attrs.get("axis", -1)),
+                   channels=None if channels is None else int(channels), pad_value=node.attrs.get("softmax_pad_value"),
+                   out_zero_point=int(node.attrs.get("out_zero_point", -128)))
 
 
 def _grid(node: Node, ndim: int) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ import numpy as np
 OPCODES: dict[str, int] = {
     "nop": 0, "load": 1, "store": 2, "add": 3, "sub": 4, "mul": 5, "addi": 6, "muli": 7, "shift_round": 8,
     "clamp": 9, "min": 10, "max": 11, "select": 12, "cmpgt": 13, "lut": 14, "movi": 15, "spill_store": 16,
-    "spill_load": 17, "loadc": 18, "mulq": 19,
+    "spill_load": 17, "loadc": 18, "mulq": 19, "rmax": 20, "rsum": 21, "divr": 22, "lutw": 23,
 }
 OPCODE_NAMES = {v: k for k, v in OPCODES.items()}
 _NAMES = OPCODE_NAMES
@@ -92,6 +92,22 @@ class DpuProgramBuilder:
     def mulq(self, dst: int, a: int, mult_reg: int, shift_reg: int) -> None:
         self.emit("mulq", dst, a, mult_reg, imm0=shift_reg)
 
+    def rmax(self, dst: int, a: int) -> None:
+        """Max of ``r[a]`` over the lanes of each pixel (its ``channels`` elements), broadcast to them."""
+        self.emit("rmax", dst, a)
+
+    def rsum(self, dst: int, a: int) -> None:
+        """Sum of ``r[a]`` over the lanes of each pixel (int64, saturated to int32), broadcast to them."""
+        self.emit("rsum", dst, a)
+
+    def divr(self, dst: int, a: int, b: int) -> None:
+        """``r[a] / r[b]`` rounded half up (``axdrive.numerics.round_divide``); 0 where ``r[b] == 0``."""
+        self.emit("divr", dst, a, b)
+
+    def lutw(self, dst: int, a: int, *, table: int) -> None:
+        """32-bit table lookup: tables ``table..table+3`` are the entry's bytes, least significant first."""
+        self.emit("lutw", dst, a, imm0=table)
+
     def requantize(self, dst: int, src: int, mult_reg: int, shift_reg: int, zp: int, qmin: int = -128,
                    qmax: int = 127) -> None:
         """The numerics rule as three instructions: mulq, addi zp, clamp."""
@@ -119,7 +135,8 @@ def validate_dpu_program(code: np.ndarray, *, registers: int, n_inputs: int, n_o
             if not 0 <= reg < registers:
                 raise ValueError(f"DPU instruction {i} ({name}): register {field}={reg} outside 0..{registers - 1}")
         limit = {"load": n_inputs, "store": n_outputs, "lut": n_luts, "loadc": n_consts, "spill_store": spill_slots,
-                 "spill_load": spill_slots, "select": registers, "mulq": registers}.get(name)
+                 "spill_load": spill_slots, "select": registers, "mulq": registers,
+                 "lutw": n_luts - 3}.get(name)
         if limit is not None and not 0 <= imm0 < limit:
             raise ValueError(f"DPU instruction {i} ({name}): operand imm0={imm0} outside 0..{limit - 1}")
         # Static def-before-use: registers and spill slots carry no value into a
@@ -136,12 +153,12 @@ def validate_dpu_program(code: np.ndarray, *, registers: int, n_inputs: int, n_o
 
 
 def _reads(name: str, a: int, b: int, imm0: int) -> tuple[int, ...]:
-    if name in ("add", "sub", "mul", "min", "max", "cmpgt"):
+    if name in ("add", "sub", "mul", "min", "max", "cmpgt", "divr"):
         return (a, b)
     if name == "select":
         return (a, b, imm0)
     if name == "mulq":
         return (a, b, imm0)
-    if name in ("store", "addi", "muli", "shift_round", "clamp", "lut", "spill_store"):
+    if name in ("store", "addi", "muli", "shift_round", "clamp", "lut", "spill_store", "rmax", "rsum", "lutw"):
         return (a,)
     return ()

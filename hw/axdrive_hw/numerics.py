@@ -12,13 +12,23 @@ from __future__ import annotations
 
 __all__ = ["QMIN", "QMAX", "INT32_MIN", "INT32_MAX", "quantize_multiplier", "requantize",
            "requantize_scalar_nb", "requantize_nb", "saturate_int32", "apply_lut", "apply_lut_nb", "make_lut",
-           "round_shift"]
+           "round_shift", "round_divide", "round_divide_nb", "softmax", "softmax_exp_table", "softmax_pad_value",
+           "SOFTMAX_FRAC_BITS", "SOFTMAX_LEVELS", "SOFTMAX_OUT_ZERO_POINT"]
 
 import numpy as np
 from numba import njit
 
-from axdrive.numerics import (INT32_MAX, INT32_MIN, QMAX, QMIN, apply_lut, make_lut, quantize_multiplier,
-                              requantize, saturate_int32)
+from axdrive.numerics import (INT32_MAX, INT32_MIN, QMAX, QMIN, SOFTMAX_FRAC_BITS, SOFTMAX_LEVELS,
+                              SOFTMAX_OUT_ZERO_POINT, apply_lut, make_lut, quantize_multiplier, requantize,
+                              round_divide, saturate_int32, softmax, softmax_exp_table, softmax_pad_value)
+
+
+@njit(cache=True, nogil=True)
+def round_divide_nb(a: np.int64, b: np.int64) -> np.int64:
+    """Numba scalar :func:`round_divide`: ``floor((2a + b) / (2b))``, 0 for ``b == 0`` (the DPU's ``divr``)."""
+    if b == 0:
+        return np.int64(0)
+    return (np.int64(2) * np.int64(a) + np.int64(b)) // (np.int64(2) * np.int64(b))
 
 
 @njit(cache=True, nogil=True)

@@ -12,7 +12,7 @@ __all__ = ["conv2d_ref", "matmul_ref", "depthwise_conv2d_ref", "max_pool2d_ref",
 
 import numpy as np
 
-from axdrive_hw.numerics import INT32_MAX, INT32_MIN
+from axdrive_hw.numerics import INT32_MAX, INT32_MIN, round_divide
 
 
 def _sat(x: np.ndarray) -> np.ndarray:
@@ -144,4 +144,14 @@ def dpu_ref(code, inputs, consts, luts, channels, n_outputs, registers) -> np.nd
             reg[d] = spill.get(i0, np.zeros(e, dtype=np.int64))
         elif op == 18:
             reg[d] = consts[i0][ch]
+        elif op in (20, 21):  # pixel reductions: groups of `channels` elements (the last may be short)
+            starts = np.arange(0, e, max(channels, 1))
+            red = (np.maximum.reduceat(reg[a], starts) if op == 20 else _sat(np.add.reduceat(reg[a], starts)))
+            reg[d] = np.repeat(red, np.diff(np.append(starts, e)))
+        elif op == 22:
+            reg[d] = _sat(round_divide(reg[a], reg[b]))
+        elif op == 23:
+            idx = np.clip(reg[a], -128, 127) + 128
+            planes = [luts[i0 + k].astype(np.uint8).astype(np.int64)[idx] << (8 * k) for k in range(4)]
+            reg[d] = (planes[0] | planes[1] | planes[2] | planes[3]).astype(np.uint32).astype(np.int32)
     return out

@@ -50,7 +50,6 @@ from __future__ import annotations
 __all__ = ["AipuRuntime", "LoadedProgram", "RuntimeResult", "HostTransfer", "HOST_MODES", "core_groups",
            "group_program"]
 
-import copy
 import dataclasses
 import heapq
 import json
@@ -359,8 +358,7 @@ class LoadedProgram:
         if hit is None:
             hit = cache[frames] = self._device_schedule(frames)
         t, transfers = hit
-        return (Timeline([copy.copy(r) for r in t.records], list(t.tokens), t.cycles, t.frequency_hz, t.cores,
-                         list(t.core_end)), list(transfers))
+        return t.copy(), list(transfers)
 
     def _device_schedule(self, frames: int) -> tuple[Timeline, list[HostTransfer]]:
         """Place every frame on the device clock: uploads and downloads share the host link, replicas run apart."""

@@ -18,19 +18,19 @@ from __future__ import annotations
 
 __all__ = ["Simulator", "SimResult", "run_program"]
 
-import copy
 import math
 import threading
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+import numba
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from axdrive.errors import SimulationError
-from axdrive_hw.cycle_model import CycleModel, SimOptions, Timeline
+from axdrive_hw.cycle_model import CycleModel, SimOptions, Timeline, constant_dpu_code
 from axdrive_hw.kernels.dma import copy2d
-from axdrive_hw.kernels.dpu import run_dpu_program, validate_dpu_program
+from axdrive_hw.kernels.dpu import run_dpu_program_into, validate_dpu_program
 from axdrive_hw.kernels.dwpu import avg_pool2d, depthwise_conv2d_acc, max_pool2d, resize_nearest
 from axdrive_hw.kernels.mvm import ConvPlanCache, conv2d_acc_planned, matmul_acc
 from axdrive_hw.numerics import requantize_nb
@@ -387,6 +387,7 @@ class Simulator:
                               Timeline] | None = None
         self._live_end: dict[tuple[int, int], list[str]] = {}
         self._conv_plans = ConvPlanCache()  # zero-skipping plans of the conv weights, per task
+        self._valid_dpu: set[tuple[bytes, int, int, int, int]] = set()  # DPU programs that passed validation
         self._input_sizes: dict[str, int] = {}  # input bytes of the recorded run
         self._pools: list[dict[str, np.ndarray]] = []  # buffer arrays of finished replays, reused by the next
         self._pool_lock = threading.Lock()
@@ -399,7 +400,7 @@ class Simulator:
         """Execute every task; returns outputs (functional mode) and the timeline."""
         p = self.program
         if not self.functional:
-            timeline = self.model.run(p, dpu_code=self._static_dpu_code)
+            timeline = self.model.run(p, dpu_code=constant_dpu_code(p))
             return SimResult({}, timeline)
         schedule = self._schedule
         if schedule is not None:
@@ -456,8 +457,7 @@ class Simulator:
             else:
                 for name in live_end.get((c, i), ()):
                     mem.retire(name)
-        timeline = Timeline([copy.copy(r) for r in timeline.records], list(timeline.tokens), timeline.cycles,
-                            timeline.frequency_hz, timeline.cores, list(timeline.core_end))
+        timeline = timeline.copy()
         outputs = self._outputs(mem)
         if isinstance(mem, _ReplayMemory):
             with self._pool_lock:
@@ -493,21 +493,6 @@ class Simulator:
                 raise SimulationError(f"input {tensor!r}: expected {b.dtype}{list(b.shape)} ({b.size} bytes), got "
                                       f"{a.dtype}{list(a.shape)}")
             mem.write(f"input {tensor!r}", "input", Ref(name, a.shape, str(a.dtype), 0), a)
-
-    def _static_dpu_code(self, c: int, i: int, task: Task) -> np.ndarray | None:
-        ref = task.inputs["code"]
-        b = self.program.buffer(ref.buffer)
-        if b.init is not None:
-            raw = np.ascontiguousarray(self.program.constants[b.init]).view(np.uint8).ravel()
-            return raw[ref.offset: ref.offset + ref.nbytes].view(ref.dtype).reshape(ref.shape)
-        # the code buffer is filled by a DMA: follow the copy back to its constant
-        for t in self.program.tasks[c][:i][::-1]:
-            if t.kind == "dma" and t.outputs["dst"].buffer == ref.buffer:
-                src = self.program.buffer(t.inputs["src"].buffer)
-                if src.init is not None:
-                    raw = np.ascontiguousarray(self.program.constants[src.init]).view(np.uint8).ravel()
-                    return raw[: ref.nbytes].view(ref.dtype).reshape(ref.shape)
-        return None
 
     def _check_place(self, mem: _Memory, who: str, c: int, i: int, task: Task) -> None:
         for role, ref in list(task.inputs.items()) + list(task.outputs.items()):
@@ -626,21 +611,29 @@ class Simulator:
                   if "consts" in task.inputs else np.zeros((0, max(channels, 1)), np.int32))
         luts = (mem.read(who, "luts", task.inputs["luts"], copy=False).astype(np.int8).reshape(-1, 256)
                 if "luts" in task.inputs else np.zeros((0, 256), np.int8))
-        try:
-            validate_dpu_program(code, registers=spec.registers, n_inputs=len(streams), n_outputs=len(outs),
-                                 n_luts=luts.shape[0], n_consts=consts.shape[0], spill_slots=spec.spill_slots)
-        except ValueError as e:
-            raise SimulationError(f"{who}: {e}") from None
-        inp = (streams[0].astype(np.int32).reshape(1, -1) if len(streams) == 1
+        # a program is validated once per (code, operand counts): replays run the same few hundred programs
+        key = (code.tobytes(), len(streams), len(outs), luts.shape[0], consts.shape[0])
+        if key not in self._valid_dpu:
+            try:
+                validate_dpu_program(code, registers=spec.registers, n_inputs=len(streams), n_outputs=len(outs),
+                                     n_luts=luts.shape[0], n_consts=consts.shape[0], spill_slots=spec.spill_slots)
+            except ValueError as e:
+                raise SimulationError(f"{who}: {e}") from None
+            self._valid_dpu.add(key)
+        # one stream goes in as it is (int8 or int32, a view of the memory); several are stacked in int32
+        inp = (streams[0].reshape(1, -1) if len(streams) == 1
                else np.stack([s.astype(np.int32).ravel() for s in streams]))
-        res = run_dpu_program(code, inp, consts if consts.shape[0] else np.zeros((1, max(channels, 1)), np.int32),
-                              luts if luts.shape[0] else np.zeros((1, 256), np.int8), channels, len(outs),
-                              spec.registers, spec.lanes, spec.spill_slots)
+        # int8 output operands saturate; when every output is int8 the interpreter stores them so
+        narrow = all(ref.dtype == "int8" for ref in outs)
+        res = np.empty((len(outs), inp.shape[1]), dtype=np.int8 if narrow else np.int32)
+        run_dpu_program_into(code, inp, consts if consts.shape[0] else np.zeros((1, max(channels, 1)), np.int32),
+                             luts if luts.shape[0] else np.zeros((1, 256), np.int8), channels, spec.registers,
+                             spec.lanes, spec.spill_slots, res, numba.get_num_threads())
         for k, ref in enumerate(outs):
             v = res[k]
-            if ref.dtype == "int8":
+            if ref.dtype == "int8" and not narrow:
                 v = np.clip(v, -128, 127, out=v)  # int8 outputs saturate (res is this task's own array)
-            mem.write(who, f"out{k}", ref, v.astype(ref.dtype).reshape(ref.shape))
+            mem.write(who, f"out{k}", ref, v.astype(ref.dtype, copy=False).reshape(ref.shape))
         return code
 
 

@@ -15,7 +15,7 @@ REGS, LANES, SLOTS = 16, 64, 8
 @st.composite
 def dpu_programs(draw):
     """Random valid programs: every read refers to something written before."""
-    n_in, n_out, n_lut, n_const = draw(st.integers(1, 3)), draw(st.integers(1, 2)), 2, 2
+    n_in, n_out, n_lut, n_const = draw(st.integers(1, 3)), draw(st.integers(1, 2)), 5, 2
     b = DpuProgramBuilder()
     for i in range(n_in):
         b.load(i, i)
@@ -27,6 +27,7 @@ def dpu_programs(draw):
         if op == "spill_load" and not stored:
             continue
         imm = {"load": draw(st.integers(0, n_in - 1)), "lut": draw(st.integers(0, n_lut - 1)),
+               "lutw": draw(st.integers(0, n_lut - 4)),
                "loadc": draw(st.integers(0, n_const - 1)), "spill_store": draw(st.integers(0, SLOTS - 1)),
                "spill_load": draw(st.sampled_from(sorted(stored))) if stored else 0,
                "select": c, "mulq": c, "shift_round": draw(st.integers(-40, 70)),
@@ -55,7 +56,7 @@ def dpu_programs(draw):
 @given(dpu_programs())
 def test_dpu_interpreter_matches_vectorised_reference(case):
     code, inputs, consts, luts, chans, n_out = case
-    validate_dpu_program(code, registers=REGS, n_inputs=inputs.shape[0], n_outputs=n_out, n_luts=2, n_consts=2,
+    validate_dpu_program(code, registers=REGS, n_inputs=inputs.shape[0], n_outputs=n_out, n_luts=5, n_consts=2,
                          spill_slots=SLOTS)
     got = run_dpu_program(code, inputs, consts, luts, chans, n_out, REGS, LANES, SLOTS)
     assert np.array_equal(got, dpu_ref(code, inputs, consts, luts, chans, n_out, REGS))

@@ -14,8 +14,8 @@ per-channel multiplier and shift, ``addi`` the zero point, ``clamp``), as in
 
 from __future__ import annotations
 
-__all__ = ["TailBuilder", "requantize", "residual_add", "silu", "hardswish", "concat_add", "random_program",
-           "generated_suite"]
+__all__ = ["TailBuilder", "requantize", "residual_add", "silu", "hardswish", "concat_add", "softmax",
+           "random_program", "generated_suite"]
 
 import numpy as np
 
@@ -119,17 +119,41 @@ def concat_add(fan_in: int, name: str | None = None) -> VProgram:
     return b.build()
 
 
+def softmax(name: str = "softmax", pad_value: int = -1_000_000) -> VProgram:
+    """A channel-padded Softmax as ``lowering.build_dpu_programs`` writes it: padded lanes replaced by
+    ``pad_value``, the pixel max (``rmax``), the exponent from four byte tables (``lutw``), zero beyond
+    the table, the pixel sum (``rsum``) and the rounded division (``divr``)."""
+    b = TailBuilder(name)
+    x, mask = b.load(), b.const()
+    x = b.op("select", x, b.op("movi", imms=(pad_value,)), mask)
+    d = b.op("sub", b.op("rmax", x), x)
+    b.luts = 4
+    e = b.op("lutw", b.op("addi", d, imms=(-128,)), imms=(0,))
+    beyond = b.op("cmpgt", d, b.op("movi", imms=(255,)))
+    e = b.op("select", b.op("movi", imms=(0,)), e, beyond)
+    q = b.op("divr", b.op("muli", e, imms=(255,)), b.op("rsum", e))
+    b.store(b.op("addi", q, imms=(-128,)))
+    return b.build()
+
+
 _BINARY = ("add", "sub", "mul", "min", "max", "cmpgt")
+#: the Softmax instructions, mixed in with ``random_program(..., softmax_ops=True)``
+_SOFTMAX_BINARY = ("divr",)
+_SOFTMAX_UNARY = ("rmax", "rsum", "lutw")
 _UNARY = ("addi", "muli", "shift_round", "clamp", "lut", "copy")
 
 
 def random_program(rng: np.random.Generator, n_sources: int, n_ops: int, *, n_outputs: int = 4,
-                   name: str | None = None) -> VProgram:
+                   name: str | None = None, softmax_ops: bool = False) -> VProgram:
     """``n_sources`` loads/constants, then ``n_ops`` operations on random earlier
     values (biased towards old ones, so many values stay live), then stores of
-    every value nobody read. Pressure grows with ``n_sources``."""
+    every value nobody read. Pressure grows with ``n_sources``. ``softmax_ops``
+    adds the Softmax instructions (``divr``, ``rmax``, ``rsum``, ``lutw``) to the
+    mix; off, the programs (and the benchmark's) are those of before them."""
     b = TailBuilder(name or f"random_{n_sources}x{n_ops}")
-    b.luts, b.consts = 2, 4
+    b.luts, b.consts = (5 if softmax_ops else 2), 4
+    binary = _BINARY + (_SOFTMAX_BINARY if softmax_ops else ())
+    unary = _UNARY + (_SOFTMAX_UNARY if softmax_ops else ())
     values = []
     for _ in range(n_sources):
         kind = rng.integers(3)
@@ -146,12 +170,12 @@ def random_program(rng: np.random.Generator, n_sources: int, n_ops: int, *, n_ou
     for _ in range(n_ops):
         r = rng.random()
         if r < 0.45:
-            v = b.op(str(rng.choice(_BINARY)), pick(), pick())
+            v = b.op(str(rng.choice(binary)), pick(), pick())
         elif r < 0.85:
-            op = str(rng.choice(_UNARY))
+            op = str(rng.choice(unary))
             imms = {"addi": (int(rng.integers(-50, 50)),), "muli": (int(rng.integers(-5, 6)),),
                     "shift_round": (int(rng.integers(-3, 8)),), "clamp": (-100, 100),
-                    "lut": (int(rng.integers(2)),), "copy": (0,)}[op]
+                    "lut": (int(rng.integers(2)),), "copy": (0,), "rmax": (), "rsum": (), "lutw": (0,)}[op]
             v = b.op("addi" if op == "copy" else op, pick(), imms=imms)
         elif r < 0.93:
             v = b.op("select", pick(), pick(), pick())

@@ -22,9 +22,12 @@ _I32 = (-(2**31), 2**31 - 1)
 
 
 def programs(min_sources: int = 17, max_sources: int = 26, max_extra_ops: int = 20) -> st.SearchStrategy[VProgram]:
-    """Random straight-line programs; with >= 17 sources more than 16 values are live at once."""
-    return st.builds(lambda seed, n, extra: random_program(np.random.default_rng(seed), n, n + extra),
-                     st.integers(0, 2**32 - 1), st.integers(min_sources, max_sources), st.integers(0, max_extra_ops))
+    """Random straight-line programs; with >= 17 sources more than 16 values are live at once. Half of
+    them mix in the Softmax instructions (pixel reductions, divr, lutw)."""
+    return st.builds(lambda seed, n, extra, sm: random_program(np.random.default_rng(seed), n, n + extra,
+                                                               softmax_ops=sm),
+                     st.integers(0, 2**32 - 1), st.integers(min_sources, max_sources), st.integers(0, max_extra_ops),
+                     st.booleans())
 
 
 def stimulus(program: VProgram, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -45,6 +48,25 @@ def _shift(x: np.ndarray, s: np.ndarray) -> np.ndarray:
     left = _sat(x) << np.maximum(-s, 0)
     right = (x + (np.int64(1) << np.maximum(s - 1, 0))) >> np.maximum(s, 0)
     return np.where(s <= 0, left, right)
+
+
+def _per_pixel(x: np.ndarray, reduce) -> np.ndarray:
+    """``reduce`` over each pixel of CHANNELS consecutive elements (the last may be short), broadcast back."""
+    out = np.empty_like(x)
+    for g in range(0, len(x), CHANNELS):
+        out[g:g + CHANNELS] = reduce(x[g:g + CHANNELS])
+    return out
+
+
+def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a / b rounded half up with Python integers (0 for b == 0): the ISA table's ``divr``."""
+    return np.array([0 if y == 0 else (2 * x + y) // (2 * y) for x, y in zip(a.tolist(), b.tolist())], np.int64)
+
+
+def _wide(planes: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Four byte tables, least significant first, as one int32 table entry."""
+    u = sum(int(1 << (8 * k)) * planes[k].astype(np.uint8).astype(np.int64)[idx] for k in range(4))
+    return np.where(u >= 2**31, u - 2**32, u)
 
 
 def interpret(program: VProgram, inputs: np.ndarray, consts: np.ndarray, luts: np.ndarray) -> np.ndarray:
@@ -73,6 +95,10 @@ def interpret(program: VProgram, inputs: np.ndarray, consts: np.ndarray, luts: n
             "cmpgt": lambda: (s[0] > s[1]).astype(np.int64),
             "lut": lambda: luts[i[0]][np.clip(s[0], -128, 127) + 128].astype(np.int64),
             "mulq": lambda: _sat(_shift(s[0] * s[1], s[2])),
+            "rmax": lambda: _per_pixel(s[0], np.max),
+            "rsum": lambda: _sat(_per_pixel(s[0], np.sum)),
+            "divr": lambda: _sat(_divide(s[0], s[1])),
+            "lutw": lambda: _wide(luts[i[0]:i[0] + 4], np.clip(s[0], -128, 127) + 128),
         }[op]()
         val[ins.dst] = r
     return out

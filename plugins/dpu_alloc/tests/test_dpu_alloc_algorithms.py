@@ -146,3 +146,18 @@ def test_graph_coalesces_copies_away():
 def test_unknown_algorithm_is_named():
     with pytest.raises(DpuAllocationError, match="unknown DPU allocation algorithm 'fast'"):
         allocate(concat_add(2), "fast")
+
+
+@pytest.mark.parametrize("registers", (16, 4))
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_the_softmax_program_allocates_verifies_and_runs_bit_exactly(algorithm, registers):
+    # pixel reductions, divr and lutw are ordinary register operands for every allocator; with 4 registers
+    # the select (three operands) and the values live across the reductions force spills
+    from axdrive_dpu_alloc.examples import softmax
+
+    program = softmax()
+    result = allocate(program, algorithm, registers=registers, budget=5_000)
+    verify_allocation(program, result.code, result.origin, registers=registers, spill_slots=64)
+    inputs, consts, luts = stimulus(program, seed=3)
+    np.testing.assert_array_equal(run_physical(program, result.code, inputs, consts, luts, registers=registers),
+                                  interpret(program, inputs, consts, luts))

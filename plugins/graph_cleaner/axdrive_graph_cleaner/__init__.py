@@ -26,7 +26,8 @@ from typing import Any
 from axdrive.errors import ConfigError, ConfigProblem, ModelError
 from axdrive.passes import Phase, StashKey, compiler_pass, hookimpl, when
 
-from ._split import Split, boundary_inputs, boundary_outputs, choose_condition_node, extract, find_split
+from ._split import (Split, boundary_inputs, boundary_outputs, choose_condition_node, extract, find_split,
+                     is_lowerable_final_softmax)
 
 #: The split the cleaner chose, for later passes (e.g. reports naming host parts).
 SPLIT: StashKey[Split] = StashKey("graph_cleaner.split")
@@ -68,7 +69,9 @@ def split_host_parts(ctx: Any) -> dict[str, Any]:
     Post-processing is everything downstream of the first node that leaves
     the world of feature maps (softmax, shape arithmetic, a reshape that is
     more than a flatten of a 1x1 map) or, with ``graph_cleaner_condition``,
-    downstream of the chosen MatMul/Gemm/Clip. Pre-processing is the run of
+    downstream of the chosen MatMul/Gemm/Clip. A final Softmax over the
+    channels is not such a node: the AIPU runs it (the report lists it under
+    ``final_softmax_on_device``). Pre-processing is the run of
     constant normalisations (and, with ``remove_layout_transform_from_preamble``,
     layout changes) right after the inputs.
     """
@@ -110,6 +113,9 @@ def split_host_parts(ctx: Any) -> dict[str, Any]:
         "core_inputs": split.core_inputs,
         "core_outputs": split.core_outputs,
         "cut_after": split.cut_after,
+        # a final Softmax over the channels stays in the core: the AIPU lowers it (see _split)
+        "final_softmax_on_device": [n.name for n in graph.nodes if n.name in set(split.core)
+                                    and is_lowerable_final_softmax(graph, n)],
     }
     return {"pre_nodes": len(split.pre), "core_nodes": len(split.core), "post_nodes": len(split.post),
             "core_outputs": len(split.core_outputs)}

@@ -13,7 +13,10 @@ compute exactly what the whole model computes:
   a convolution or dense layer that leave the world of feature maps (a
   softmax, shape arithmetic, a reshape that is not a mere flatten of a 1x1
   map), or, with ``graph_cleaner_condition``,
-  everything after the chosen node;
+  everything after the chosen node. A *final* Softmax (its output is a model
+  output nobody else reads) over the channels of a batch-1 NC or NCHW tensor
+  is no seed: the AIPU lowers it (DPU pixel reductions), so a classifier's
+  probabilities come from the device (``keep_final_softmax``);
 * **core** is the rest.
 
 Because post is closed under consumers and pre under producers, no tensor
@@ -22,7 +25,7 @@ flows back from a later part to an earlier one, so the three parts chain.
 
 from __future__ import annotations
 
-__all__ = ["Split", "find_split", "choose_condition_node", "extract", "boundary_inputs", "boundary_outputs"]
+__all__ = ["Split", "find_split", "is_lowerable_final_softmax", "choose_condition_node", "extract", "boundary_inputs", "boundary_outputs"]
 
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -67,6 +70,29 @@ def _is_flatten_of_vector(graph: Graph, node: Node) -> bool:
         return len(shape) >= 2 and all(d == 1 for d in shape[2:])
 
     return vector(tuple(src)) and vector(tuple(dst)) and tuple(src)[:2] == tuple(dst)[:2]
+
+
+def is_lowerable_final_softmax(graph: Graph, node: Node, users: dict[str, list[Node]] | None = None) -> bool:
+    """A Softmax the AIPU runs: it ends the model (its output is a graph output, possibly through Identity
+    nodes, and nothing else reads it) and it
+    normalises over the channels (axis 1) of a batch-1 rank-2 or rank-4 tensor, which is what the DPU's
+    pixel reductions compute (``lowering.validate_operators`` checks the same on the quantized node)."""
+    if node.op != "Softmax" or len(node.outputs) != 1:
+        return False
+    users = graph.consumer_map() if users is None else users
+    tensor = node.outputs[0]
+    while tensor not in graph.outputs or users.get(tensor):  # through Identity nodes only (PP-OCR has one)
+        readers = users.get(tensor, [])
+        if tensor in graph.outputs or len(readers) != 1 or readers[0].op != "Identity":
+            return False
+        tensor = readers[0].outputs[0]
+    shape = tuple(graph.tensors[node.inputs[0]].shape or ())
+    if len(shape) not in (2, 4) or shape[0] != 1:
+        return False
+    default = -1 if graph.opset >= 13 else 1
+    axis = int(node.attrs.get("axis", default)) % len(shape)
+    # before opset 13 Softmax flattens everything from axis on: only the channels when nothing follows them
+    return axis == 1 and (graph.opset >= 13 or len(shape) == 2)
 
 
 def _is_tail_seed(graph: Graph, node: Node) -> bool:
@@ -127,13 +153,14 @@ def _downstream(graph: Graph, seeds: Iterable[Node]) -> set[str]:
 
 
 def find_split(graph: Graph, *, split_pre: bool, layout_preamble_to_host: bool,
-               cut_after: Node | None = None) -> Split:
+               cut_after: Node | None = None, keep_final_softmax: bool = True) -> Split:
     """Partition ``graph`` into pre, core and post (see the module docstring)."""
     # a layout change or softmax *before* the first MAC op is preamble, not tail
     after_mac = _downstream(graph, [n for n in graph.nodes if n.op in MAC_OPS])
-    seeds = [n for n in graph.nodes if n.name in after_mac and n.op not in MAC_OPS and _is_tail_seed(graph, n)]
+    users = graph.consumer_map()
+    seeds = [n for n in graph.nodes if n.name in after_mac and n.op not in MAC_OPS and _is_tail_seed(graph, n)
+             and not (keep_final_softmax and is_lowerable_final_softmax(graph, n, users))]
     if cut_after is not None:
-        users = graph.consumer_map()
         seeds += [u for out in cut_after.outputs for u in users.get(out, ())]
     post = _downstream(graph, seeds)
 

@@ -30,6 +30,7 @@ __all__ = ["axdrive_passes", "validate_operators", "remove_float_io", "apply_ari
 from typing import Any
 
 from axdrive.ir.rewrite import rewrite
+from axdrive.numerics import QMIN
 from axdrive.passes import Phase, all_of, compiler_pass, hookimpl, when, when_mode
 
 from . import _dpu_programs, _rules_channels
@@ -37,7 +38,7 @@ from ._emit_pass import emit_program
 from ._float_io import strip_float_io
 from ._keys import IO_ON_HOST, PROGRAM
 from ._layout import PWORD
-from ._padding import pad_graph
+from ._padding import pad_graph, softmax_is_neutral
 from ._rules_dense import DENSE_RULES
 from ._rules_simplify import LUT_RULES, SIMPLIFY_RULES
 from ._validate import check_operators
@@ -124,13 +125,24 @@ def legalize_channels(ctx: Any) -> dict[str, Any]:
 
 @compiler_pass("lowering.apply_pword_padding", requires=("legalized",), provides=("pword_padded",),
                enabled=all_of(LOWERING, when("apply_pword_padding")), phase=_L + 7,
-               config_keys=("apply_pword_padding",))
+               config_keys=("apply_pword_padding", "softmax_neutral_value"))
 def apply_pword_padding(ctx: Any) -> dict[str, Any]:
     """Pad every channel count to a multiple of PWORD (64): a zero-point Pad after each model input,
     a Slice before each output, zero weights/biases and identity requantization for padded channels,
-    zero-point values in padded per-channel constants. Padded lanes never change a real output.
-    Statistics: tensors_padded, io_edges, hits per rule."""
-    return pad_graph(ctx.graph, PWORD)
+    zero-point values in padded per-channel constants. Padded lanes never change a real output, except
+    that a Softmax's padded input lanes read ``softmax_neutral_value`` (on the input grid): a value that
+    is not far enough below the grid takes part in the sum, which this pass warns about, naming the node.
+    Statistics: tensors_padded, io_edges, hits per rule, pad_softmax."""
+    value = float(ctx.config.softmax_neutral_value)
+    stats = pad_graph(ctx.graph, PWORD, value)
+    for node in ctx.graph.nodes:
+        pad = node.attrs.get("softmax_pad_value")
+        if pad is not None and not softmax_is_neutral(int(pad)):
+            lanes = int(ctx.graph.tensors[node.inputs[0]].shape[1]) - int(node.attrs["softmax_channels"])
+            ctx.warn(f"softmax_neutral_value={value:g} is not neutral for Softmax {node.name!r}: on its input grid "
+                     f"it is {int(pad)} (neutral at or below {QMIN - 256}), so its {lanes} padded lanes count in "
+                     "the sum and change the real outputs")
+    return stats
 
 
 @compiler_pass("lowering.remove_io_padding_and_layout_transform", requires=("legalized",),

@@ -18,21 +18,24 @@ each of which gets ``attrs["fused_into"]``).
 
 The instructions are the integer semantics of :mod:`axdrive.reference.integer`
 spelled in the DPU ISA: ``r = mulq(x - zp, M, s)`` is ``requantize(..., 0)``
-with int32 saturation, ``addi zp`` then ``clamp`` the output step.
+with int32 saturation, ``addi zp`` then ``clamp`` the output step. Softmax
+(:func:`axdrive.numerics.softmax`) uses the pixel reductions ``rmax``/``rsum``,
+the 32-bit table lookup ``lutw`` (the exponent table as four byte tables) and
+the rounded division ``divr``; see :func:`_softmax`.
 """
 
 from __future__ import annotations
 
-__all__ = ["build_dpu_programs", "ELEMENTWISE", "is_head"]
+__all__ = ["build_dpu_programs", "ELEMENTWISE", "is_head", "exp_table_bytes"]
 
 from typing import Any
 
 import numpy as np
 
 from axdrive.ir import Graph, Node, VInstr, VProgram
-from axdrive.numerics import INT32_MAX, INT32_MIN, QMAX, QMIN, requantize
+from axdrive.numerics import INT32_MAX, INT32_MIN, QMAX, QMIN, SOFTMAX_LEVELS, requantize
 
-ELEMENTWISE = frozenset({"add", "sub", "mul", "lut"})
+ELEMENTWISE = frozenset({"add", "sub", "mul", "lut", "softmax"})
 _UNIT_MOVES = frozenset({"MaxPool", "Resize", "Expand"})
 
 
@@ -105,8 +108,42 @@ def _operand(w: _Writer, node: Node, k: int, *, rescale: bool) -> int:
     return v
 
 
+def exp_table_bytes(table: np.ndarray) -> np.ndarray:
+    """The softmax exponent table (``< 2**31``) as the four int8 byte tables ``lutw`` reads, least significant first."""
+    t = np.asarray(table, np.int64)
+    return np.stack([((t >> (8 * k)) & 0xFF).astype(np.uint8).view(np.int8) for k in range(4)])
+
+
+def _softmax(w: _Writer, node: Node) -> int:
+    """:func:`axdrive.numerics.softmax` in DPU instructions, one pixel's channels per reduction::
+
+        x  = load                       ; x = select(mask, x, pad)   (channel padding only)
+        d  = rmax(x) - x                ; e = lutw(d - 128)          (EXP[min(d, 255)])
+        e  = select(d > 255, 0, e)      (channel padding only: beyond the table)
+        y  = divr(e * 255, rsum(e)) + out_zero_point
+    """
+    x = w.tensor(node.inputs[0])
+    channels = node.attrs.get("softmax_channels")
+    if channels is not None:
+        c = int(w.graph.tensors[node.inputs[0]].shape[1])
+        mask = w.per_channel((np.arange(c) < int(channels)).astype(np.int64))
+        pad = w.emit("movi", imms=(int(node.attrs["softmax_pad_value"]),))
+        x = w.emit("select", (x, pad, mask))
+    d = w.emit("sub", (w.emit("rmax", (x,)), x))
+    table = len(w.luts)
+    w.luts.extend(exp_table_bytes(node.attrs["exp_table"]))
+    e = w.emit("lutw", (w.emit("addi", (d,), (-128,)),), (table,))
+    if channels is not None:
+        beyond = w.emit("cmpgt", (d, w.emit("movi", imms=(255,))))
+        e = w.emit("select", (w.emit("movi", imms=(0,)), e, beyond))
+    q = w.emit("divr", (w.emit("muli", (e,), (SOFTMAX_LEVELS,)), w.emit("rsum", (e,))))
+    return w.emit("addi", (q,), (int(node.attrs.get("out_zero_point", -128)),))
+
+
 def _node(w: _Writer, node: Node) -> int:
     kind = node.attrs["integer_op"]
+    if kind == "softmax":
+        return _softmax(w, node)
     if kind == "lut":
         w.luts.append(np.asarray(node.attrs["lut"], np.int8))
         return w.emit("lut", (w.tensor(node.inputs[0]),), (len(w.luts) - 1,))

@@ -14,15 +14,23 @@ constants so that padded lanes never reach a real lane: zero weight rows and
 columns, zero biases, the identity requantization, constants that equal the
 operand's zero point. Padded lanes hold whatever the padded operators compute
 from them (the zero point after a convolution); no real lane reads them.
+
+The one exception is Softmax, whose sum runs over every lane of a pixel: its
+padded input lanes must not count. The node gets ``softmax_channels`` (the
+real count) and ``softmax_pad_value`` (``softmax_neutral_value`` on its
+input grid, see :func:`axdrive.numerics.softmax_pad_value`), and its
+semantics (:func:`axdrive.numerics.softmax`) read that value in the padded
+lanes: neutral for the default, a visible change for a value inside the grid.
 """
 
 from __future__ import annotations
 
-__all__ = ["pad_graph", "PADDING_RULES", "IO_EDGE"]
+__all__ = ["pad_graph", "PADDING_RULES", "IO_EDGE", "softmax_is_neutral"]
 
 import numpy as np
 
 from axdrive.ir import Graph, Node, Tensor
+from axdrive.numerics import QMIN, softmax_pad_value
 from axdrive.ir.rewrite import Match, Rule, op, rewrite
 
 from ._layout import padded
@@ -175,8 +183,39 @@ def _edge_out(g: Graph, name: str, pword: int) -> Node | None:
                 {"integer_op": "move", IO_EDGE: "output"}, "", ())
 
 
-def pad_graph(graph: Graph, pword: int) -> dict[str, int]:
-    """Pad ``graph`` in place (see the module docstring); returns statistics."""
+def softmax_is_neutral(pad_value: int) -> bool:
+    """Whether padding lanes holding ``pad_value`` leave every real lane's softmax unchanged, for any input.
+
+    A real int8 maximum is at least -128, so ``d = max - pad >= 256`` for every
+    input exactly when ``pad <= -128 - 256``; then the exponent of a padding
+    lane is 0 (beyond the table) and it is never the maximum.
+    """
+    return pad_value <= QMIN - 256
+
+
+def _pad_softmax(graph: Graph, pword: int, neutral: float) -> int:
+    """Mark every Softmax whose channels get padded (before the shapes grow); returns how many."""
+    count = 0
+    for node in graph.nodes:
+        if node.attrs.get("integer_op") != "softmax":
+            continue
+        t = graph.tensors[node.inputs[0]]
+        c = int(t.shape[1])
+        if padded(c, pword) == c or t.qparams is None:
+            continue
+        pad = softmax_pad_value(neutral, float(t.qparams.scale), int(t.qparams.zero_point))
+        node.attrs["softmax_channels"] = c
+        node.attrs["softmax_pad_value"] = pad
+        count += 1
+    return count
+
+
+def pad_graph(graph: Graph, pword: int, softmax_neutral_value: float = -100000.0) -> dict[str, int]:
+    """Pad ``graph`` in place (see the module docstring); returns statistics.
+
+    ``softmax_neutral_value`` (the config property) fills the padded lanes of
+    every Softmax input (:func:`softmax_is_neutral` tells whether it is)."""
+    softmax_padded = _pad_softmax(graph, pword, softmax_neutral_value)
     edges_in = [e for e in (_edge_in(graph, n, pword) for n in graph.inputs) if e is not None]
     edges_out = [e for e in (_edge_out(graph, n, pword) for n in dict.fromkeys(graph.outputs)) if e is not None]
     io_names = set(graph.inputs) | set(graph.outputs)
@@ -194,4 +233,5 @@ def pad_graph(graph: Graph, pword: int) -> dict[str, int]:
                 grown += 1
     graph.nodes = edges_in + graph.nodes + edges_out
     hits = rewrite(graph, PADDING_RULES)
-    return {"tensors_padded": grown, "io_edges": len(edges_in) + len(edges_out), **hits}
+    return {"tensors_padded": grown, "io_edges": len(edges_in) + len(edges_out), **hits,
+            "pad_softmax": softmax_padded}

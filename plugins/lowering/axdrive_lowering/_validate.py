@@ -121,8 +121,14 @@ def _pool(graph: Graph, node: Node) -> str | None:
 
 
 def _softmax(graph: Graph, node: Node) -> str | None:
-    return ("the DPU computes lane by lane and has no reduction across a tensor; leave Softmax to the host "
-            "(run_graph_cleaner) ")
+    rank = len(_shape(graph, node.inputs[0]))
+    axis = int(node.attrs.get("axis", -1)) % rank
+    if axis != 1:
+        return (f"Softmax over axis {axis} of a rank-{rank} tensor; the DPU reduces over the channels (axis 1) "
+                "of each pixel only (run_graph_cleaner leaves such a final Softmax to the host)")
+    if np.shape(node.attrs.get("exp_table")) != (256,):
+        return "Softmax without its 256-entry exponent table (exp_table); was it quantized by axdrive's quantizer?"
+    return None
 
 
 _CHECKS: dict[str, Callable[[Graph, Node], str | None]] = {

@@ -22,9 +22,9 @@ import numpy as np
 
 from axdrive.errors import UnsupportedOperatorError
 from axdrive.ir import Graph, Node, QParams, Tensor
-from axdrive.numerics import INT32_MAX, INT32_MIN, QMAX, QMIN, make_lut, quantize_multiplier
+from axdrive.numerics import (INT32_MAX, INT32_MIN, QMAX, QMIN, SOFTMAX_LEVELS, SOFTMAX_OUT_ZERO_POINT, make_lut,
+                               quantize_multiplier, softmax_exp_table)
 from axdrive.reference import run_node
-from axdrive.reference.integer import SOFTMAX_LEVELS, softmax_exp_table
 
 from ._ranges import f32, grid, weight_qparams
 from ._rules import MOVE_OPS, activation_bounds, is_depthwise, is_mac, lut_input
@@ -35,7 +35,7 @@ from ._rules import MOVE_OPS, activation_bounds, is_depthwise, is_mac, lut_input
 ADD_HEADROOM_BITS = 20
 #: Output grid of an integer softmax: probabilities in [0, 1] in steps of 1/255, so that a
 #: certain class is exactly 1.0 (with 1/256 it would saturate at 255/256).
-SOFTMAX_QPARAMS = QParams.per_tensor(float(f32(1.0 / SOFTMAX_LEVELS)), -128)
+SOFTMAX_QPARAMS = QParams.per_tensor(float(f32(1.0 / SOFTMAX_LEVELS)), SOFTMAX_OUT_ZERO_POINT)
 
 
 def _multiplier(real: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
