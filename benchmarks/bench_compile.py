@@ -8,8 +8,10 @@ for every multi-core combination (cores 1 to 4 x ``multicore_mode``) and the
 report's estimated latency and throughput are tabulated, with the memory
 plan's peak per level against its lower bound (the most bytes live at once).
 The estimate is the cycle model's multi-frame simulation (``multicore.method``;
-``double_buffered``: with a second copy of the memory the cores share); the
-one-run figure is what the report gave before it (``multicore.one_run``).
+``double_buffered``: with a second copy of the memory the cores share, for
+programs whose cores still share bytes: batch copies no longer do, pipeline
+runs already carry two frames with hand-overs of their own); the one-run
+figure is derived from one simulated run (``multicore.one_run``).
 Cycles come from the cycle model and do not depend on the machine; seconds do
 (each combination's compile time is in the table, the estimate included).
 Prints Markdown tables.

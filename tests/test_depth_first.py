@@ -136,11 +136,12 @@ def _device(result) -> dict[str, np.ndarray]:
 
 
 def _groups(report, batch: bool = False) -> dict[tuple, list[dict]]:
-    """The report's depth-first groups, per copy of the program (``batch``: one per core)."""
+    """The report's depth-first groups, per copy of the program (one per frame of a run: ``batch``, one per
+    core; ``pipeline``, the even and the odd frame)."""
     out: dict[tuple, list[dict]] = {}
     for layer in report["lowering"]["layers_detail"]:
         if layer["depth_group"] is not None:
-            out.setdefault((layer["depth_group"], tuple(layer["cores"]) if batch else ()), []).append(layer)
+            out.setdefault((layer["depth_group"], layer["frame"]), []).append(layer)
     return out
 
 

@@ -251,8 +251,8 @@ def constant_dpu_code(program: Program) -> Callable[[int, int, Task], np.ndarray
 
 
 def coupled_cores(program: Program) -> list[list[int]]:
-    """Per core, the other cores whose accesses a next frame could collide with: they share a token, a
-    buffer that some task writes, or overlapping bytes of one memory (one of the two buffers written).
+    """Per core, the other cores whose accesses a next frame could collide with: they share a token, bytes of
+    a buffer that one of them writes, or overlapping bytes of one memory (one of the two buffers written).
 
     Why: a frame stream reuses the program's one copy of its memory, so a core must not start a frame
     while a core it shares memory with still works on the previous one (:meth:`CycleModel.run`'s
@@ -266,26 +266,61 @@ def coupled_cores(program: Program) -> list[list[int]]:
     pairs: set[tuple[int, int]] = set()
     for a in range(n):
         for b in range(a + 1, n):
-            if tokens[a] & tokens[b] or touched[a] & touched[b] & written:
+            common = touched[a] & touched[b] & written
+            if tokens[a] & tokens[b] or (common and _bytes_collide(program, a, b, common)):
                 pairs.add((a, b))
     # overlapping bytes of different buffers: one sweep per memory (L1 per core) in address order
-    spans: dict[tuple[str, int], list[tuple[int, int, int, bool]]] = {}
+    # (one buffer several cores touch was judged above, by the bytes each touches)
+    spans: dict[tuple[str, int], list[tuple[int, int, int, bool, str]]] = {}
     for c in range(n):
         for name in touched[c]:
             buf = buffers[name]
             if buf.size:
                 key = (buf.level, buf.core if buf.level == "l1" else -1)
-                spans.setdefault(key, []).append((buf.address, buf.address + buf.size, c, name in written))
+                spans.setdefault(key, []).append((buf.address, buf.address + buf.size, c, name in written, name))
     for items in spans.values():
         items.sort()
-        open_: list[tuple[int, int, int, bool]] = []
-        for lo, hi, c, w in items:
+        open_: list[tuple[int, int, int, bool, str]] = []
+        for lo, hi, c, w, name in items:
             open_ = [x for x in open_ if x[1] > lo]
-            for _lo, _hi, c2, w2 in open_:
-                if c2 != c and (w or w2):
+            for _lo, _hi, c2, w2, name2 in open_:
+                if c2 != c and name2 != name and (w or w2):
                     pairs.add((min(c, c2), max(c, c2)))
-            open_.append((lo, hi, c, w))
+            open_.append((lo, hi, c, w, name))
     return [sorted({b for a, b in pairs if a == c} | {a for a, b in pairs if b == c}) for c in range(n)]
+
+
+def _extents(task: Task) -> list[tuple[str, int, int, bool]]:
+    """``(buffer, start, end, written)`` of every operand: a strided DMA spans its rows at their stride."""
+    out = []
+    for role, ref in (*task.inputs.items(), *task.outputs.items()):
+        start = ref.offset
+        if task.kind == "dma":
+            p = task.params
+            stride = int(p.get("src_stride" if role == "src" else "dst_stride") or p.get("row_bytes") or ref.nbytes)
+            rows, row = int(p.get("rows", 1)), int(p.get("row_bytes") or ref.nbytes)
+            end = start + (rows - 1) * stride + row
+        else:
+            end = start + ref.nbytes
+        out.append((ref.buffer, start, end, role in task.outputs))
+    return out
+
+
+def _bytes_collide(program: Program, a: int, b: int, common: set[str]) -> bool:
+    """Whether cores ``a`` and ``b`` touch common bytes of the buffers in ``common``, one of them writing: a
+    buffer cores fill in disjoint parts (a batch program's model output, one frame per core) couples nothing."""
+    spans: list[dict[str, list[tuple[int, int, bool]]]] = [{}, {}]
+    for k, core in enumerate((a, b)):
+        for task in program.tasks[core]:
+            for name, lo, hi, w in _extents(task):
+                if name in common:
+                    spans[k].setdefault(name, []).append((lo, hi, w))
+    for name in common:
+        for lo, hi, w in spans[0].get(name, ()):
+            for lo2, hi2, w2 in spans[1].get(name, ()):
+                if (w or w2) and lo < hi2 and lo2 < hi:
+                    return True
+    return False
 
 
 def task_macs(task: Task) -> int:

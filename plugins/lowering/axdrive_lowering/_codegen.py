@@ -29,7 +29,8 @@ comes from (``propagate_span_information``).
 
 from __future__ import annotations
 
-__all__ = ["record", "Emitted", "IoRecord", "depth_first_order", "rolling_rows"]
+__all__ = ["record", "Emitted", "IoRecord", "depth_first_order", "rolling_rows", "frames_per_run",
+           "PIPELINE_FRAMES"]
 
 import dataclasses
 from dataclasses import dataclass, field
@@ -48,6 +49,21 @@ from ._layout import device_shape
 from ._memory import Homes
 from ._padding import IO_EDGE
 from ._recorder import Recorder
+
+PIPELINE_FRAMES = 2
+"""Frames one run of a ``pipeline`` program carries (even, odd): each frame has its own hand-over buffers
+between the stages, so stage ``k`` can take the next frame while stage ``k + 1`` still reads the current one
+(double-buffered hand-overs). The task list is static, so alternating buffers means emitting both frames."""
+
+
+def frames_per_run(policy: SchedulePolicy) -> int:
+    """Frames along axis 0 of the model I/O of one program run: one per core in ``batch``, :data:`PIPELINE_FRAMES`
+    in ``pipeline`` (on several cores), else 1."""
+    if policy.cores > 1 and policy.multicore_mode == "batch":
+        return policy.cores
+    if policy.cores > 1 and policy.multicore_mode == "pipeline":
+        return PIPELINE_FRAMES
+    return 1
 
 _ALIGN = 64
 _ALIAS_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
@@ -219,6 +235,8 @@ class _Emitter:
     tile operand (pipelining), prologue/epilogue unrolling, hoisted constant
     loads, and which core runs which tile (``batch``: a full copy per core;
     ``cooperative``: tiles round robin; ``pipeline``: each layer on its stage's core).
+    ``batch`` and ``pipeline`` emit the graph once per frame of a run (:func:`frames_per_run`), each copy
+    with activation homes of its own (``copy`` is the frame being emitted).
     """
 
     def __init__(self, graph: Graph, target: Target, homes: Homes, *, l1_bytes: int, io_on_host: bool,
@@ -239,6 +257,8 @@ class _Emitter:
         self.pipeline = self.policy.multicore_mode == "pipeline" and self.policy.cores > 1
         self.b = Recorder(target, cores=self.policy.cores)
         self.core = 0
+        self.copies = frames_per_run(self.policy)
+        self.copy = 0  # the frame of the run being emitted (batch: the core's; pipeline: even or odd)
         self.home: dict[str, Ref] = {}
         self.rolling: dict[str, _Rolling] = {}
         self.const_refs: dict[str, Ref] = {}
@@ -282,7 +302,9 @@ class _Emitter:
                              arena_offset=alloc.take(nbytes))
 
     def _home_name(self, name: str) -> str:
-        return f"t/{name}" if not self.batch else f"t/{name}@core{self.core}"
+        if self.batch:
+            return f"t/{name}@core{self.core}"
+        return f"t/{name}@frame{self.copy}" if self.copies > 1 else f"t/{name}"
 
     def _tensor_home(self, name: str) -> Ref:
         if name not in self.home:
@@ -331,12 +353,12 @@ class _Emitter:
         return ins, outs
 
     def _batched(self, shape: tuple[int, ...]) -> tuple[int, ...]:
-        """A model I/O buffer's shape: in ``batch`` mode one frame per core along axis 0."""
-        return (shape[0] * self.policy.cores, *shape[1:]) if self.batch else tuple(shape)
+        """A model I/O buffer's shape: the frames of one run along axis 0 (``batch``: one per core)."""
+        return (shape[0] * self.copies, *shape[1:])
 
     def _frame(self, ref: Ref, shape: tuple[int, ...]) -> Ref:
-        """This core's frame of a (batched) model I/O buffer."""
-        return Ref(ref.buffer, tuple(shape), "int8", ref.offset + self.core * _nbytes(tuple(shape)))
+        """The emitted frame's part of a (batched) model I/O buffer."""
+        return Ref(ref.buffer, tuple(shape), "int8", ref.offset + self.copy * _nbytes(tuple(shape)))
 
     def inputs(self, edges: dict[str, Node]) -> None:
         for name in self.g.inputs:
@@ -346,12 +368,12 @@ class _Emitter:
             zp = int(t.qparams.zero_point) if t.qparams is not None else 0
             real = int(t.shape[1])
             if self.io_on_host:
-                if self.core == 0:
+                if self.copy == 0:
                     self.b.input(name, self._batched(dshape), "int8", self.homes.io)
                     self.io["inputs"][name] = IoRecord(name, "NHWC", list(self._batched(dshape)), real, zp)
                 self.home[inner] = self._frame(self.b.ref(name), dshape)
                 continue
-            if self.core == 0:
+            if self.copy == 0:
                 self.b.input(name, self._batched(tuple(t.shape)), "int8", self.homes.io)
                 self.io["inputs"][name] = IoRecord(name, "NCHW", list(self._batched(tuple(t.shape))), real, zp)
             src = self._frame(self.b.ref(name), tuple(t.shape))
@@ -387,12 +409,12 @@ class _Emitter:
             dshape = device_shape(self.g.tensors[inner].shape)
             zp = int(t.qparams.zero_point) if t.qparams is not None else 0
             if self.io_on_host and inner not in self.home:
-                if self.core == 0:
+                if self.copy == 0:
                     self.b.output(name, self._batched(dshape), "int8", self.homes.io)
                     self.io["outputs"][name] = IoRecord(name, "NHWC", list(self._batched(dshape)), int(t.shape[1]), zp)
                 self.home[inner] = self._frame(self.b.ref(name), dshape)
             else:
-                if self.core == 0:
+                if self.copy == 0:
                     self.b.output(name, self._batched(tuple(t.shape)), "int8", self.homes.io)
                     self.io["outputs"][name] = IoRecord(name, "NCHW", list(self._batched(tuple(t.shape))),
                                                         int(t.shape[1]), zp)
@@ -634,6 +656,7 @@ class _Emitter:
                             "cores": sorted(set(job.tile_cores)), "l1_bytes": max(r["alloc"].top
                                                                                 for r in job.refs.values()),
                             "depth_group": job.group,
+                            "frame": self.copy,  # the frame of the run this copy of the layer computes
                             "rolling": job.rolling,
                             "fused": list(job.head.attrs.get("dpu_tail", []))})
 
@@ -703,14 +726,18 @@ class _Emitter:
             else:
                 items.append((what, node))
         items = [("layer", it[1][1][0]) if it[0] == "group" and len(it[1][1]) == 1 else it for it in items]
-        for core in range(self.policy.cores if self.batch else 1):
+        for copy in range(self.copies):
+            self.copy = copy
+            core = copy if self.batch else 0
             self.core = core
             self.home = {}
             self.inputs(edges_in)
             pending = self.outputs(edges_out)
-            self._items(items, base=core * (len(items) + 1))
+            self._items(items, base=copy * (len(items) + 1))
             for inner, name in pending:
-                self.core = core
+                # a pipeline's output leaves from the stage that produced it: no hand-over back to core 0
+                producer = self.producers.get(inner)
+                self.core = self._node_core(producer) if self.pipeline and producer is not None else core
                 self._from_nhwc(inner, name)
         return Emitted(None, self.io, self.stats, self.layers, recorder=self.b)
 

@@ -17,7 +17,7 @@ from axdrive.ir.program_plan import MEMORY_PLANNER, TASK_SCHEDULER
 from axdrive.passes import Phase, compiler_pass, when_mode
 from axdrive_hw.target import CONFIG_OVERRIDE_KEYS, Target, load_target
 
-from ._codegen import record
+from ._codegen import frames_per_run, record
 from ._finalize import finalize
 from ._keys import IO_ON_HOST, PROGRAM
 from ._memory import homes_from_config
@@ -113,17 +113,17 @@ def _address_map(target: Target, program: "Program") -> dict[str, Any]:
 MEASURED_FRAMES = 2
 
 
-def _one_run_estimate(perf: dict[str, Any], mode: str, used: int, cores: int) -> dict[str, Any]:
-    """The figures derived from the single simulated frame: kept next to the multi-frame ones, because they are
-    the bounds the stream is compared with (batch: cores / latency; pipeline: frequency / busiest stage's busiest
-    unit; cooperative: 1 / latency; host modes: cores used / latency)."""
+def _one_run_estimate(perf: dict[str, Any], mode: str, used: int, per_run: int) -> dict[str, Any]:
+    """The figures derived from the single simulated run: kept next to the multi-frame ones, because they are
+    the bounds the stream is compared with (batch: frames per run / latency; pipeline: frames per run x
+    frequency / busiest stage's busiest unit; cooperative: 1 / latency; host modes: cores used / latency)."""
     cycles, f = perf["estimated_cycles"] + perf.get("tasklist_load_cycles", 0), perf["frequency_hz"]
     latency = cycles / f if cycles else 0.0
     if mode == "batch":
-        fps = cores / latency if latency else 0.0
+        fps = per_run / latency if latency else 0.0
     elif mode == "pipeline":
         stage = max(perf["core_busy_cycles"] or [cycles])
-        fps = f / stage if stage else 0.0
+        fps = per_run * f / stage if stage else 0.0
     elif mode == "cooperative":
         fps = 1 / latency if latency else 0.0
     else:
@@ -131,14 +131,16 @@ def _one_run_estimate(perf: dict[str, Any], mode: str, used: int, cores: int) ->
     return {"latency_ms": round(1000 * latency, 4), "throughput_fps": round(fps, 3), "method": "one simulated run"}
 
 
-def _multicore(program: "Program", target: Target, cfg: dict[str, Any], perf: dict[str, Any]) -> dict[str, Any]:
+def _multicore(program: "Program", target: Target, cfg: dict[str, Any], perf: dict[str, Any],
+               per_run: int) -> dict[str, Any]:
     """Estimated latency and throughput of the configured multi-core combination, from a multi-frame run.
 
     Why several frames: what limits a stream of frames (memory levels and the system DMA shared by the cores
     or replicas, stages waiting on each other) does not show in one frame. The cycle model runs
-    ``warmup + MEASURED_FRAMES`` frames (:meth:`~axdrive_hw.cycle_model.CycleModel.stream`): ``batch`` and
-    ``cooperative`` the program itself, ``pipeline`` the program with frames entering its first stage back to
-    back (warm-up: one frame per stage), the host modes the one-core program replicated over
+    ``warmup + MEASURED_FRAMES`` runs (:meth:`~axdrive_hw.cycle_model.CycleModel.stream`): ``batch`` and
+    ``cooperative`` the program itself, ``pipeline`` the program with runs (``per_run`` frames each, even and
+    odd with their own hand-overs) entering its first stage back to back (warm-up: enough runs for one frame
+    per stage), the host modes the one-core program replicated over
     ``aipu_cores_used`` as the runtime does (warm-up: one frame per replica). Throughput is the cycles each
     measured frame adds to the run, latency their mean entry-to-exit span. The headline figures keep the
     program's memory as planned (``frame_window=1``: a core starts a frame once the cores it shares memory or
@@ -151,8 +153,7 @@ def _multicore(program: "Program", target: Target, cfg: dict[str, Any], perf: di
     mode, used, cores = str(cfg["multicore_mode"]), int(cfg["aipu_cores_used"]), program.cores
     host = mode in HOST_MODES
     replicas = max(1, min(used, target.cores) // cores) if host else 1
-    per_run = cores if mode == "batch" else 1
-    warmup = replicas if host else (cores if mode == "pipeline" else 1)
+    warmup = replicas if host else (-(-cores // per_run) if mode == "pipeline" else 1)
     frames = warmup + -(-MEASURED_FRAMES // replicas) * replicas
     model = CycleModel(target, SimOptions.from_config(cfg))
 
@@ -162,7 +163,7 @@ def _multicore(program: "Program", target: Target, cfg: dict[str, Any], perf: di
                 "throughput_fps": round(per_run * s.frames_per_second, 3), "frame_window": window}, s
 
     planned, stream = measure(1)
-    if mode == "batch":
+    if per_run > 1:
         method = f"simulated, {frames} runs of {per_run} frames"
     elif replicas > 1:
         method = f"simulated, {frames} frames on {replicas} replicas"
@@ -174,7 +175,7 @@ def _multicore(program: "Program", target: Target, cfg: dict[str, Any], perf: di
            "simulation": {"frames": frames, "warmup_frames": warmup, "frame_window": 1,
                           "interval_cycles": int(round(stream.interval_cycles)),
                           "latency_cycles": int(round(stream.latency_cycles))},
-           "one_run": _one_run_estimate(perf, mode, used, cores)}
+           "one_run": _one_run_estimate(perf, mode, used, per_run)}
     if any(coupled_cores(program)):
         out["double_buffered"] = measure(2)[0]
     return out
@@ -237,7 +238,7 @@ def emit_program(ctx: Any) -> dict[str, Any]:
         use["reserved_bytes"] = int(level.size - target.usable(level.name))
     ctx.report["memory"] = {**memory, "attempts": done.attempts, "tasklist": tasklist,
                             "ddr_device_bytes": int(cfg["ddr_size_max"]), "address_map": _address_map(target, program)}
-    ctx.report["multicore"] = _multicore(program, target, cfg, perf)
+    ctx.report["multicore"] = _multicore(program, target, cfg, perf, frames_per_run(scheduler.policy))
     ctx.report["lowering"] = {**result.stats, "layers_detail": result.layers, "token_edges": done.edges,
                               "phase_seconds": {k: round(v, 4) for k, v in done.phases.items()}}
     return {**result.stats, "tasks": sum(len(t) for t in program.tasks), "buffers": len(program.buffers),

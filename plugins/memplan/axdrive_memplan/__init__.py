@@ -23,7 +23,8 @@ from ._planner import LifetimePlanner, PlannerSettings
 
 _KEYS = ("enable_buffer_promotion", "split_buffer_promotion", "io_memory_pool", "constant_memory_pool",
          "workspace_memory_pool", "page_memory", "l1_constraint", "l2_constraint", "ddr_constraint",
-         "resources_used", "ddr_size_max", "ddr_size_reserved", "max_memplan_attempts")
+         "resources_used", "ddr_size_max", "ddr_size_reserved", "max_memplan_attempts", "multicore_mode",
+         "aipu_cores_used")
 
 
 @compiler_pass("memplan.plan", requires=("tiled",), provides=("memory_planned",),
@@ -32,7 +33,8 @@ def plan(ctx: Any) -> dict[str, Any]:
     """Configure the lifetime-aware memory planner: buffers start in their pool (io/constant/workspace),
     the hottest move to L1 and L2 where they fit (``enable_buffer_promotion``, in two rounds with
     ``split_buffer_promotion``), L2/DDR activations are packed in pages (``page_memory``), and every level
-    is held to ``*_size_used`` minus reservations, ``resources_used`` and the ``*_constraint``s.
+    is held to ``*_size_used`` minus reservations, ``resources_used`` and the ``*_constraint``s. Cores
+    that run different frames at once (``batch``, ``pipeline``) get bytes of their own.
     Statistics: the limits in bytes."""
     cfg = ctx.config
     settings = PlannerSettings.from_config(cfg)
@@ -40,7 +42,8 @@ def plan(ctx: Any) -> dict[str, Any]:
         raise MemoryPlanError(f"ddr_size_used={cfg.ddr_size_used} exceeds ddr_size_max={cfg.ddr_size_max}")
     ctx.stash[MEMORY_PLANNER] = LifetimePlanner(settings)
     return {"page_bytes": 4096 if settings.page_memory else 0, "promotion": bool(settings.enable_buffer_promotion),
-            "split_promotion": bool(settings.split_buffer_promotion), "max_attempts": settings.max_memplan_attempts}
+            "split_promotion": bool(settings.split_buffer_promotion), "max_attempts": settings.max_memplan_attempts,
+            "frame_parallel": settings.frame_parallel}
 
 
 @hookimpl

@@ -7,6 +7,14 @@ the same time (first fit over the gaps), is the classic greedy for this
 interval-packing problem and lands within a few percent of the bound on the
 real models. The bound is the most bytes live at any one position: no
 placement can use less.
+
+Cores that work on different frames at the same time (``batch`` copies,
+``pipeline`` stages) have no common clock of task positions: a buffer of core
+0 at position 10 and one of core 1 at position 500 may well be live at the
+same moment of a frame stream. Items therefore carry an ``owner`` (the core,
+or -1 for buffers every core sees); items of two different owners always
+clash, whatever their positions, so one core's copy never lands on bytes
+another core may still be using.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ class Item:
     size: int
     first: int
     last: int
+    owner: int = -1  # the core that alone uses it in a frame-parallel program; -1: positions decide
 
 
 def align(n: int, to: int) -> int:
@@ -31,6 +40,8 @@ def align(n: int, to: int) -> int:
 
 
 def _overlaps(a: Item, b: Item) -> bool:
+    if a.owner >= 0 and b.owner >= 0 and a.owner != b.owner:
+        return True  # different cores on different frames: their positions are not comparable
     return a.first <= b.last and b.first <= a.last
 
 
@@ -58,7 +69,20 @@ def pack(items: list[Item], granule: int, fixed: list[tuple[Item, int]] | None =
 
 
 def live_bound(items: list[Item], granule: int) -> int:
-    """The most bytes (each buffer rounded to ``granule``) live at one position."""
+    """The most bytes (each buffer rounded to ``granule``) live at one position; with owners, at least the
+    sum of every owner's own bound (their items never share bytes) plus the ownerless items live throughout
+    (they clash with every item)."""
+    owners = {it.owner for it in items if it.owner >= 0}
+    plain = _positions_bound(items, granule)
+    if len(owners) < 2:
+        return plain
+    lo, hi = min(it.first for it in items), max(it.last for it in items)
+    always = sum(align(it.size, granule) for it in items if it.owner < 0 and it.first <= lo and it.last >= hi)
+    return max(plain, always + sum(_positions_bound([it for it in items if it.owner == o], granule) for o in owners))
+
+
+def _positions_bound(items: list[Item], granule: int) -> int:
+    """The most bytes live at one task position, owners aside."""
     events: list[tuple[int, int]] = []
     for it in items:
         size = align(it.size, granule)

@@ -16,7 +16,7 @@ again (``max_memplan_attempts``).
 
 from __future__ import annotations
 
-__all__ = ["LifetimePlanner", "PlannerSettings", "PAGE_BYTES", "ALIGN_BYTES"]
+__all__ = ["LifetimePlanner", "PlannerSettings", "PAGE_BYTES", "ALIGN_BYTES", "FRAME_PARALLEL_MODES"]
 
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -29,6 +29,9 @@ PAGE_BYTES = 4096
 """Page of L2/DDR with ``page_memory``: freed activation space is reused in whole pages."""
 ALIGN_BYTES = 64
 """PWORD: every buffer starts on a PWORD boundary."""
+FRAME_PARALLEL_MODES = ("batch", "pipeline")
+"""``multicore_mode`` values whose cores run different frames at the same time (``cooperative`` cores share
+one frame, so task positions order all of them)."""
 
 
 @dataclass(frozen=True)
@@ -45,10 +48,17 @@ class PlannerSettings:
     enable_buffer_promotion: bool = True
     split_buffer_promotion: bool = False
     max_memplan_attempts: int = 5
+    frame_parallel: bool = False
+    """The program's cores work on different frames at once (``multicore_mode`` ``batch`` or ``pipeline`` on
+    several cores): a buffer only one core uses never shares bytes with another core's (see
+    :mod:`._packing`), so no core waits on another's bytes; what does not fit L2 so stays in its pool (DDR)."""
 
     @classmethod
     def from_config(cls, cfg: Any) -> "PlannerSettings":
-        return cls(**{k: getattr(cfg, k) for k in cls.__dataclass_fields__})
+        derived = {"frame_parallel"}
+        values = {k: getattr(cfg, k) for k in cls.__dataclass_fields__ if k not in derived}
+        parallel = str(cfg.multicore_mode) in FRAME_PARALLEL_MODES and int(cfg.aipu_cores_used) > 1
+        return cls(**values, frame_parallel=parallel)
 
 
 _SIZE_PROP = {"l1": "l1_size_used", "l2": "l2_size_used", "ddr": "ddr_size_used"}
@@ -82,7 +92,7 @@ class LifetimePlanner:
     def plan(self, requests: Sequence[BufferRequest], *, end: int, usable: dict[str, int]) -> MemoryPlan:
         limits = self.limits(usable)
         req = {r.name: r for r in requests}
-        items = {r.name: self._item(r, end) for r in requests}
+        items = {r.name: self._item(r, end, self.s.frame_parallel) for r in requests}
         level = {r.name: ("l1" if r.kind == "staging" else r.pool) for r in requests}
         for r in requests:
             if level[r.name] == "l1" and r.shared:
@@ -177,10 +187,11 @@ class LifetimePlanner:
 
     # -- helpers ---------------------------------------------------------------------------------------
     @staticmethod
-    def _item(r: BufferRequest, end: int) -> Item:
+    def _item(r: BufferRequest, end: int, frame_parallel: bool) -> Item:
+        owner = r.core if frame_parallel and not r.shared else -1
         if r.whole_run:
-            return Item(r.name, max(r.size, 1), 0, end)
-        return Item(r.name, max(r.size, 1), r.first, r.last)
+            return Item(r.name, max(r.size, 1), 0, end, owner)
+        return Item(r.name, max(r.size, 1), r.first, r.last, owner)
 
     @staticmethod
     def _seed_l2(requests: Sequence[BufferRequest], level: dict[str, str], items: dict[str, Item],
