@@ -20,6 +20,7 @@ __all__ = ["run", "execute", "RunResult", "Comparison", "DeviceRuntime", "Device
            "quantize", "dequantize", "DEFAULT_TARGET", "PROGRAM_FILE", "HOST_IO_FILE", "to_device_layout",
            "from_device_layout"]
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -176,14 +177,22 @@ _ORT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor
 
 
 def _session(path: Path) -> Any:
+    """An onnxruntime session for ``path``, reused while the file is unchanged (same size and mtime):
+    building one costs milliseconds, as much as a small host part's run, and ``execute`` is called per frame."""
+    st = path.stat()
+    return _cached_session(str(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_session(path: str, _mtime_ns: int, _size: int) -> Any:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     try:
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for bad models
-        raise ModelError(f"onnxruntime cannot load it: {' '.join(str(exc).split())}", file=str(path)) from None
+        raise ModelError(f"onnxruntime cannot load it: {' '.join(str(exc).split())}", file=path) from None
 
 
 def _run_onnx(path: Path, env: Mapping[str, np.ndarray], what: str) -> dict[str, np.ndarray]:

@@ -111,12 +111,29 @@ def test_ppocr_compiles_and_runs_bit_exactly_from_the_command_line(tmp_path, ppo
     assert np.max(np.abs(ours[name] - float_out)) <= np.max(np.abs(qdq_out - float_out)) + step
 
 
-@pytest.mark.parametrize("algorithm", ["graph", "lazy", "backjump_recursive"])
+ALLOCATORS = ["graph", "lazy", "backjump_recursive", "try_all"]
+
+
+@pytest.mark.parametrize("algorithm", ALLOCATORS)
 def test_every_dpu_allocation_algorithm_gives_identical_outputs(tmp_path, ppocr_model, algorithm):
     device, reference, _out, _x = check_model(ppocr_model, "x", (1, 3, 48, 192), "bilinear", tmp_path, "--set",
                                               f"dpu_allocation_algorithm={algorithm}")
     for k in reference:
         np.testing.assert_array_equal(device[k], reference[k], err_msg=k)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", ALLOCATORS)
+def test_yolov8n_runs_bit_exactly_with_every_dpu_allocation_algorithm(tmp_path, yolo_model, algorithm):
+    device, reference, out, _x = check_model(yolo_model, "images", (1, 3, 320, 320), "letterbox", tmp_path, "--set",
+                                             f"dpu_allocation_algorithm={algorithm}")
+    assert set(device) == set(reference)
+    for k in reference:
+        np.testing.assert_array_equal(device[k], reference[k], err_msg=k)
+    report = json.loads((out / "compile_report.json").read_text())
+    stats = next(p["stats"] for p in report["passes"] if p["name"] == "dpu_alloc.allocate_registers")
+    assert stats["algorithm"] == algorithm and stats["programs"] > 0
+    assert sum(v for k, v in stats.items() if k.startswith("allocated_by_")) == stats["programs"]
 
 
 @pytest.mark.slow

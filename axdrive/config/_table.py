@@ -83,8 +83,9 @@ PROPERTIES: tuple[P, ...] = (
       "Before lowering, list every node the hardware cannot run, with its name and the reason, and stop."),
     # -- Graph cleaner -----------------------------------------------------------
     P("run_graph_cleaner", "bool", True, _C,
-      "Split host-side pre- and post-processing (shape arithmetic, decoding tails, final softmax) off the "
-      "accelerator core into `host_preprocess.onnx` / `host_postprocess.onnx`."),
+      "Split host-side pre- and post-processing (shape arithmetic, decoding tails, a final softmax the AIPU "
+      "cannot lower) off the accelerator core into `host_preprocess.onnx` / `host_postprocess.onnx`; a final "
+      "softmax over the channels stays on the device."),
     P("graph_cleaner_split_pre_post_processing", "bool", True, _C,
       "Split both ends of the graph; when false only the post-processing tail is cut off."),
     P("graph_cleaner_condition", "enum", None, _C,

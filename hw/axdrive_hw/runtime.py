@@ -500,8 +500,10 @@ def _with_host_track(trace: dict[str, Any], transfers: list[HostTransfer], timel
 # Loaded programs, reused while the file holds the same bytes: ``axdrive run``/``execute`` load the output
 # directory at every call, and a LoadedProgram keeps the decoded program, the checked memory map, the one-inference
 # timing and each Simulator's recorded schedule (later runs replay it). Keyed by path, target and config; a hit
-# needs the file's bytes to be equal to the cached ones (a comparison, far cheaper than decoding).
-_LOADED: "OrderedDict[tuple[str, str, str], tuple[bytes, LoadedProgram]]" = OrderedDict()
+# needs the file's identity (inode, size, modification time in ns) unchanged, or else its bytes equal to the cached
+# ones. The compiler writes program.bin to a temporary file and renames it, so a new program is a new inode; the
+# identity check spares reading and comparing megabytes at every call.
+_LOADED: "OrderedDict[tuple[str, str, str], tuple[tuple[int, int, int], bytes, LoadedProgram]]" = OrderedDict()
 _LOADED_LOCK = threading.Lock()
 _LOADED_MAX = 4
 
@@ -526,18 +528,26 @@ class AipuRuntime:
     def load(self, output_dir: str | Path, config: Mapping[str, Any] | None = None) -> LoadedProgram:
         """Read and check ``output_dir/program.bin``; raises a one-line ``ProgramFormatError`` if it is damaged."""
         path = Path(output_dir) / PROGRAM_FILE
+        key = _cache_key(str(path), self.target, config)
         try:
+            st = path.stat()
+            identity = (st.st_ino, st.st_size, st.st_mtime_ns)
+            with _LOADED_LOCK:
+                hit = _LOADED.get(key) if key is not None else None
+                if hit is not None and hit[0] == identity:  # the same file, untouched
+                    _LOADED.move_to_end(key)
+                    return hit[2]
             data = path.read_bytes()
         except FileNotFoundError:
             raise UsageError(f"{path}: no such file (the directory holds no compiled program)") from None
         except OSError as exc:
             raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
-        key = _cache_key(str(path), self.target, config)
         with _LOADED_LOCK:
             hit = _LOADED.get(key) if key is not None else None
-            if hit is not None and hit[0] == data:  # the same bytes: the decoded program and its simulators
+            if hit is not None and hit[1] == data:  # the same bytes: the decoded program and its simulators
+                _LOADED[key] = (identity, data, hit[2])
                 _LOADED.move_to_end(key)
-                return hit[1]
+                return hit[2]
         program = decode_program(data, str(path))
         if program.target != self.target:
             raise ProgramFormatError(f"{path}: the program is for target {program.target!r}, the manifest says "
@@ -545,7 +555,7 @@ class AipuRuntime:
         loaded = LoadedProgram(program, config, source=str(path), program_bytes=data)
         if key is not None:
             with _LOADED_LOCK:
-                _LOADED[key] = (data, loaded)
+                _LOADED[key] = (identity, data, loaded)
                 while len(_LOADED) > _LOADED_MAX:
                     _LOADED.popitem(last=False)
         return loaded

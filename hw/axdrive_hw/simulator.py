@@ -20,8 +20,7 @@ __all__ = ["Simulator", "SimResult", "run_program"]
 
 import math
 import threading
-from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numba
 import numpy as np
@@ -32,7 +31,8 @@ from axdrive_hw.cycle_model import CycleModel, SimOptions, Timeline, constant_dp
 from axdrive_hw.kernels.dma import copy2d
 from axdrive_hw.kernels.dpu import run_dpu_program_into, validate_dpu_program
 from axdrive_hw.kernels.dwpu import avg_pool2d, depthwise_conv2d_acc, max_pool2d, resize_nearest
-from axdrive_hw.kernels.mvm import ConvPlanCache, conv2d_acc_planned, matmul_acc
+from axdrive_hw.kernels.mvm import (ConvPlanCache, ConvWeightPlan, conv2d_acc_planned, conv2d_requant_planned_into,
+                                    matmul_acc)
 from axdrive_hw.numerics import requantize_nb
 from axdrive_hw.program.model import TASK_OPS, Buffer, Program, Ref, Task
 from axdrive_hw.target import Target, load_target
@@ -197,6 +197,11 @@ class _Memory:
         if end > start:
             self.dirty.add(b.name)
 
+    def output_view(self, ref: Ref) -> np.ndarray | None:
+        """A writable view of an output operand for a kernel to fill in place, or ``None``: the checked
+        memory sees every write whole (claims, written masks), so it never hands one out."""
+        return None
+
     def write_lanes(self, who: str, role: str, ref: Ref, value: np.ndarray, lane0: int) -> None:
         """Write ``value`` into the innermost-axis slice ``lane0 .. lane0 + value.shape[-1]`` of ``ref``."""
         b = self.buffer(who, ref.buffer)
@@ -322,6 +327,10 @@ class _ReplayMemory(_Memory):
         value = data[ref.offset: ref.offset + _nbytes(ref)].view(ref.dtype).reshape(ref.shape)
         return value.copy() if copy else value
 
+    def output_view(self, ref: Ref) -> np.ndarray | None:
+        start = ref.offset
+        return self._store_w(self.buffers[ref.buffer])[start: start + _nbytes(ref)].view(ref.dtype).reshape(ref.shape)
+
     def write(self, who: str, role: str, ref: Ref, value: np.ndarray) -> None:
         if value.shape != ref.shape or value.dtype != np.dtype(ref.dtype):
             super().write(who, role, ref, value)  # raises the recorded run's error
@@ -340,12 +349,22 @@ class _ReplayMemory(_Memory):
         copy2d(s_data, src.offset, src_stride, d_data, dst.offset, dst_stride, rows, row_bytes)
 
 
-@dataclass
 class SimResult:
-    """Outputs by graph tensor name, and the timing of the run."""
+    """Outputs by graph tensor name, and the timing of the run.
 
-    outputs: dict[str, np.ndarray]
-    timeline: Timeline
+    A replayed run's timeline is its own copy of the recorded one, made when
+    first asked for: the host runtime only takes the outputs of each run.
+    """
+
+    def __init__(self, outputs: dict[str, np.ndarray], timeline: Timeline | Callable[[], Timeline]) -> None:
+        self.outputs = outputs
+        self._timeline = timeline
+
+    @property
+    def timeline(self) -> Timeline:
+        if not isinstance(self._timeline, Timeline):
+            self._timeline = self._timeline()
+        return self._timeline
 
     @property
     def cycles(self) -> float:
@@ -449,7 +468,9 @@ class Simulator:
             mem = self._memory()
         self._load_inputs(mem, dict(inputs or {}))
         live_end = self._live_end
-        for is_start, c, i, task in events:
+        # a replay memory retires nothing (no checks to make): only the task starts matter
+        order = [e for e in events if e[0]] if isinstance(mem, _ReplayMemory) else events
+        for is_start, c, i, task in order:
             if is_start:
                 code = self._execute(mem, c, i, task)
                 if code is not None and not np.array_equal(code, codes.get((c, i))):
@@ -457,12 +478,11 @@ class Simulator:
             else:
                 for name in live_end.get((c, i), ()):
                     mem.retire(name)
-        timeline = timeline.copy()
         outputs = self._outputs(mem)
         if isinstance(mem, _ReplayMemory):
             with self._pool_lock:
                 self._pools.append(mem.owned())
-        return SimResult(outputs, timeline)
+        return SimResult(outputs, timeline.copy)
 
     def _memory(self) -> _Memory:
         if self._layout is None:
@@ -524,21 +544,55 @@ class Simulator:
             raise SimulationError(f"{who}: missing operand or parameter {e}") from None
         return None
 
-    def _requant_or_acc(self, mem: _Memory, who: str, task: Task, acc: np.ndarray) -> np.ndarray:
+    def _requant_operands(self, mem: _Memory, who: str, task: Task,
+                          o: int) -> tuple[np.ndarray, np.ndarray, int, int, int]:
+        """``(multipliers, shifts, out_zp, qmin, qmax)`` of a task with an int8 output over ``o`` channels, checked."""
         y = task.outputs["y"]
-        if y.dtype == "int32":
-            return acc
         if "multiplier" not in task.inputs:
             raise SimulationError(f"{who}: output 'y' is {y.dtype} but the task has no multiplier/shift operands")
         m = mem.read(who, "multiplier", task.inputs["multiplier"], copy=False).astype(np.int64).ravel()
         s = mem.read(who, "shift", task.inputs["shift"], copy=False).astype(np.int64).ravel()
         if np.any(s < 1) or np.any(s > 62):
             raise SimulationError(f"{who}: requantization shift outside 1..62")
-        o = acc.shape[-1]
         if m.size not in (1, o) or s.size != m.size:
             raise SimulationError(f"{who}: {m.size} multipliers / {s.size} shifts for {o} channels")
-        qmin, qmax = int(task.params.get("qmin", -128)), int(task.params.get("qmax", 127))
-        return requantize_nb(acc.reshape(-1, o), m, s, int(task.params["out_zp"]), qmin, qmax).reshape(acc.shape)
+        return m, s, int(task.params["out_zp"]), int(task.params.get("qmin", -128)), int(task.params.get("qmax", 127))
+
+    def _requant_or_acc(self, mem: _Memory, who: str, task: Task, acc: np.ndarray) -> np.ndarray:
+        if task.outputs["y"].dtype == "int32":
+            return acc
+        o = acc.shape[-1]
+        m, s, zp, qmin, qmax = self._requant_operands(mem, who, task, o)
+        return requantize_nb(acc.reshape(-1, o), m, s, zp, qmin, qmax).reshape(acc.shape)
+
+    def _conv_requant(self, mem: _Memory, who: str, task: Task, plan: ConvWeightPlan | None, x: np.ndarray,
+                      w: np.ndarray, bias: np.ndarray, conv: tuple[int, ...], groups: int) -> bool:
+        """An int8 convolution output computed and requantized in one kernel pass, straight into the output
+        operand when the memory hands out a view (a replay); ``False`` when the fused kernels do not apply."""
+        ref = task.outputs["y"]
+        if ref.dtype != "int8" or "multiplier" not in task.inputs:
+            return False
+        lanes = task.params.get("y_channels")
+        o0, o1 = (int(lanes[0]), int(lanes[1])) if lanes is not None else (0, ref.shape[-1])
+        if w.shape[0] != o1 - o0 or not 0 <= o0 < o1 <= ref.shape[-1]:
+            return False  # _write_y names the mismatch
+        m, s, zp, qmin, qmax = self._requant_operands(mem, who, task, o1 - o0)
+        view = mem.output_view(ref)
+        if view is not None and not np.may_share_memory(view, x):
+            out = view[..., o0:o1]
+            if out.shape != (*ref.shape[:-1], o1 - o0):
+                return False
+            return conv2d_requant_planned_into(plan, x, int(task.params["x_zp"]), w, bias, *conv, groups, m, s, zp,
+                                               qmin, qmax, out)
+        y = np.empty((*ref.shape[:-1], o1 - o0), dtype=np.int8)
+        try:
+            done = conv2d_requant_planned_into(plan, x, int(task.params["x_zp"]), w, bias, *conv, groups, m, s, zp,
+                                               qmin, qmax, y)
+        except ValueError:
+            return False  # the shapes do not fit: the two-step path reports it
+        if done:
+            self._write_y(mem, who, task, y)
+        return done
 
     def _mvm(self, mem: _Memory, who: str, task: Task) -> None:
         # operands as views of the memory (the kernels only read them; the task writes after they return)
@@ -559,6 +613,8 @@ class Simulator:
             (sh, sw), pads, (dh, dw) = p.get("stride", (1, 1)), p.get("pads", (0, 0, 0, 0)), p.get("dilation", (1, 1))
             # bit-identical to conv2d_acc: the channels whose weights are all zero are skipped
             plan = self._conv_plans.get(who, w) if g == 1 else None
+            if self._conv_requant(mem, who, task, plan, x, w, bias, (sh, sw, *pads, dh, dw), g):
+                return
             acc = conv2d_acc_planned(plan, x, int(p["x_zp"]), w, bias, sh, sw, *pads, dh, dw, g)
         self._write_y(mem, who, task, self._requant_or_acc(mem, who, task, acc))
 
@@ -601,15 +657,17 @@ class Simulator:
 
     def _dpu(self, mem: _Memory, who: str, task: Task) -> np.ndarray:
         spec = self.target.dpu
-        code = mem.read(who, "code", task.inputs["code"], copy=False).astype(np.int32).reshape(-1, 6)
+        # the recorded run keeps its own copy of the code (a replay compares against it right away)
+        code = mem.read(who, "code", task.inputs["code"], copy=False).astype(np.int32, copy=mem.checked)
+        code = code.reshape(-1, 6)
         streams = [mem.read(who, n, r, copy=False) for n, r in sorted(task.inputs.items()) if n.startswith("in")]
         outs = [task.outputs[f"out{k}"] for k in range(len(task.outputs))]
         if not streams or len({s.size for s in streams} | {math.prod(o.shape) for o in outs}) != 1:
             raise SimulationError(f"{who}: input and output streams must all have the same element count")
         channels = int(task.params["channels"])
-        consts = (mem.read(who, "consts", task.inputs["consts"], copy=False).astype(np.int32).reshape(-1, channels)
-                  if "consts" in task.inputs else np.zeros((0, max(channels, 1)), np.int32))
-        luts = (mem.read(who, "luts", task.inputs["luts"], copy=False).astype(np.int8).reshape(-1, 256)
+        consts = (mem.read(who, "consts", task.inputs["consts"], copy=False).astype(np.int32, copy=False)
+                  .reshape(-1, channels) if "consts" in task.inputs else np.zeros((0, max(channels, 1)), np.int32))
+        luts = (mem.read(who, "luts", task.inputs["luts"], copy=False).astype(np.int8, copy=False).reshape(-1, 256)
                 if "luts" in task.inputs else np.zeros((0, 256), np.int8))
         # a program is validated once per (code, operand counts): replays run the same few hundred programs
         key = (code.tobytes(), len(streams), len(outs), luts.shape[0], consts.shape[0])
@@ -620,15 +678,29 @@ class Simulator:
             except ValueError as e:
                 raise SimulationError(f"{who}: {e}") from None
             self._valid_dpu.add(key)
-        # one stream goes in as it is (int8 or int32, a view of the memory); several are stacked in int32
-        inp = (streams[0].reshape(1, -1) if len(streams) == 1
-               else np.stack([s.astype(np.int32).ravel() for s in streams]))
+        # one stream goes in as it is (int8 or int32, a view of the memory); several are stacked, in their
+        # common dtype when they share one (int8 concats), else in int32
+        if len(streams) == 1:
+            inp = streams[0].reshape(1, -1)
+        elif len({st.dtype for st in streams}) == 1:
+            inp = np.stack([st.ravel() for st in streams])
+        else:
+            inp = np.stack([st.astype(np.int32).ravel() for st in streams])
         # int8 output operands saturate; when every output is int8 the interpreter stores them so
         narrow = all(ref.dtype == "int8" for ref in outs)
-        res = np.empty((len(outs), inp.shape[1]), dtype=np.int8 if narrow else np.int32)
+        # a single output the memory can hand out as a view (a replay) that shares no bytes with the input
+        # is written by the interpreter in place
+        direct = mem.output_view(outs[0]) if len(outs) == 1 and outs[0].dtype in ("int8", "int32") else None
+        if direct is not None and not np.may_share_memory(direct, inp):
+            res = direct.reshape(1, -1)
+        else:
+            direct = None
+            res = np.empty((len(outs), inp.shape[1]), dtype=np.int8 if narrow else np.int32)
         run_dpu_program_into(code, inp, consts if consts.shape[0] else np.zeros((1, max(channels, 1)), np.int32),
                              luts if luts.shape[0] else np.zeros((1, 256), np.int8), channels, spec.registers,
                              spec.lanes, spec.spill_slots, res, numba.get_num_threads())
+        if direct is not None:
+            return code
         for k, ref in enumerate(outs):
             v = res[k]
             if ref.dtype == "int8" and not narrow:

@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from axdrive_hw.kernels.mvm import (ConvPlanCache, ConvWeightPlan, conv2d_acc, conv2d_acc_planned, conv2d_requant,
+                                    conv2d_requant_planned_into,
                                     matmul_acc, matmul_weight_sets_acc, plan_conv_weights, plan_weight_sets)
 from axdrive_hw.numerics import quantize_multiplier, requantize
 from axdrive_hw.reference import conv2d_ref, matmul_ref
@@ -177,3 +178,22 @@ def test_a_convolution_with_no_nonzero_weight_is_its_bias():
     bias = np.array([7, -2**31, 2**31 - 1, 0], np.int32)
     got = conv2d_acc_planned(plan_conv_weights(w), x, 3, w, bias, 1, 1, 1, 1, 1, 1, 1, 1, 1)
     assert np.array_equal(got, np.broadcast_to(bias, (1, 5, 5, 4)))
+
+
+@given(conv_cases(), st.booleans(), st.booleans(), st.integers(0, 3), st.integers(0, 2**31))
+def test_fused_requantization_equals_accumulate_then_requantize(case, per_channel, forced_plan, lane0, seed):
+    """The MVM output stage in the kernel (into a channel slice of a wider int8 tensor, as an output-channel
+    group of a layer is written) equals the int32 accumulators requantized by the numpy rule."""
+    x, zp, w, bias, stride, pads, dil, groups = case
+    rng = np.random.default_rng(seed)
+    o = w.shape[0]
+    m, s = quantize_multiplier(rng.uniform(1e-4, 0.5, o if per_channel else 1))
+    out_zp, qmin, qmax = int(rng.integers(-128, 128)), int(rng.integers(-128, 0)), int(rng.integers(0, 128))
+    acc = conv2d_ref(x, zp, w, bias, stride, pads, dil, groups)
+    want = requantize(acc, m, s, out_zp, qmin, qmax)
+    wide = np.full((*acc.shape[:-1], lane0 + o + 2), 99, dtype=np.int8)
+    plan = _forced_plan(w) if forced_plan and groups == 1 else None
+    done = conv2d_requant_planned_into(plan, x, zp, w, bias, *stride, *pads, *dil, groups, m, s, out_zp, qmin, qmax,
+                                       wide[..., lane0:lane0 + o])
+    assert done and np.array_equal(wide[..., lane0:lane0 + o], want)
+    assert (wide[..., :lane0] == 99).all() and (wide[..., lane0 + o:] == 99).all()  # nothing else written

@@ -72,3 +72,15 @@ def test_apply_lut_indexes_by_value_plus_128_and_numba_agrees():
     assert np.array_equal(apply_lut_nb(x, lut), y)
     with pytest.raises(ValueError):
         apply_lut(x, lut[:10])
+
+
+@given(st.lists(st.integers(-(2**31), 2**31 - 1), min_size=1, max_size=30), st.integers(1, 6),
+       st.lists(st.integers(1, 62), min_size=1, max_size=6), st.integers(-128, 127), st.booleans())
+def test_numba_requantize_per_tensor_and_per_channel_equal_the_rule(accs, c, shifts, zp, per_tensor):
+    """The branch-free row loop (every shift in the rule's 1..62) with one or C multipliers and shifts."""
+    k = 1 if per_tensor else c
+    s = np.array((shifts * k)[:k], dtype=np.int64)
+    m = np.array([(2**30 + 12345 * i) % (2**31 - 1) for i in range(k)], dtype=np.int64)
+    acc = np.array((accs * c)[: len(accs) * c], dtype=np.int32).reshape(len(accs), c)
+    ref = requantize(acc, np.broadcast_to(m, (c,)).copy(), np.broadcast_to(s, (c,)).copy(), zp)
+    assert np.array_equal(requantize_nb(acc, m, s, zp, -128, 127), ref)

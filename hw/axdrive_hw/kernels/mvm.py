@@ -10,7 +10,7 @@ from __future__ import annotations
 
 __all__ = ["conv_output_size", "conv2d_acc", "conv2d_requant", "matmul_acc", "plan_weight_sets",
            "matmul_weight_sets_acc", "ConvWeightPlan", "plan_conv_weights", "conv2d_acc_planned",
-           "ConvPlanCache"]
+           "ConvPlanCache", "conv2d_requant_planned_into"]
 
 from dataclasses import dataclass
 from typing import Hashable
@@ -116,8 +116,9 @@ def _im2col_row(x: np.ndarray, b: int, y: int, patch: np.ndarray, kh: int, kw: i
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _dot_patch(patch: np.ndarray, wr: np.ndarray, bias: np.int64, out: np.ndarray, b: int, y: int, oc: int) -> None:
-    """``out[b, y, :, oc]`` = saturated ``bias + patch . wr`` (int16 x int16 summed in int32: exact, see _K_INT32)."""
+def _dot_patch(patch: np.ndarray, wr: np.ndarray, bias: np.int64, racc: np.ndarray, oc: int) -> None:
+    """``racc[:, oc]`` = saturated ``bias + patch . wr`` for one output row (int16 x int16 summed in int32:
+    exact, see _K_INT32)."""
     kk = wr.shape[0]
     for xo in range(patch.shape[0]):
         pr = patch[xo]
@@ -125,10 +126,50 @@ def _dot_patch(patch: np.ndarray, wr: np.ndarray, bias: np.int64, out: np.ndarra
         for k in range(kk):
             s += np.int32(pr[k]) * np.int32(wr[k])
         # the truncation lets the loop use 32-bit lanes
-        out[b, y, xo, oc] = _sat32(bias + np.int64(np.int32(s)))
+        racc[xo, oc] = _sat32(bias + np.int64(np.int32(s)))
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True, inline="always")
+def _emit_row(racc: np.ndarray, out: np.ndarray, b: int, y: int, rq: np.ndarray, zp: np.int64, lo: np.int64,
+              hi: np.int64) -> None:
+    """One output row's accumulators into ``out``: as they are into an int32 ``out``; into an int8 ``out``
+    requantized, as the MVM's output stage does (``rq`` rows: multiplier, rounding term, shift per output
+    channel; every shift positive): :func:`~axdrive_hw.numerics.requantize_scalar_nb` of each accumulator,
+    in a loop over the channels that vectorises."""
+    orow = out[b, y]
+    if out.itemsize == 4:
+        for xo in range(racc.shape[0]):
+            for oc in range(racc.shape[1]):
+                orow[xo, oc] = racc[xo, oc]
+        return
+    for xo in range(racc.shape[0]):
+        a = racc[xo]
+        o = orow[xo]
+        for oc in range(racc.shape[1]):
+            v = ((np.int64(a[oc]) * rq[0, oc] + rq[1, oc]) >> rq[2, oc]) + zp
+            o[oc] = min(max(v, lo), hi)
+
+
+def _rq_rows(multiplier: np.ndarray, shift: np.ndarray, o: int) -> np.ndarray:
+    """``(3, o)`` int64: multiplier, rounding term ``2**(shift-1)`` and shift per output channel (a per-tensor
+    pair spread to every channel), the form :func:`_emit_row` reads. Shifts must be in the rule's 1..62."""
+    m = np.broadcast_to(np.asarray(multiplier, dtype=np.int64).ravel(), (o,))
+    sh = np.broadcast_to(np.asarray(shift, dtype=np.int64).ravel(), (o,))
+    if np.any(sh < 1) or np.any(sh > 62):
+        raise ValueError("requantization shift outside 1..62")
+    return np.ascontiguousarray(np.stack([m, np.int64(1) << (sh - 1), sh]))
+
+
+_NO_RQ = np.zeros((3, 1), dtype=np.int64)  # the requantization operands of an int32 (accumulator) output
+
+
+def _fast(x: np.ndarray, x_zp: int, w: np.ndarray) -> bool:
+    """Whether the int32 fast kernels apply: one-byte operands, an int8 zero point, rows of at most _K_INT32."""
+    return (x.itemsize == 1 and w.itemsize == 1 and -128 <= x_zp <= 127
+            and w.shape[1] * w.shape[2] * w.shape[3] <= _K_INT32)
+
+
+@njit(cache=True, nogil=True)
 def conv2d_acc(x: np.ndarray, x_zp: int, w: np.ndarray, bias: np.ndarray, stride_h: int, stride_w: int,
                pad_t: int, pad_l: int, pad_b: int, pad_r: int, dil_h: int, dil_w: int, groups: int) -> np.ndarray:
     """Grouped 2-D convolution, NHWC x OHWI -> NHWO int32 accumulators (bias added)."""
@@ -138,10 +179,28 @@ def conv2d_acc(x: np.ndarray, x_zp: int, w: np.ndarray, bias: np.ndarray, stride
     if kk > _K_INT32 or x.itemsize != 1 or w.itemsize != 1 or x_zp < -128 or x_zp > 127:
         return _conv2d_acc_int64(x, x_zp, w, bias, stride_h, stride_w, pad_t, pad_l, pad_b, pad_r, dil_h, dil_w,
                                  groups)
-    og = o // groups
     oh = (h + pad_t + pad_b - dil_h * (kh - 1) - 1) // stride_h + 1
     ow = (wd + pad_l + pad_r - dil_w * (kw - 1) - 1) // stride_w + 1
     out = np.empty((n, oh, ow, o), dtype=np.int32)
+    _conv2d_into(x, x_zp, w, bias, stride_h, stride_w, pad_t, pad_l, dil_h, dil_w, groups, out,
+                 np.zeros((3, 1), dtype=np.int64), 0, 0, 0)
+    return out
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _conv2d_into(x: np.ndarray, x_zp: int, w: np.ndarray, bias: np.ndarray, stride_h: int, stride_w: int,
+                 pad_t: int, pad_l: int, dil_h: int, dil_w: int, groups: int, out: np.ndarray, rq: np.ndarray,
+                 out_zp: int, qmin: int, qmax: int) -> None:
+    """The fast path of :func:`conv2d_acc` into ``out`` (int32 accumulators, or int8 requantized by ``rq``)."""
+    n, h, wd, c = x.shape
+    o, kh, kw, cg = w.shape
+    kk = kh * kw * cg
+    og = o // groups
+    oh = out.shape[1]
+    ow = out.shape[2]
+    zq = np.int64(out_zp)
+    lo = np.int64(qmin)
+    hi = np.int64(qmax)
     # weights as (O, K) int16 rows, K in (tap row, tap column, channel) order like the patches below
     w16 = np.empty((o, kk), dtype=np.int16)
     for oc in range(o):
@@ -156,21 +215,24 @@ def conv2d_acc(x: np.ndarray, x_zp: int, w: np.ndarray, bias: np.ndarray, stride
     for row in prange(n * oh):
         b = row // oh
         y = row % oh
-        # im2col of this output row only (it stays in cache)
+        # im2col of this output row only (it stays in cache), and its accumulators
         patch = np.empty((ow, kk), dtype=np.int16)
+        racc = np.empty((ow, o), dtype=np.int32)
         for g in range(groups):
             _im2col_row(x, b, y, patch, kh, kw, stride_h, stride_w, pad_t, pad_l, dil_h, dil_w, g * cg, cg, no_idx,
                         True, zp)
             for oc in range(g * og, (g + 1) * og):
-                _dot_patch(patch, w16[oc], np.int64(bias[oc]), out, b, y, oc)
-    return out
+                _dot_patch(patch, w16[oc], np.int64(bias[oc]), racc, oc)
+        _emit_row(racc, out, b, y, rq, zq, lo, hi)
 
 
 @njit(cache=True, nogil=True, parallel=True)
 def _conv2d_acc_compact(x: np.ndarray, x_zp: int, wc: np.ndarray, cidx: np.ndarray, ocidx: np.ndarray,
                         bias: np.ndarray, kh: int, kw: int, stride_h: int, stride_w: int, pad_t: int, pad_l: int,
-                        pad_b: int, pad_r: int, dil_h: int, dil_w: int) -> np.ndarray:
-    """:func:`conv2d_acc` (one group) on the kept part of the weights only.
+                        dil_h: int, dil_w: int, out: np.ndarray, rq: np.ndarray, out_zp: int, qmin: int,
+                        qmax: int) -> None:
+    """:func:`conv2d_acc` (one group) on the kept part of the weights only, into ``out`` (int32
+    accumulators, or int8 requantized by ``rq``: see :func:`_emit_row`).
 
     ``wc`` is ``(O', KH * KW * C')`` int16: the weights of output channels
     ``ocidx`` and input channels ``cidx`` in (tap row, tap column, channel)
@@ -183,9 +245,11 @@ def _conv2d_acc_compact(x: np.ndarray, x_zp: int, wc: np.ndarray, cidx: np.ndarr
     cc = cidx.shape[0]
     no = ocidx.shape[0]
     kk = kh * kw * cc
-    oh = (h + pad_t + pad_b - dil_h * (kh - 1) - 1) // stride_h + 1
-    ow = (wd + pad_l + pad_r - dil_w * (kw - 1) - 1) // stride_w + 1
-    out = np.empty((n, oh, ow, o), dtype=np.int32)
+    oh = out.shape[1]
+    ow = out.shape[2]
+    zq = np.int64(out_zp)
+    lo = np.int64(qmin)
+    hi = np.int64(qmax)
     zp = np.int16(x_zp)
     contiguous = cc > 0 and cidx[cc - 1] - cidx[0] == cc - 1  # the kept channels are one run
     c_lo = cidx[0] if cc > 0 else 0
@@ -195,14 +259,14 @@ def _conv2d_acc_compact(x: np.ndarray, x_zp: int, wc: np.ndarray, cidx: np.ndarr
         patch = np.empty((ow, kk), dtype=np.int16)
         _im2col_row(x, b, y, patch, kh, kw, stride_h, stride_w, pad_t, pad_l, dil_h, dil_w, c_lo, cc, cidx,
                     contiguous, zp)
+        racc = np.empty((ow, o), dtype=np.int32)
         for xo in range(ow):
-            orow = out[b, y, xo]
             for oc in range(o):
-                orow[oc] = bias[oc]  # an all-zero output channel: the bias (an int32, saturation is a no-op)
+                racc[xo, oc] = bias[oc]  # an all-zero output channel: the bias (an int32, saturation is a no-op)
         for q in range(no):
             oc = ocidx[q]
-            _dot_patch(patch, wc[q], np.int64(bias[oc]), out, b, y, oc)
-    return out
+            _dot_patch(patch, wc[q], np.int64(bias[oc]), racc, oc)
+        _emit_row(racc, out, b, y, rq, zq, lo, hi)
 
 
 @dataclass(frozen=True)
@@ -252,8 +316,43 @@ def conv2d_acc_planned(plan: ConvWeightPlan | None, x: np.ndarray, x_zp: int, w:
     if (plan is None or groups != 1 or x.ndim != 4 or x.itemsize != 1 or not -128 <= x_zp <= 127
             or plan.shape != tuple(w.shape) or x.shape[3] != w.shape[3]):
         return conv2d_acc(x, x_zp, w, bias, stride_h, stride_w, pad_t, pad_l, pad_b, pad_r, dil_h, dil_w, groups)
-    return _conv2d_acc_compact(x, x_zp, plan.wc, plan.cidx, plan.ocidx, bias, w.shape[1], w.shape[2], stride_h,
-                               stride_w, pad_t, pad_l, pad_b, pad_r, dil_h, dil_w)
+    out = np.empty(_out_shape(x, w, stride_h, stride_w, pad_t, pad_l, pad_b, pad_r, dil_h, dil_w), dtype=np.int32)
+    _conv2d_acc_compact(x, x_zp, plan.wc, plan.cidx, plan.ocidx, bias, w.shape[1], w.shape[2], stride_h, stride_w,
+                        pad_t, pad_l, dil_h, dil_w, out, _NO_RQ, 0, 0, 0)
+    return out
+
+
+def _out_shape(x: np.ndarray, w: np.ndarray, stride_h: int, stride_w: int, pad_t: int, pad_l: int, pad_b: int,
+               pad_r: int, dil_h: int, dil_w: int) -> tuple[int, int, int, int]:
+    return (x.shape[0], conv_output_size(x.shape[1], w.shape[1], stride_h, pad_t, pad_b, dil_h),
+            conv_output_size(x.shape[2], w.shape[2], stride_w, pad_l, pad_r, dil_w), w.shape[0])
+
+
+def conv2d_requant_planned_into(plan: ConvWeightPlan | None, x: np.ndarray, x_zp: int, w: np.ndarray,
+                                bias: np.ndarray, stride_h: int, stride_w: int, pad_t: int, pad_l: int, pad_b: int,
+                                pad_r: int, dil_h: int, dil_w: int, groups: int, multiplier: np.ndarray,
+                                shift: np.ndarray, out_zp: int, qmin: int, qmax: int, out: np.ndarray) -> bool:
+    """Convolution and requantization in one pass, into the int8 NHWO array ``out`` (any strides, e.g. a
+    channel slice of a wider tensor); what the MVM's output stage does, bit-identical to
+    :func:`conv2d_acc_planned` followed by :func:`~axdrive_hw.numerics.requantize_nb` but without the int32
+    tensor in between. ``multiplier``/``shift`` have one entry per output channel or one for the tensor.
+
+    Returns ``False`` (and writes nothing) where only the int64 kernels apply (long rows, wide operands):
+    the caller then takes the two-step path.
+    """
+    if not _fast(x, x_zp, w) or x.ndim != 4 or w.ndim != 4 or out.dtype != np.int8:
+        return False
+    if out.shape != _out_shape(x, w, stride_h, stride_w, pad_t, pad_l, pad_b, pad_r, dil_h, dil_w):
+        raise ValueError(f"output {list(out.shape)} does not fit the convolution of x{list(x.shape)} by "
+                         f"w{list(w.shape)}")
+    rq = _rq_rows(multiplier, shift, w.shape[0])
+    if (plan is None or groups != 1 or plan.shape != tuple(w.shape) or x.shape[3] != w.shape[3]):
+        _conv2d_into(x, x_zp, w, bias, stride_h, stride_w, pad_t, pad_l, dil_h, dil_w, groups, out, rq, out_zp,
+                     qmin, qmax)
+    else:
+        _conv2d_acc_compact(x, x_zp, plan.wc, plan.cidx, plan.ocidx, bias, w.shape[1], w.shape[2], stride_h,
+                            stride_w, pad_t, pad_l, dil_h, dil_w, out, rq, out_zp, qmin, qmax)
+    return True
 
 
 class ConvPlanCache:
