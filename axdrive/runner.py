@@ -43,7 +43,12 @@ _LOWERING_MODES = ("quantize_and_lower", "lower_only")
 
 
 class DeviceRun(Protocol):
-    """What a runtime's ``run`` returns."""
+    """What a runtime's ``run`` returns.
+
+    Optionally also ``figures() -> dict[str, str]``: figures of the run by file name (SVG text), for
+    ``execute(..., figures=True)`` / ``axdrive run --figures``. Optional, so a runtime that draws nothing
+    still satisfies the protocol; asking it for figures is then a usage error naming its distribution.
+    """
 
     outputs: dict[str, np.ndarray]
     report: dict[str, Any]
@@ -80,6 +85,8 @@ class RunResult(dict):  # type: ignore[type-arg]
     ``report``: the device run report (cycles, seconds, per-unit busy, host
     link); ``core_outputs``: the accelerator part's outputs, dequantized;
     ``trace_lines``/``chrome_trace``: the profile (``None`` without levels);
+    ``figures``: with ``figures=True``, the runtime's figures of the run by file
+    name (SVG text: memory maps per level, the per-unit timeline), else ``None``;
     ``comparisons`` and ``notes`` (references that were skipped, and why).
     """
 
@@ -87,6 +94,7 @@ class RunResult(dict):  # type: ignore[type-arg]
     core_outputs: dict[str, np.ndarray]
     trace_lines: list[str] | None
     chrome_trace: dict[str, Any] | None
+    figures: dict[str, str] | None
     comparisons: list[Comparison]
     notes: list[str]
 
@@ -308,13 +316,16 @@ def _named_inputs(inputs: Any, names: list[str], where: str) -> dict[str, np.nda
 
 
 def execute(output_dir: str | Path, inputs: Any, *, core_only: bool = False, profile: str | Iterable[str] | None = None,
-            compare: bool = False, plugins: Any = None, float_model: str | Path | None = None) -> RunResult:
+            compare: bool = False, plugins: Any = None, float_model: str | Path | None = None,
+            figures: bool = False) -> RunResult:
     """Run ``output_dir`` on ``inputs`` and return everything the run produced (see :class:`RunResult`).
 
     ``inputs`` is a mapping of input names to arrays, or one array for a
     single-input model. With ``core_only`` the inputs are the accelerator
     part's inputs (float, or already of the device's dtype) and the result is
-    its dequantized outputs.
+    its dequantized outputs. With ``figures`` the runtime also draws the run
+    (``RunResult.figures``); the core only hands the text on, so drawing stays
+    the hardware distribution's business.
     """
     out = Path(output_dir)
     manifest = load_manifest(out)
@@ -351,7 +362,8 @@ def execute(output_dir: str | Path, inputs: Any, *, core_only: bool = False, pro
     target = str(manifest.get("target") or host_io.get("target") or config.get("target") or DEFAULT_TARGET)
     io_in, io_out = host_io.get("inputs") or {}, host_io.get("outputs") or {}
     device_feeds = {k: to_device_layout(v, io_in.get(k)) for k, v in feeds.items()}
-    device = _runtime(host, target).run(out, device_feeds, config=config, profile=profile)
+    runtime = _runtime(host, target)
+    device = runtime.run(out, device_feeds, config=config, profile=profile)
     device_outputs = {k: from_device_layout(v, io_out.get(k), device_out.get(k, {}).get("shape"))
                       for k, v in device.outputs.items()}
     core: dict[str, np.ndarray] = {}
@@ -375,6 +387,13 @@ def execute(output_dir: str | Path, inputs: Any, *, core_only: bool = False, pro
     result.core_outputs = core
     result.trace_lines = device.trace_lines
     result.chrome_trace = device.chrome_trace
+    result.figures = None
+    if figures:
+        render = getattr(device, "figures", None)
+        if not callable(render):
+            raise UsageError(f"the runtime of {getattr(runtime, 'distribution', 'an unnamed distribution')} for "
+                             f"target {target!r} draws no figures")
+        result.figures = {str(k): str(v) for k, v in render().items()}
     result.comparisons, result.notes = [], []
     if compare:
         qenv = {**env, **feeds, **{k: np.asarray(v) for k, v in device_outputs.items()}}
@@ -383,14 +402,17 @@ def execute(output_dir: str | Path, inputs: Any, *, core_only: bool = False, pro
 
 
 def run(output_dir: str | Path, inputs: Any, *, core_only: bool = False, profile: str | Iterable[str] | None = None,
-        compare: bool = False, plugins: Any = None, float_model: str | Path | None = None) -> dict[str, np.ndarray]:
+        compare: bool = False, plugins: Any = None, float_model: str | Path | None = None,
+        figures: bool = False) -> dict[str, np.ndarray]:
     """Run a compiled program on its device, with the host parts in onnxruntime; outputs by original name.
 
     The returned dict is a :class:`RunResult`: its ``report``,
     ``comparisons`` (with ``compare=True``), ``trace_lines`` and
-    ``chrome_trace`` (with ``profile`` levels) ride along as attributes.
+    ``chrome_trace`` (with ``profile`` levels) and ``figures`` (with
+    ``figures=True``) ride along as attributes.
     """
-    return execute(output_dir, inputs, core_only=core_only, profile=profile, compare=compare, plugins=plugins)
+    return execute(output_dir, inputs, core_only=core_only, profile=profile, compare=compare, plugins=plugins,
+                   float_model=float_model, figures=figures)
 
 
 # -- comparison against references ------------------------------------------------------------------------------

@@ -121,6 +121,44 @@ def _fmt_db(v: float) -> str:
     return "inf" if v == float("inf") else "-inf" if v == float("-inf") else f"{v:.2f}"
 
 
+def _check_figures_dir(path: str) -> None:
+    """Refuse an OUTDIR that cannot become a directory before the run spends time, without creating it yet
+    (a run that fails should leave nothing behind)."""
+    import os
+    from pathlib import Path
+
+    from ..errors import UsageError
+
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"--figures {path}: exists and is not a directory")
+    parent = p
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"--figures {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--figures {path}: {'it' if parent == p else parent} is not writable")
+
+
+def _write_figures(path: str, figures: dict[str, str]) -> None:
+    """Each figure through a temp file and a rename, like every other output; one error line if it fails."""
+    from pathlib import Path
+
+    from ..artifacts import atomic_write_bytes
+    from ..errors import UsageError
+
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, svg in figures.items():
+            atomic_write_bytes(folder / name, svg.encode("utf-8"))
+    except OSError as exc:
+        raise UsageError(f"--figures {path}: cannot write: {exc.strerror or exc}") from None
+    sizes = ", ".join(f"{name} ({len(svg.encode('utf-8')) / 1024:.0f} KiB)" for name, svg in figures.items())
+    print(f"wrote figures into {folder}: {sizes}")
+
+
 def cmd_run(args: Namespace) -> int:
     _setup_logging(args)
     import io
@@ -131,9 +169,11 @@ def cmd_run(args: Namespace) -> int:
     from ..artifacts import atomic_write_bytes, canonical_json
     from ..runner import execute
 
+    if args.figures is not None:
+        _check_figures_dir(args.figures)
     result = execute(args.dir, _read_inputs(args.input), core_only=args.core_only, profile=args.profile,
                      float_model=args.float_model,
-                     compare=args.compare, plugins=args.plugins)
+                     compare=args.compare, plugins=args.plugins, figures=args.figures is not None)
     rep = result.report
     link = rep.get("host_link", {})
     print(f"ran {args.dir} on {rep.get('target')}: {rep.get('frames')} frame(s), {rep.get('cycles'):,} cycles = "
@@ -166,6 +206,8 @@ def cmd_run(args: Namespace) -> int:
         atomic_write_bytes(folder / "profile.txt", "".join(line + "\n" for line in result.trace_lines).encode())
         atomic_write_bytes(folder / "profile_trace.json", canonical_json(result.chrome_trace).encode())
         print(f"wrote {folder / 'profile.txt'} ({len(result.trace_lines)} lines) and {folder / 'profile_trace.json'}")
+    if result.figures is not None:
+        _write_figures(args.figures, result.figures)
     return 0
 
 

@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "OUT.npz, or into DIR")
     p.add_argument("--core-only", action="store_true",
                    help="run the accelerator part alone: inputs and outputs are the program's (dequantized)")
+    p.add_argument("--figures", metavar="OUTDIR",
+                   help="write SVG figures of the run into OUTDIR (created if missing): memory_map_l1.svg, "
+                   "memory_map_l2.svg, memory_map_ddr.svg (levels holding buffers; L1 of other cores as "
+                   "memory_map_l1_coreN.svg) and timeline.svg (one row per core and unit)")
     p.add_argument("-p", metavar="PLUGIN", action="append", default=[], dest="plugins",
                    help="load a plugin module (-p mymod) or block an installed one (-p no:NAME); repeatable")
     _common(p)

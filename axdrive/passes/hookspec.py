@@ -149,8 +149,10 @@ def axdrive_runtime(target: str) -> "DeviceRuntime | None":
     ``distribution`` name and ``run(output_dir, inputs, *, config, profile)``
     returning an object with ``outputs`` (device tensors by name), ``report``
     (cycles, seconds, per-unit busy), ``trace_lines`` and ``chrome_trace``
-    (``None`` unless ``profile`` names levels). ``axdrive-hw`` answers for its
-    built-in targets::
+    (``None`` unless ``profile`` names levels), and optionally a method
+    ``figures()`` returning the run's figures as ``{file name: SVG text}``
+    (``axdrive run --figures`` writes them; a result without it makes that
+    option a usage error). ``axdrive-hw`` answers for its built-in targets::
 
         @hookimpl
         def axdrive_runtime(target):

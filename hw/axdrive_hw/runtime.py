@@ -168,7 +168,11 @@ class RuntimeResult:
     """What one run gives back: device outputs by tensor name, the run report and, when profiled, the traces.
 
     ``timeline`` covers every frame on the device's clock (frames shifted to
-    when they ran, replicas on their own cores).
+    when they ran, replicas on their own cores). ``program``, ``inference``
+    (one inference's timing) and ``capacities`` (usable bytes per memory
+    level) are what :meth:`figures` draws from; ``inference`` is the loaded
+    program's own, shared by its runs (not copied per run: read it, do not
+    change it).
     """
 
     outputs: dict[str, np.ndarray]
@@ -177,6 +181,24 @@ class RuntimeResult:
     transfers: list[HostTransfer]
     trace_lines: list[str] | None = None
     chrome_trace: dict[str, Any] | None = None
+    program: Program | None = None
+    inference: Timeline | None = None
+    capacities: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def figures(self) -> dict[str, str]:
+        """The run's figures as SVG text by file name (``axdrive run --figures``; see :mod:`axdrive_hw.figures`).
+
+        Drawn on request, not with every run: a run is often repeated (benchmarks, frames) and nobody
+        wants the figures of each. The memory maps show one inference, the timeline the whole run.
+        """
+        if self.program is None:
+            raise UsageError("this run result carries no program to draw figures from")
+        from axdrive_hw.figures import run_figures
+
+        links = [(t.start, t.start + t.cycles, f"frame {t.frame} {t.direction} {', '.join(t.tensors)} {t.nbytes:,} B")
+                 for t in self.transfers if t.cycles]
+        return run_figures(self.program, self.inference or self.timeline, self.timeline, capacities=self.capacities,
+                           host_transfers=links)
 
 
 # -- multiprocess workers -----------------------------------------------------------------------------------
@@ -338,7 +360,9 @@ class LoadedProgram:
             view = self._replicated_view()
             lines = _merge_lines(trace_lines(timeline, view, levels), transfers, levels, self.program)
             chrome = _with_host_track(chrome_trace(timeline, view), transfers, timeline)
-        return RuntimeResult(outputs, report, timeline, transfers, lines, chrome)
+        capacities = {level: self.target.memory[level].usable(self.program.cores) for level in self.target.memory}
+        return RuntimeResult(outputs, report, timeline, transfers, lines, chrome, self.program, self.inference,
+                             capacities)
 
     # -- device time -----------------------------------------------------------------------------------
     def _link_cycles(self, direction: str) -> tuple[int, int, tuple[str, ...]]:
