@@ -40,6 +40,18 @@ def _level_filter(level: int) -> Any:
     return processor
 
 
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is when a line is written, not when logging was configured: a program that
+    swaps stderr after calling the CLI in-process (a test harness, a notebook) must not leave the loggers
+    writing to a closed stream."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(fmt: str = "console", level: str = "warning", stream: Any = None) -> None:
     """Configure structlog for the CLI or the API (idempotent).
 
@@ -64,7 +76,7 @@ def configure(fmt: str = "console", level: str = "warning", stream: Any = None) 
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(min(logging.INFO, _LEVELS.get(level, logging.WARNING))),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(stream or _CurrentStderr()),
         cache_logger_on_first_use=False,
     )
 

@@ -143,3 +143,21 @@ def test_loading_something_that_is_not_a_dependency_graph_is_a_usage_error(tmp_p
     bad.write_text("{oops")
     with pytest.raises(UsageError, match="not JSON"):
         load_graph(bad)
+
+
+def test_log_lines_follow_the_current_stderr_after_it_is_swapped(monkeypatch):
+    """The CLI configures logging once; a caller that swaps stderr afterwards (a test harness, a notebook
+    cell) must get the lines on the new stream, not an error from the old, closed one."""
+    import io
+
+    import structlog
+
+    from axdrive.logging import configure
+
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr("sys.stderr", first)
+    configure(level="warning")
+    first.close()
+    monkeypatch.setattr("sys.stderr", second)
+    structlog.get_logger("axdrive.test").warning("still heard")
+    assert "still heard" in second.getvalue()
