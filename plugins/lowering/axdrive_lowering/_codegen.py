@@ -49,6 +49,7 @@ from ._layout import device_shape
 from ._memory import Homes
 from ._padding import IO_EDGE
 from ._recorder import Recorder
+from ._rules_spatial import ZERO_INSERTION, is_plain_depthwise, spatial_axis
 
 PIPELINE_FRAMES = 2
 """Frames one run of a ``pipeline`` program carries (even, odd): each frame has its own hand-over buffers
@@ -67,6 +68,7 @@ def frames_per_run(policy: SchedulePolicy) -> int:
 
 _ALIGN = 64
 _ALIAS_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
+_MOVES = ("alias", "concat", "spatial_slice", "zero_insertion")  # work items that are DMA copies (or nothing), no unit
 
 
 @dataclass
@@ -461,6 +463,76 @@ class _Emitter:
             offset += ci
         self.stats["layers"] += 1
 
+    def spatial_slice(self, node: Node) -> None:
+        """Split/Slice along H or W (step 1): per output one DMA copy of its rows (H: contiguous bytes) or of
+        its column range of every row (W: a strided copy), channel padding included."""
+        self.core = self._node_core(node)
+        x = node.inputs[0]
+        src = self._tensor_home(x)
+        n, h, w, c = device_shape(self.g.tensors[x].shape)
+        axis = spatial_axis(self.g, node)
+        size = h if axis == 2 else w
+        if node.op == "Slice":
+            start = int(self.g.constant(node.inputs[1]).reshape(-1)[0])
+            starts = [min(max(start + size if start < 0 else start, 0), size)]
+        else:
+            starts, at = [], 0
+            for name in node.outputs:
+                starts.append(at)
+                at += int(self.g.tensors[name].shape[axis]) if name else 0
+        for name, first in zip(node.outputs, starts):
+            if not name:
+                continue
+            dst = self._tensor_home(name)
+            count = int(self.g.tensors[name].shape[axis])
+            if axis == 2:
+                nbytes = count * w * c
+                self._dma(Ref(src.buffer, (nbytes,), "int8", src.offset + first * w * c),
+                          Ref(dst.buffer, (nbytes,), "int8", dst.offset), self._stage(node))
+            else:
+                self._dma(Ref(src.buffer, (n * h, count * c), "int8", src.offset + first * c),
+                          Ref(dst.buffer, (n * h, count * c), "int8", dst.offset), self._stage(node),
+                          rows=n * h, row_bytes=count * c, src_stride=w * c, dst_stride=count * c)
+        self.stats["layers"] += 1
+
+    def zero_insertion(self, node: Node) -> None:
+        """A lowered ConvTranspose's zero insertion: the output filled with the zero point (one PWORD-row
+        constant, then copies doubling the filled prefix), then the input pixels DMA'd to every
+        ``stride``-th row and column: one copy for all rows when the column stride is 1, else one strided
+        copy per input row or per input column, whichever are fewer."""
+        self.core = self._node_core(node)
+        x, y = node.inputs[0], node.outputs[0]
+        src, dst = self._tensor_home(x), self._tensor_home(y)
+        n, h, w, c = device_shape(self.g.tensors[x].shape)
+        _n, hu, wu, _c = device_shape(self.g.tensors[y].shape)
+        sh, sw = (int(v) for v in node.attrs[ZERO_INSERTION])
+        zp = int(node.attrs["out_zero_point"])
+        stage = self._stage(node)
+        fill = self._constant(f"pad_value/{zp}/{c}", np.full(c, zp, np.int8), self.homes.constants)
+        self._dma(fill, Ref(dst.buffer, (c,), "int8", dst.offset), stage)
+        pixels, done = n * hu * wu, 1
+        while done < pixels:
+            k = min(done, pixels - done)
+            self._dma(Ref(dst.buffer, (k * c,), "int8", dst.offset), Ref(dst.buffer, (k * c,), "int8",
+                                                                          dst.offset + done * c), stage)
+            done += k
+        row_in, row_out = w * c, wu * c
+        if sw == 1:
+            self._dma(Ref(src.buffer, (h, row_in), "int8", src.offset), Ref(dst.buffer, (h, row_in), "int8",
+                                                                            dst.offset), stage,
+                      rows=h, row_bytes=row_in, src_stride=row_in, dst_stride=sh * row_out)
+        elif h <= w:
+            for i in range(h):
+                self._dma(Ref(src.buffer, (w, c), "int8", src.offset + i * row_in),
+                          Ref(dst.buffer, (w, c), "int8", dst.offset + i * sh * row_out), stage,
+                          rows=w, row_bytes=c, src_stride=c, dst_stride=sw * c)
+        else:
+            for j in range(w):
+                self._dma(Ref(src.buffer, (h, c), "int8", src.offset + j * c),
+                          Ref(dst.buffer, (h, c), "int8", dst.offset + j * sw * c), stage,
+                          rows=h, row_bytes=c, src_stride=row_in, dst_stride=sh * row_out)
+        self.stats["layers"] += 1
+
     def job(self, head: Node) -> _Job:
         """Plan one layer: the tiling decision (``attrs["tiling"]``; more height tiles when the exact bytes do
         not fit, unless forced), prologue/epilogue unrolling, and the core of every tile."""
@@ -471,6 +543,7 @@ class _Emitter:
         tiling = head.attrs.get("tiling") or {}
         chunks = [(0, oc)]
         if (unit is not None and unit.op == "conv2d" and len(unit.channel_groups) <= 1
+                and int(unit.params.get("groups", 1)) == 1
                 and int(unit.params.get("icr_factor", 1)) == 1 and int(unit.params.get("swicr_pack", 1)) == 1):
             chunks = _oc_chunks(oc, int(tiling.get("oc_tiles", 1)))
         start = max(1, min(int(tiling.get("h_tiles", 1)) * 2 ** self.extra_tiles.get(head.name, 0), oh))
@@ -707,6 +780,10 @@ class _Emitter:
                 work.append(("alias", node))
             elif kind == "concat":
                 work.append(("concat", node))
+            elif node.attrs.get(ZERO_INSERTION):
+                work.append(("zero_insertion", node))
+            elif kind == "move" and node.op in ("Slice", "Split") and spatial_axis(self.g, node) is not None:
+                work.append(("spatial_slice", node))
             elif is_head(node) or node.attrs.get("dpu_program") is not None:
                 work.append(("layer", node))
             else:
@@ -760,9 +837,9 @@ class _Emitter:
         prepared: set[int] = set()
         for k, (what, obj) in enumerate(items):
             self.b.item = base + k
-            if what in ("alias", "concat"):
+            if what in _MOVES:
                 self.b.layer = obj.name
-                (self.alias if what == "alias" else self.concat)(obj)
+                getattr(self, what)(obj)
                 continue
             if k not in prepared:
                 for j in jobs_of(k):
@@ -930,12 +1007,24 @@ def _unit_of(g: Graph, node: Node, target: Target) -> _Unit:
         base = {"x_zp": int(node.attrs.get("in_zero_point", 0)), "stride": stride, "pads": pads, "dilation": dil,
                 **_requant_params(node)}
         window = (kh, stride[0], pads[0])
-        if int(node.attrs.get("group", 1)) > 1:
+        groups = int(node.attrs.get("group", 1))
+        if is_plain_depthwise(node, w.shape, xs[3]):
             consts = {"w": np.ascontiguousarray(w[:, 0].transpose(1, 2, 0)), "bias": bias,
                       **_requant_constants(node, w.shape[0])}
             return _Unit("dwpu", "depthwise", node, x, consts, base, xs, ys, window, dil[0])
         consts = {"w": np.ascontiguousarray(w.transpose(0, 2, 3, 1)), "bias": bias,
                   **_requant_constants(node, w.shape[0])}
+        if groups > 1:
+            # one task: OHWI weights with C/groups inputs; each group's K x O/groups matrix takes its own
+            # weight sets (as the cycle model counts them); no ICR, no output-channel split (a task's
+            # groups must cover all of x's channels)
+            from axdrive_hw.kernels.mvm import plan_weight_sets
+
+            spec = target.mvm
+            sets = groups * len(plan_weight_sets(kh * kw * w.shape[1], w.shape[0] // groups, spec.rows,
+                                                 spec.columns, spec.imc_blocks))
+            return _Unit("mvm", "conv2d", node, x, consts, {**base, "groups": groups}, xs, ys, window, dil[0],
+                         weight_sets=sets, channel_groups=((0, w.shape[0], sets),))
         icr, groups = _mvm_plan(node, kh * kw * w.shape[1], w.shape[0], target)
         return _Unit("mvm", "conv2d", node, x, consts, {**base, "groups": 1, **icr}, xs, ys, window, dil[0],
                      weight_sets=sum(s for _a, _b, s in groups), channel_groups=groups)

@@ -35,6 +35,8 @@ import numpy as np
 from axdrive.ir import Graph, Node, VInstr, VProgram
 from axdrive.numerics import INT32_MAX, INT32_MIN, QMAX, QMIN, SOFTMAX_LEVELS, requantize
 
+from ._rules_spatial import ZERO_INSERTION
+
 ELEMENTWISE = frozenset({"add", "sub", "mul", "lut", "softmax"})
 _UNIT_MOVES = frozenset({"MaxPool", "Resize", "Expand"})
 
@@ -42,6 +44,8 @@ _UNIT_MOVES = frozenset({"MaxPool", "Resize", "Expand"})
 def is_head(node: Node) -> bool:
     """A node that runs on the MVM or the DWPU (a layer may fuse a DPU tail after it)."""
     kind = node.attrs.get("integer_op")
+    if node.attrs.get(ZERO_INSERTION):
+        return False  # a lowered ConvTranspose's upsampling: DMA copies only (the code generator's scatter)
     return kind in ("mac", "avgpool") or (kind == "move" and node.op in _UNIT_MOVES)
 
 

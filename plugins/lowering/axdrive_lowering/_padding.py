@@ -14,6 +14,10 @@ constants so that padded lanes never reach a real lane: zero weight rows and
 columns, zero biases, the identity requantization, constants that equal the
 operand's zero point. Padded lanes hold whatever the padded operators compute
 from them (the zero point after a convolution); no real lane reads them.
+A grouped convolution keeps its groups only because ``legalize_channels``
+already made dense every one whose channels this pass would grow (appended
+lanes cannot keep a group's channels together); a lowered ConvTranspose's
+zero insertion gets a unit weight per padded lane.
 
 The one exception is Softmax, whose sum runs over every lane of a pixel: its
 padded input lanes must not count. The node gets ``softmax_channels`` (the
@@ -29,12 +33,14 @@ __all__ = ["pad_graph", "PADDING_RULES", "IO_EDGE", "softmax_is_neutral"]
 
 import numpy as np
 
+from axdrive.errors import UnsupportedOperatorError
 from axdrive.ir import Graph, Node, Tensor
 from axdrive.numerics import QMIN, softmax_pad_value
 from axdrive.ir.rewrite import Match, Rule, op, rewrite
 
 from ._layout import padded
 from ._nodes import IDENTITY_MULTIPLIER, IDENTITY_SHIFT
+from ._rules_spatial import ZERO_INSERTION
 
 #: attrs key marking the Pad/Slice nodes at the model's inputs and outputs.
 IO_EDGE = "io_edge"
@@ -58,7 +64,16 @@ def _conv(m: Match) -> list[Node] | None:
     x, y = node.inputs[0], node.outputs[0]
     w = g.constant(node.inputs[1])
     o, i = _c(g, y), _c(g, x)
-    depthwise = int(node.attrs.get("group", 1)) > 1
+    groups = int(node.attrs.get("group", 1))
+    depthwise = groups > 1 and w.shape[1] == 1 and groups == w.shape[0]
+    if groups > 1 and not depthwise:
+        # lowering.legalize_channels made every grouped convolution whose channels grow dense
+        # (grouped_conv_to_dense), so an aligned one keeps its weights and its groups
+        if w.shape[:2] != (o, i // groups):
+            raise UnsupportedOperatorError(f"grouped convolution {node.name!r} reached channel padding with "
+                                           f"unaligned channels ({i} -> {o}); legalize_channels must run first",
+                                           node=node.name)
+        return None
     want = (o, 1) if depthwise else (o, i)
     if w.shape[:2] == want:
         return None
@@ -76,6 +91,18 @@ def _conv(m: Match) -> list[Node] | None:
     inputs = [x, g.add_constant(f"{node.name}/weight_padded_int8", wide),
               g.add_constant(f"{node.name}/bias_padded_int32", bias)]
     return [m.node("Conv", inputs, attrs)]
+
+
+def _zero_insertion(m: Match) -> list[Node] | None:
+    """A lowered ConvTranspose's zero insertion: one unit weight per (padded) channel."""
+    g, node = m.graph, m.root
+    c = _c(g, node.outputs[0])
+    if g.constant(node.inputs[1]).shape[0] == c:
+        return None
+    attrs = dict(node.attrs)
+    attrs["group"] = c
+    ones = g.add_constant(f"{node.name}/unit_padded_int8", np.ones((c, 1, 1, 1), np.int8))
+    return [m.node("ConvTranspose", [node.inputs[0], ones], attrs)]
 
 
 def _dense(m: Match) -> list[Node] | None:
@@ -138,6 +165,9 @@ def _kind(*kinds: str):
 
 PADDING_RULES = [
     Rule("pad_conv", op("Conv", any_inputs=True, where=_kind("mac")), _conv),
+    Rule("pad_zero_insertion", op("ConvTranspose", any_inputs=True,
+                                  where=lambda n: _kind("mac")(n) and bool(n.attrs.get(ZERO_INSERTION))),
+         _zero_insertion),
     Rule("pad_dense", op(("Gemm", "MatMul"), any_inputs=True, where=_kind("mac")), _dense),
     Rule("pad_elementwise_constants", op(("Add", "Sub", "Mul"), any_inputs=True, where=_kind("add", "sub", "mul")),
          _elementwise),

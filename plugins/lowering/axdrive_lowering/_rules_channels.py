@@ -36,6 +36,7 @@ from axdrive.ir.rewrite import Match, Rule, op
 from ._layout import PWORD
 from ._nodes import IDENTITY_MULTIPLIER, IDENTITY_SHIFT, activation, identity_add, is_identity_requant, \
     selection_conv, zp_of
+from ._rules_spatial import spatial_axis
 
 
 def _split(m: Match) -> list[Node] | None:
@@ -58,6 +59,8 @@ def _split(m: Match) -> list[Node] | None:
 
 def _slice(m: Match) -> list[Node] | None:
     g, node = m.graph, m.root
+    if spatial_axis(g, node) is not None:
+        return None  # rows or columns: a DMA copy in the code generator, not a selection
     x, y = node.inputs[0], node.outputs[0]
     c_in = int(g.tensors[x].shape[1])
     start = int(g.constant(node.inputs[1]).reshape(-1)[0])

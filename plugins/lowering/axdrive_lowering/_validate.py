@@ -18,6 +18,7 @@ from axdrive.errors import UnsupportedOperatorError
 from axdrive.ir import Graph, Node
 
 from ._layout import device_shape
+from ._rules_spatial import conv_pads_of_transpose
 
 _ALIAS_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
 
@@ -37,15 +38,21 @@ def _per_tensor(graph: Graph, node: Node) -> str | None:
 
 
 def _conv(graph: Graph, node: Node) -> str | None:
-    if node.op == "ConvTranspose":
-        return "transposed convolution is not lowered yet"
     if len(_shape(graph, node.inputs[0])) != 4:
         return "only 2-D convolutions (4-D tensors) map onto the MVM/DWPU"
     w = graph.constant(node.inputs[1])
     groups = int(node.attrs.get("group", 1))
-    c_in = _shape(graph, node.inputs[0])[1]
-    if groups != 1 and not (groups == c_in == w.shape[0] and w.shape[1] == 1):
-        return f"grouped convolution with {groups} groups is neither dense nor depthwise"
+    if node.op == "ConvTranspose":
+        if groups != 1:
+            return f"transposed convolution with {groups} groups is not lowered (only group 1)"
+        crop = [p for p in conv_pads_of_transpose(graph, node) if p < 0]
+        if crop:
+            return ("transposed convolution whose pads exceed dilation x (kernel - 1) crops its output; only "
+                    "pads up to that are lowered (as a zero insertion and a stride-1 convolution)")
+        return None
+    c_in, c_out = _shape(graph, node.inputs[0])[1], _shape(graph, node.outputs[0])[1]
+    if groups != 1 and (c_in % groups or c_out % groups or w.shape[1] * groups != c_in):
+        return f"convolution with {groups} groups does not divide its {c_in} -> {c_out} channels"
     if node.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
         return "auto_pad SAME_* is not lowered; give explicit pads"
     return None
@@ -98,7 +105,9 @@ def _move(graph: Graph, node: Node) -> str | None:
             if axes is None or steps is None or len(axes) != 1 or np.any(steps != 1):
                 return "Slice with more than one axis, a run-time axis or a step is not lowered"
             axis = int(axes[0])
-        return None if len(x) == 4 and axis % 4 == 1 else f"{op} along axis {axis} (only channels are lowered)"
+        if len(x) != 4 or axis % 4 == 0:
+            return f"{op} along axis {axis} of a rank-{len(x)} tensor (channels, rows or columns of NCHW are lowered)"
+        return None
     if op == "Expand":
         y = _shape(graph, node.outputs[0])
         return None if len(x) == 4 and x[2:] == (1, 1) and y[:2] == x[:2] else "Expand other than 1x1 -> HxW"
