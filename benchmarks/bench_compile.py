@@ -20,7 +20,6 @@ Prints Markdown tables.
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path

@@ -24,11 +24,14 @@ def _photos(shape, n, resize):
     return load_images(fetch_photos(CALIBRATION_PHOTOS[:n]), shape, ImagePreprocessing(resize=resize))
 
 
-def _quantized_core(model, name, shape, calibration, tmp_path):
-    """The quantized core graph of the same compile (the quantizer is deterministic)."""
+def _quantized_core(model, name, shape, calibration, tmp_path, **sets):
+    """The quantized core graph of the same compile (the quantizer is deterministic); ``sets``: the
+    configuration properties the compile was given."""
     from axdrive_quantizer import QUANTIZED_CORE
 
     cfg = CompilerConfig()
+    for key, value in sets.items():
+        setattr(cfg, key, value)
     cfg.compiler_mode = "quantize_only"
     r = driver.compile(str(model), cfg, output_dir=tmp_path / "quantize_only", input_shapes={name: shape},
                        calibration={name: calibration})
@@ -57,8 +60,10 @@ def _ort_quantized_model(out, feeds):
     return env
 
 
-def check_model(model, name, shape, resize, tmp_path, *extra):
-    """Compile and run through the CLI; returns (device core outputs, reference core outputs, out dir, x)."""
+def check_model(model, name, shape, resize, tmp_path, *extra, **sets):
+    """Compile and run through the CLI (``extra``: more CLI arguments; ``sets``: the configuration properties
+    among them that change the quantization, for the reference); returns (device core outputs, reference core
+    outputs, out dir, x)."""
     calibration = _photos(shape, 2, resize)
     cal_path, x_path = tmp_path / "cal.npy", tmp_path / "x.npy"
     np.save(cal_path, calibration)
@@ -72,7 +77,7 @@ def check_model(model, name, shape, resize, tmp_path, *extra):
     run = run_cli("run", str(out), "--input", str(x_path), "--core-only", "-o", str(tmp_path / "core.npz"))
     assert run.returncode == 0, run.stderr
     device = dict(np.load(tmp_path / "core.npz"))
-    core = _quantized_core(model, name, shape, calibration, tmp_path)
+    core = _quantized_core(model, name, shape, calibration, tmp_path, **sets)
     qp = core.tensors[name].qparams
     qx = quantize(x, {"scale": float(qp.scale), "zero_point": int(qp.zero_point)})
     ints = run_integer(core, {name: qx})
@@ -149,3 +154,22 @@ def test_yolov8n_compiles_and_runs_bit_exactly_from_the_command_line(tmp_path, y
     qdq_out = _ort_quantized_model(out, {"images": x})["output0"]
     assert ours.shape == float_out.shape
     assert abs(_sqnr(ours, float_out) - _sqnr(qdq_out, float_out)) <= 0.3
+
+
+def test_ppocr_with_per_channel_depthwise_input_grids_lowers_bit_exactly(tmp_path, ppocr_model):
+    """quantization_scheme=hybrid_per_tensor_per_channel gives PP-OCR's depthwise inputs per-channel scales
+    with one shared zero point: the producer's and the consumers' per-channel requantization carry the
+    scales, so the program still equals the integer reference of the same quantization."""
+    scheme = "hybrid_per_tensor_per_channel"
+    device, reference, out, _x = check_model(ppocr_model, "x", (1, 3, 48, 192), "bilinear", tmp_path, "--set",
+                                             f"quantization_scheme={scheme}", quantization_scheme=scheme)
+    core = _quantized_core(ppocr_model, "x", (1, 3, 48, 192), _photos((1, 3, 48, 192), 2, "bilinear"), tmp_path,
+                           quantization_scheme=scheme)
+    assert any(t.qparams is not None and t.qparams.axis is not None for t in core.tensors.values())
+    for k in reference:
+        np.testing.assert_array_equal(device[k], reference[k], err_msg=k)
+    # --compare rebuilds the integer reference from quantized_model.onnx: the per-channel grids come back
+    compared = run_cli("run", str(out), "--input", str(tmp_path / "x.npy"), "--compare")
+    assert compared.returncode == 0, compared.stderr
+    exact = [line for line in compared.stdout.splitlines() if "integer reference" in line]
+    assert exact and all("max-abs 0 " in line for line in exact), compared.stdout

@@ -12,12 +12,13 @@ from axdrive.errors import UnsupportedOperatorError
 
 
 def _unsupported_model():
-    """A conv the AIPU runs, then three nodes it cannot: a spatial Transpose, a Softmax over the width (the
-    DPU reduces over channels only), a Gather."""
+    """A conv the AIPU runs, then three nodes it cannot: a Transpose moving the channels (a layout change of
+    every element), a Softmax over the width (the DPU reduces over channels only), a Gather with a scalar
+    index (it removes an axis: rank 3)."""
     rng = np.random.default_rng(0)
-    inits = {"w": rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "idx": np.array([0, 2], np.int64)}
+    inits = {"w": rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "idx": np.array(2, np.int64)}
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
-             helper.make_node("Transpose", ["c"], ["t"], perm=[0, 1, 3, 2], name="swap_hw"),
+             helper.make_node("Transpose", ["c"], ["t"], perm=[0, 2, 3, 1], name="to_nhwc"),
              helper.make_node("Softmax", ["t"], ["s"], axis=3, name="softmax"),
              helper.make_node("Gather", ["s", "idx"], ["y"], axis=1, name="pick")]
     graph = helper.make_graph(nodes, "bad", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
@@ -43,12 +44,12 @@ def test_every_unsupported_node_is_listed_with_its_name_and_reason_in_one_line(t
     message = str(info.value)
     assert "\n" not in message
     assert "3 nodes cannot run on the AIPU" in message
-    assert "'swap_hw' (Transpose: " in message
+    assert "'to_nhwc' (Transpose: Transpose perm [0, 2, 3, 1] moves the channels" in message
     assert "'softmax' (Softmax: Softmax over axis 3 of a rank-4 tensor; the DPU reduces over the channels" in message
     assert "host" in message
-    assert "'pick' (Gather: " in message
+    assert "'pick' (Gather: a scalar index removes the gathered axis" in message
     assert "'conv'" not in message
-    assert message.index("'swap_hw'") < message.index("'softmax'") < message.index("'pick'")
+    assert message.index("'to_nhwc'") < message.index("'softmax'") < message.index("'pick'")
 
 
 def test_nothing_is_written_when_validation_fails(tmp_path):

@@ -9,7 +9,7 @@ The passes, in pipeline order (all only in ``compiler_mode`` =
     lowering.simplify_mac_before_after_lut  flag                   scalar ops next to a LUT folded into it
     lowering.rewrite_dense_to_conv2d        flag                   Gemm/MatMul -> 1x1 Conv
     lowering.rewrite_concat_to_resadd       flag                   Concat -> shifted selection convs + adds
-    lowering.legalize_channels              always                 ConvTranspose, unaligned grouped convs, channel Split/Slice, unaligned Concat, broadcasts
+    lowering.legalize_channels              always                 ConvTranspose, unaligned grouped convs, channel Split/Slice/Gather, unaligned Concat, broadcasts
     lowering.apply_pword_padding            flag                   channels to whole PWORDs
     lowering.remove_io_padding_and_layout_transform  flag          I/O layout change on the host
     lowering.build_dpu_programs             always                 fused element-wise tails as VPrograms
@@ -33,7 +33,7 @@ from axdrive.ir.rewrite import rewrite
 from axdrive.numerics import QMIN
 from axdrive.passes import Phase, all_of, compiler_pass, hookimpl, when, when_mode
 
-from . import _dpu_programs, _rules_channels, _rules_spatial
+from . import _dpu_programs, _rules_channels, _rules_moves, _rules_spatial
 from ._emit_pass import emit_program
 from ._float_io import strip_float_io
 from ._keys import IO_ON_HOST, PROGRAM
@@ -112,14 +112,15 @@ def legalize_channels(ctx: Any) -> dict[str, Any]:
     becomes a zero insertion (DMA scatter) and a stride-1 Conv with the flipped kernel; a grouped
     convolution whose groups channel padding would move becomes a block-diagonal dense one;
     Split/Slice along channels become 1x1 selection convolutions (along H/W they stay, as DMA
-    copies); a Concat that DMA copies cannot do (inputs not filling whole PWORDs when padding, or on
+    copies; a Slice or Gather that picks both is split: a DMA move of the pixels, then a selection
+    of the channels, which may pick any lanes in any order); a Concat that DMA copies cannot do (inputs not filling whole PWORDs when padding, or on
     another grid) takes the resadd form; a 1x1 operand of an element-wise node is broadcast with
     Expand (DWPU nearest resize). Exact. Statistics: hits per rule."""
     g = ctx.graph
     pword = PWORD if ctx.config.apply_pword_padding else 1
     _rules_channels.mark_unaligned_concats(g, pword)
     stats = rewrite(g, [*_rules_spatial.SPATIAL_RULES, *_rules_spatial.grouped_rules(pword),
-                        *_rules_channels.SLICE_RULES, *_rules_channels.UNALIGNED_CONCAT_RULES,
+                        *_rules_moves.MOVE_RULES, *_rules_channels.SLICE_RULES, *_rules_channels.UNALIGNED_CONCAT_RULES,
                         *_rules_channels.BROADCAST_RULES])
     for node in g.nodes:
         node.attrs.pop("_unaligned", None)

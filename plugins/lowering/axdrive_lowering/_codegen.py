@@ -30,7 +30,7 @@ comes from (``propagate_span_information``).
 from __future__ import annotations
 
 __all__ = ["record", "Emitted", "IoRecord", "depth_first_order", "rolling_rows", "frames_per_run",
-           "PIPELINE_FRAMES"]
+           "PIPELINE_FRAMES", "pixel_copies", "transpose_copies"]
 
 import dataclasses
 from dataclasses import dataclass, field
@@ -47,8 +47,10 @@ from axdrive_hw.target import Target
 from ._dpu_programs import is_head
 from ._layout import device_shape
 from ._memory import Homes
+from ._nodes import shared_zp
 from ._padding import IO_EDGE
 from ._recorder import Recorder
+from ._rules_moves import is_hw_transpose, pixel_indices
 from ._rules_spatial import ZERO_INSERTION, is_plain_depthwise, spatial_axis
 
 PIPELINE_FRAMES = 2
@@ -68,7 +70,8 @@ def frames_per_run(policy: SchedulePolicy) -> int:
 
 _ALIGN = 64
 _ALIAS_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
-_MOVES = ("alias", "concat", "spatial_slice", "zero_insertion")  # work items that are DMA copies (or nothing), no unit
+# work items that are DMA copies (or nothing), no unit
+_MOVES = ("alias", "concat", "spatial_slice", "zero_insertion", "pixel_move", "hw_transpose")
 
 
 @dataclass
@@ -133,6 +136,58 @@ def _unrolled(bounds: list[tuple[int, int]], step: int) -> list[tuple[int, int]]
         else:
             out.append((r0, r1))
     return out
+
+
+Copy = tuple[int, int, int, int, int, int]
+"""One DMA ``copy2d``: (source byte offset, destination byte offset, rows, row bytes, source stride, destination
+stride), offsets relative to the two tensors' homes."""
+
+
+def _runs(idx: np.ndarray, contiguous: bool) -> list[tuple[int, int, int, int]]:
+    """Greedy maximal runs ``(out_start, in_start, count, step)`` of an index list with a constant positive step
+    (step 1 only when ``contiguous``); a run of one element has step 1. A DMA stride cannot be negative or
+    shorter than a row, so a descending or repeated index starts a new run."""
+    out: list[tuple[int, int, int, int]] = []
+    i, n = 0, len(idx)
+    while i < n:
+        step = int(idx[i + 1] - idx[i]) if i + 1 < n else 1
+        if step < 1 or (contiguous and step != 1):
+            step = 1
+        j = i + 1
+        while j < n and int(idx[j] - idx[j - 1]) == step:
+            j += 1
+        out.append((i, int(idx[i]), j - i, step))
+        i = j
+    return out
+
+
+def pixel_copies(rows: np.ndarray, cols: np.ndarray, w: int, c: int) -> list[Copy]:
+    """DMA copies for ``out[i, j] = in[rows[i], cols[j]]`` of ``c``-byte pixels (input width ``w``, NHWC): the
+    fewest of three shapes. (a) per run of rows with one step x per run of consecutive columns: a block of
+    ``count x c`` bytes per row, source stride ``step x w x c``; (b) per output row x per run of columns with
+    one step: pixels of ``c`` bytes, source stride ``step x c``; (c) per output column x per run of rows: pixels
+    of ``c`` bytes, source stride ``step x w x c``. A plain row range is one copy; every other row and column
+    (a stride-2 Slice) is ``min(H_out, W_out)`` copies; reversed axes cost one copy per row and per column."""
+    wo, ho = len(cols), len(rows)
+    row_runs, col_blocks, col_runs = _runs(rows, False), _runs(cols, True), _runs(cols, False)
+    plans: list[list[Copy]] = [
+        [(ri * w * c + ci * c, ro * wo * c + co * c, nr, nc * c, sr * w * c, wo * c)
+         for ro, ri, nr, sr in row_runs for co, ci, nc, _ in col_blocks],
+        [(int(rows[i]) * w * c + ci * c, i * wo * c + co * c, nc, c, sc * c, c)
+         for i in range(ho) for co, ci, nc, sc in col_runs],
+        [(ri * w * c + int(cols[j]) * c, ro * wo * c + j * c, nr, c, sr * w * c, wo * c)
+         for j in range(wo) for ro, ri, nr, sr in row_runs],
+    ]
+    return min(plans, key=len)
+
+
+def transpose_copies(h: int, w: int, c: int) -> list[Copy]:
+    """DMA copies for the H/W transpose of an ``h x w`` map of ``c``-byte pixels (output ``w x h``): per input
+    row ``j`` its ``w`` pixels to output column ``j`` (destination stride ``h x c``), or per output row ``i`` input
+    column ``i`` (source stride ``w x c``), whichever are fewer: ``min(h, w)`` copies of ``max(h, w)`` pixels."""
+    if h <= w:
+        return [(j * w * c, j * c, w, c, c, h * c) for j in range(h)]
+    return [(i * c, i * h * c, h, c, w * c, c) for i in range(w)]
 
 
 @dataclass
@@ -495,6 +550,34 @@ class _Emitter:
                           rows=n * h, row_bytes=count * c, src_stride=w * c, dst_stride=count * c)
         self.stats["layers"] += 1
 
+    def _copies(self, node: Node, src: Ref, dst: Ref, plan: list[Copy]) -> None:
+        """Emit a copy plan (:func:`pixel_copies`, :func:`transpose_copies`) from ``src``'s to ``dst``'s bytes."""
+        stage = self._stage(node)
+        for s_at, d_at, rows, row_bytes, s_stride, d_stride in plan:
+            shape = (rows, row_bytes) if rows > 1 else (row_bytes,)
+            self._dma(Ref(src.buffer, shape, "int8", src.offset + s_at),
+                      Ref(dst.buffer, shape, "int8", dst.offset + d_at), stage, rows=rows, row_bytes=row_bytes,
+                      src_stride=s_stride, dst_stride=d_stride)
+
+    def pixel_move(self, node: Node) -> None:
+        """A Slice (several axes, steps) or Gather over H/W, or an identity Transpose: whole pixels (channel
+        padding included) copied by the fewest strided DMAs :func:`pixel_copies` finds."""
+        self.core = self._node_core(node)
+        x, y = node.inputs[0], node.outputs[0]
+        rows, cols = pixel_indices(self.g, node)
+        _n, _h, w, c = device_shape(self.g.tensors[x].shape)
+        self._copies(node, self._tensor_home(x), self._tensor_home(y), pixel_copies(rows, cols, w, c))
+        self.stats["layers"] += 1
+
+    def hw_transpose(self, node: Node) -> None:
+        """Transpose [0, 1, 3, 2]: output row ``i`` is input column ``i``; one strided DMA per output row or per
+        input row, whichever are fewer (:func:`transpose_copies`)."""
+        self.core = self._node_core(node)
+        x, y = node.inputs[0], node.outputs[0]
+        _n, h, w, c = device_shape(self.g.tensors[x].shape)
+        self._copies(node, self._tensor_home(x), self._tensor_home(y), transpose_copies(h, w, c))
+        self.stats["layers"] += 1
+
     def zero_insertion(self, node: Node) -> None:
         """A lowered ConvTranspose's zero insertion: the output filled with the zero point (one PWORD-row
         constant, then copies doubling the filled prefix), then the input pixels DMA'd to every
@@ -506,7 +589,7 @@ class _Emitter:
         n, h, w, c = device_shape(self.g.tensors[x].shape)
         _n, hu, wu, _c = device_shape(self.g.tensors[y].shape)
         sh, sw = (int(v) for v in node.attrs[ZERO_INSERTION])
-        zp = int(node.attrs["out_zero_point"])
+        zp = shared_zp(node.attrs["out_zero_point"])
         stage = self._stage(node)
         fill = self._constant(f"pad_value/{zp}/{c}", np.full(c, zp, np.int8), self.homes.constants)
         self._dma(fill, Ref(dst.buffer, (c,), "int8", dst.offset), stage)
@@ -784,6 +867,10 @@ class _Emitter:
                 work.append(("zero_insertion", node))
             elif kind == "move" and node.op in ("Slice", "Split") and spatial_axis(self.g, node) is not None:
                 work.append(("spatial_slice", node))
+            elif kind == "move" and is_hw_transpose(self.g, node):
+                work.append(("hw_transpose", node))
+            elif kind == "move" and node.op in ("Slice", "Gather", "Transpose") and pixel_indices(self.g, node):
+                work.append(("pixel_move", node))
             elif is_head(node) or node.attrs.get("dpu_program") is not None:
                 work.append(("layer", node))
             else:
@@ -974,9 +1061,9 @@ def _requant_constants(node: Node, channels: int) -> dict[str, np.ndarray]:
 
 
 def _requant_params(node: Node) -> dict[str, Any]:
-    return {"out_zp": int(node.attrs.get("out_zero_point", 0)),
-            "qmin": max(int(node.attrs.get("clamp_min", -128)), -128),
-            "qmax": min(int(node.attrs.get("clamp_max", 127)), 127)}
+    return {"out_zp": shared_zp(node.attrs.get("out_zero_point", 0)),
+            "qmin": max(shared_zp(node.attrs.get("clamp_min", -128)), -128),
+            "qmax": min(shared_zp(node.attrs.get("clamp_max", 127)), 127)}
 
 
 def _pads4(node: Node) -> list[int]:
@@ -995,7 +1082,7 @@ def _unit_of(g: Graph, node: Node, target: Target) -> _Unit:
         consts = {"w": np.ascontiguousarray(w), "bias": np.asarray(bias, np.int32), **_requant_constants(node, w.shape[0])}
         _icr, groups = _mvm_plan(node, w.shape[1], w.shape[0], target)
         return _Unit("mvm", "matmul", node, x, consts,
-                     {"x_zp": int(node.attrs.get("in_zero_point", 0)), **_requant_params(node)}, xs, ys,
+                     {"x_zp": shared_zp(node.attrs.get("in_zero_point", 0)), **_requant_params(node)}, xs, ys,
                      weight_sets=sum(s for _a, _b, s in groups), channel_groups=groups)
     if kind == "mac":
         w = g.constant(node.inputs[1]).astype(np.int8)
@@ -1004,7 +1091,7 @@ def _unit_of(g: Graph, node: Node, target: Target) -> _Unit:
         stride = [int(v) for v in node.attrs.get("strides", [1, 1])]
         dil = [int(v) for v in node.attrs.get("dilations", [1, 1])]
         pads = _pads4(node)
-        base = {"x_zp": int(node.attrs.get("in_zero_point", 0)), "stride": stride, "pads": pads, "dilation": dil,
+        base = {"x_zp": shared_zp(node.attrs.get("in_zero_point", 0)), "stride": stride, "pads": pads, "dilation": dil,
                 **_requant_params(node)}
         window = (kh, stride[0], pads[0])
         groups = int(node.attrs.get("group", 1))
@@ -1040,7 +1127,7 @@ def _unit_of(g: Graph, node: Node, target: Target) -> _Unit:
         # the integer semantics' division by the window size (the DWPU's own average rounds differently)
         consts = {"w": np.ones((kernel[0], kernel[1], c), np.int8), "bias": np.zeros(c, np.int32),
                   **_requant_constants(node, c)}
-        base = {"x_zp": int(node.attrs.get("in_zero_point", 0)), "stride": stride, "pads": pads, "dilation": [1, 1],
+        base = {"x_zp": shared_zp(node.attrs.get("in_zero_point", 0)), "stride": stride, "pads": pads, "dilation": [1, 1],
                 **_requant_params(node)}
         return _Unit("dwpu", "depthwise", node, x, consts, base, xs, ys, (kernel[0], stride[0], pads[0]))
     if node.op == "MaxPool":

@@ -9,7 +9,7 @@ here, once.
 
 from __future__ import annotations
 
-__all__ = ["IDENTITY_MULTIPLIER", "IDENTITY_SHIFT", "is_identity_requant", "activation", "selection_conv",
+__all__ = ["shared_zp", "IDENTITY_MULTIPLIER", "IDENTITY_SHIFT", "is_identity_requant", "activation", "selection_conv",
            "identity_add", "zp_of", "channels_of"]
 
 from typing import Any, Sequence
@@ -29,10 +29,20 @@ def is_identity_requant(multiplier: Any, shift: Any) -> bool:
     return bool(np.all(m.astype(np.float64) * np.exp2(-s.astype(np.float64)) == 1.0))
 
 
+def shared_zp(value: object) -> int:
+    """The one value of a grid parameter (zero point, clamp bound): a scalar, or a per-channel vector whose
+    entries are all equal (the quantizer's per-channel activation grids share their zero point, so a fused
+    Relu's bound is that zero point too; validate_operators rejects other per-channel grids)."""
+    zps = np.unique(np.asarray(value, dtype=np.int64))
+    if zps.size != 1:
+        raise ValueError(f"per-channel values {zps.tolist()} differ; the AIPU's output stage takes one per tensor")
+    return int(zps[0])
+
+
 def zp_of(graph: Graph, name: str) -> int:
-    """Zero point of a per-tensor int8 activation."""
+    """Zero point of an int8 activation (per tensor, or per channel with one shared zero point)."""
     qp = graph.tensors[name].qparams
-    return int(qp.zero_point) if qp is not None else 0
+    return shared_zp(qp.zero_point) if qp is not None else 0
 
 
 def channels_of(graph: Graph, name: str) -> int:
@@ -49,18 +59,19 @@ def activation(graph: Graph, base: str, shape: Sequence[int], qparams: QParams) 
 
 def selection_conv(graph: Graph, name: str, x: str, out: str, *, c_out: int, offset: int, in_zp: int,
                    multiplier: int, shift: int, out_zp: int, source: tuple[str, ...],
-                   first: int = 0, count: int | None = None) -> Node:
-    """A 1x1 convolution copying channels ``first .. first+count`` of ``x`` to channels
-    ``offset ..`` of ``out`` and requantizing them with ``(multiplier, shift)``.
+                   first: int = 0, count: int | None = None, index: Sequence[int] | None = None) -> Node:
+    """A 1x1 convolution copying channels ``first .. first+count`` of ``x`` (or the channels ``index``, in
+    that order, repeats allowed: a strided Slice or a Gather of channels) to channels ``offset ..`` of
+    ``out`` and requantizing them with ``(multiplier, shift)``.
 
     ``acc = x - in_zp`` exactly (weight 1, bias 0), so the output is
     ``requantize(x - in_zp, multiplier, shift, out_zp)``: the integer
     semantics of a Concat input, or an exact copy with the identity
     requantization. Channels it does not write hold ``out_zp``."""
     c_in = channels_of(graph, x)
-    count = c_in - first if count is None else count
+    picked = np.arange(first, c_in if count is None else first + count) if index is None else np.asarray(index)
     w = np.zeros((c_out, c_in, 1, 1), np.int8)
-    w[offset + np.arange(count), first + np.arange(count), 0, 0] = 1
+    w[offset + np.arange(len(picked)), picked.astype(np.int64), 0, 0] = 1
     wname = graph.add_constant(f"{name}/select_int8", w)
     bname = graph.add_constant(f"{name}/bias_int32", np.zeros(c_out, np.int32))
     attrs = {"dilations": [1, 1], "group": 1, "kernel_shape": [1, 1], "pads": [0, 0, 0, 0], "strides": [1, 1],

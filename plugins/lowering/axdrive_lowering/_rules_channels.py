@@ -61,6 +61,11 @@ def _slice(m: Match) -> list[Node] | None:
     g, node = m.graph, m.root
     if spatial_axis(g, node) is not None:
         return None  # rows or columns: a DMA copy in the code generator, not a selection
+    axes = g.constant(node.inputs[3])
+    steps = g.constant(node.inputs[4]) if node.input(4) else None
+    if axes is None or axes.size != 1 or int(axes.reshape(-1)[0]) % 4 != 1 \
+            or (steps is not None and np.any(steps != 1)):
+        return None  # several axes or a step: slice_to_pixels_and_channels splits it, or it is a DMA move
     x, y = node.inputs[0], node.outputs[0]
     c_in = int(g.tensors[x].shape[1])
     start = int(g.constant(node.inputs[1]).reshape(-1)[0])

@@ -161,7 +161,7 @@ def grouped_rules(pword: int) -> list[Rule]:
 
 
 def spatial_axis(graph: Graph, node: Node) -> int | None:
-    """The axis (2: H, 3: W) a 4-D Split or single-axis Slice cuts, when it is a spatial one, else None."""
+    """The axis (2: H, 3: W) a 4-D Split or single-axis, step-1 Slice cuts, when it is a spatial one, else None."""
     rank = len(graph.tensors[node.inputs[0]].shape)
     if rank != 4:
         return None
@@ -169,8 +169,9 @@ def spatial_axis(graph: Graph, node: Node) -> int | None:
         axis = int(node.attrs.get("axis", 0)) % 4
     elif node.op == "Slice" and node.input(3):
         axes = graph.constant(node.inputs[3])
-        if axes is None or axes.size != 1:
-            return None
+        steps = graph.constant(node.inputs[4]) if node.input(4) else None
+        if axes is None or axes.size != 1 or (steps is not None and np.any(steps != 1)):
+            return None  # several axes or a step: see _rules_moves
         axis = int(axes.reshape(-1)[0]) % 4
     else:
         return None

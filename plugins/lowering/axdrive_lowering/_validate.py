@@ -18,6 +18,7 @@ from axdrive.errors import UnsupportedOperatorError
 from axdrive.ir import Graph, Node
 
 from ._layout import device_shape
+from ._rules_moves import move_reason
 from ._rules_spatial import conv_pads_of_transpose
 
 _ALIAS_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
@@ -28,12 +29,20 @@ def _shape(graph: Graph, name: str) -> tuple[int, ...]:
 
 
 def _per_tensor(graph: Graph, node: Node) -> str | None:
+    """Per-channel activation grids lower only with one zero point shared by the channels: the data path
+    subtracts one zero point per tensor, and per-channel *scales* live in the producer's and the consumers'
+    per-channel requantization (the quantizer makes such grids only where that holds: a Conv's output read
+    by depthwise convolutions, docs/quantization.md)."""
     for name in (*node.inputs, *node.outputs):
         if not name or graph.is_constant(name):
             continue
         qp = graph.tensors[name].qparams
-        if qp is not None and qp.axis is not None:
-            return f"tensor {name!r} is quantized per channel; the AIPU's data path takes one zero point per tensor"
+        if qp is not None and qp.axis is not None and np.unique(np.asarray(qp.zero_point)).size > 1:
+            return (f"tensor {name!r} is quantized per channel with different zero points; the AIPU's data path "
+                    "takes one zero point per tensor")
+    for key in ("clamp_min", "clamp_max"):
+        if key in node.attrs and np.unique(np.asarray(node.attrs[key])).size > 1:
+            return f"its fused clamp ({key}) differs per channel; the output stage clamps the whole tensor alike"
     return None
 
 
@@ -97,17 +106,13 @@ def _move(graph: Graph, node: Node) -> str | None:
             if y[2] != x[2] * 2 or y[3] != x[3] * 2:
                 return "nearest Resize other than asymmetric/floor is only lowered for factor 2"
         return None
-    if op in ("Split", "Slice"):
+    if op == "Split":
         axis = int(node.attrs.get("axis", 0))
-        if op == "Slice":
-            axes = graph.constant(node.input(3)) if node.input(3) else np.arange(len(x))
-            steps = graph.constant(node.input(4)) if node.input(4) else np.ones(len(axes), np.int64)
-            if axes is None or steps is None or len(axes) != 1 or np.any(steps != 1):
-                return "Slice with more than one axis, a run-time axis or a step is not lowered"
-            axis = int(axes[0])
         if len(x) != 4 or axis % 4 == 0:
             return f"{op} along axis {axis} of a rank-{len(x)} tensor (channels, rows or columns of NCHW are lowered)"
         return None
+    if op in ("Slice", "Gather", "Transpose"):
+        return move_reason(graph, node)
     if op == "Expand":
         y = _shape(graph, node.outputs[0])
         return None if len(x) == 4 and x[2:] == (1, 1) and y[:2] == x[:2] else "Expand other than 1x1 -> HxW"
@@ -155,7 +160,10 @@ def _reason(graph: Graph, node: Node) -> str | None:
     for name in node.outputs:
         shape = graph.tensors[name].shape
         if device_shape(shape) is None:
-            return f"output {name!r} has rank {len(shape)}; the AIPU stores NCHW (rank 4) or NC (rank 2) tensors"
+            why = f"output {name!r} has rank {len(shape)}; the AIPU stores NCHW (rank 4) or NC (rank 2) tensors"
+            if node.op == "Gather" and graph.is_constant(node.inputs[1]) and graph.constant(node.inputs[1]).ndim == 0:
+                why = "a scalar index removes the gathered axis: " + why
+            return why
         if shape[0] != 1:
             return f"output {name!r} has batch {shape[0]}; programs run one frame (batch 1) at a time"
     why = _per_tensor(graph, node)

@@ -93,6 +93,46 @@ def _unwrap_quantized(g: Graph, users: dict[str, list[Node]], qname: str, src: s
     return src
 
 
+def _uniform(g: Graph, name: str) -> float | None:
+    """The one value of a constant whose entries are all equal, else ``None``."""
+    if not name or not g.is_constant(name):
+        return None
+    c = np.asarray(g.constant(name), np.float64).reshape(-1)
+    return float(c[0]) if c.size and np.all(c == c[0]) else None
+
+
+def _clamps_as_clips(g: Graph) -> int:
+    """Max/Min against a constant whose entries are all equal become one Clip, so the fused-activation rules
+    see the clamp. Why: the QDQ export writes a fused clamp as Max/Min against the dequantized integer bound,
+    per channel when the grid is per channel (to keep onnxruntime from fusing a QLinearConv that cannot
+    requantize per channel); on a per-channel grid with a shared zero point a Relu's bound is 0.0 in every
+    channel, one clamp. A Max read only by such a Min merges with it into one Clip(min, max)."""
+    users = g.consumer_map()
+    merged = 0
+    for node in [n for n in g.nodes if n.op in ("Max", "Min") and n.domain == "" and len(n.inputs) == 2]:
+        if node not in g.nodes:
+            continue
+        value = _uniform(g, node.inputs[1])
+        x = g.tensors.get(node.inputs[0])
+        y = g.tensors.get(node.outputs[0])
+        if value is None or x is None or y is None or tuple(x.shape) != tuple(y.shape):
+            continue  # a Max/Min that broadcasts its input up is not a clamp
+        lo, hi = (value, None) if node.op == "Max" else (None, value)
+        out = node.outputs[0]
+        nxt = users.get(out, [])
+        if node.op == "Max" and len(nxt) == 1 and nxt[0].op == "Min" and nxt[0].domain == "" \
+                and len(nxt[0].inputs) == 2 and nxt[0].inputs[0] == out and out not in g.outputs:
+            hi = _uniform(g, nxt[0].inputs[1])
+            if hi is not None:
+                g.nodes.remove(nxt[0])
+                out = nxt[0].outputs[0]
+        bounds = [g.add_constant(f"{node.name}_clip_{k}", np.array(v, np.float32)) if v is not None else ""
+                  for k, v in (("min", lo), ("max", hi))]
+        node.op, node.inputs, node.outputs, node.attrs = "Clip", [node.inputs[0], *bounds], [out], {}
+        merged += 1
+    return merged
+
+
 def import_qdq_graph(graph: Graph) -> tuple[Graph, dict[str, Any]]:
     """The quantized graph (int8 I/O) of a float IR that still has its Q/DQ nodes."""
     g = graph.copy()
@@ -125,6 +165,7 @@ def import_qdq_graph(graph: Graph) -> tuple[Graph, dict[str, Any]]:
         src = _unwrap_quantized(g, users, qname, src, qp, acts)
         if qname in g.outputs:
             g.outputs = [src if x == qname else x for x in g.outputs]
+    _clamps_as_clips(g)
     # 3. int8 graph inputs read through a DequantizeLinear
     for node in [n for n in g.nodes if n.op == "DequantizeLinear"]:
         src = node.input(0)
