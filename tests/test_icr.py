@@ -18,7 +18,7 @@ from axdrive_hw.imc import conv_mapping, output_channel_groups
 from axdrive_hw.program.model import ProgramBuilder, Task
 from axdrive_hw.target import load_target
 from axdrive_icr import ConvShape, IcrOptions, choose
-from test_lowering_codegen import _calibration, _model, _w, assert_bit_exact, lower
+from _codegen_support import _calibration, _model, _w, assert_bit_exact, lower
 
 TARGET = load_target("aipu_v1")
 MVM = TARGET.mvm

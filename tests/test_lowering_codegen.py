@@ -7,28 +7,11 @@ import json
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 
-from axdrive import driver
-from axdrive.config import CompilerConfig
+from _codegen_support import _model, _w, assert_bit_exact, lower
+
 from axdrive.errors import MemoryPlanError
-from axdrive.reference import run_integer
-from axdrive.runner import dequantize, execute
-
-RNG = np.random.default_rng(7)
-
-
-def _w(*shape, scale=0.3):
-    return RNG.normal(0, scale, shape).astype(np.float32)
-
-
-def _model(nodes, x_shape, outputs, inits, opset=17):
-    graph = helper.make_graph(nodes, "toy", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
-                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs],
-                              [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 8
-    return model
 
 
 def conv_relu():
@@ -83,35 +66,6 @@ def c2f_sppf():
 
 MODELS = {"conv_relu": conv_relu, "depthwise_hardswish_residual": depthwise_hardswish_residual,
           "squeeze_excite_dense": squeeze_excite_dense, "c2f_sppf": c2f_sppf}
-
-
-def _calibration(model, n=2, seed=0):
-    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-    return {"x": np.random.default_rng(seed).uniform(-1, 1, (n, *shape[1:])).astype(np.float32)}
-
-
-def lower(model, tmp_path, name="out", **props):
-    cfg = CompilerConfig()
-    cfg.run_graph_cleaner = False
-    for k, v in props.items():
-        setattr(cfg, k, v)
-    return driver.compile(model, cfg, output_dir=tmp_path / name, calibration=_calibration(model))
-
-
-def assert_bit_exact(result, model, seed=1):
-    """The device's outputs equal run_integer on the quantized core for a fresh input."""
-    from axdrive_quantizer import QUANTIZED_CORE
-
-    core = result.session.stash[QUANTIZED_CORE]
-    x = _calibration(model, n=1, seed=seed)["x"]
-    qp = core.tensors["x"].qparams
-    qx = np.clip(np.rint(x / float(qp.scale)) + int(qp.zero_point), -128, 127).astype(np.int8)
-    ref = run_integer(core, {"x": qx})
-    got = execute(result.output_dir, {"x": x}, core_only=True).core_outputs
-    for name, value in ref.items():
-        q = core.tensors[name].qparams
-        want = dequantize(value, {"scale": float(q.scale), "zero_point": int(q.zero_point)})
-        np.testing.assert_array_equal(got[name], want, err_msg=name)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

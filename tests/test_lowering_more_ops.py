@@ -18,7 +18,7 @@ from _toy_models import onnx_model, value_info
 from _support import unsupported_message
 from axdrive import driver
 from axdrive.config import CompilerConfig
-from test_lowering_codegen import assert_bit_exact, lower
+from _codegen_support import assert_bit_exact, lower
 
 RNG = np.random.default_rng(11)
 

@@ -19,7 +19,7 @@ from onnx import helper
 from _toy_models import onnx_model, value_info
 from _support import unsupported_message
 from axdrive_lowering._codegen import pixel_copies, transpose_copies
-from test_lowering_codegen import assert_bit_exact, lower
+from _codegen_support import assert_bit_exact, lower
 
 RNG = np.random.default_rng(17)
 
