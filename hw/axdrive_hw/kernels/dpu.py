@@ -129,10 +129,20 @@ def run_dpu_program_into(code: np.ndarray, inputs: np.ndarray, consts: np.ndarra
     qm = np.zeros(n, dtype=np.int64)
     qs = np.zeros(n, dtype=np.int64)
     has_loadc = False
+    # the registers and spill slots the program names: each part zeroes only those (zeroing all 16 registers
+    # and 64 spill slots of 512 lanes per part cost more than a short program's whole run)
+    regs_used = 1
+    slots_used = 1
     for pc in range(n):
         op = code[pc, 0]
         if op == 18:
             has_loadc = True
+        hi = max(code[pc, 1], code[pc, 2], code[pc, 3])
+        if op == 12 or op == 19:  # select's condition and mulq's shift register sit in imm0
+            hi = max(hi, code[pc, 4])
+        regs_used = max(regs_used, min(hi + 1, registers))
+        if op == 16 or op == 17:
+            slots_used = max(slots_used, min(code[pc, 4] + 1, max(spill_slots, 1)))
         if op == 19 and uniform[code[pc, 3]] and uniform[code[pc, 4]]:
             qm[pc] = uval[code[pc, 3]]
             qs[pc] = min(max(uval[code[pc, 4]], np.int64(-31)), np.int64(62))
@@ -143,14 +153,14 @@ def run_dpu_program_into(code: np.ndarray, inputs: np.ndarray, consts: np.ndarra
             uniform[code[pc, 1]] = False
     blocks = (e + width_max - 1) // width_max
     # parts of at least _PART_BLOCKS blocks (a small task is not worth waking the other threads), two per
-    # thread (each part zeroes its own registers and spill slots)
+    # thread (each part zeroes its own registers and spill slots, those the program names)
     parts = max(1, min(blocks // _PART_BLOCKS, 2 * threads))
     if parts == 1:
-        _interpret(code, qm, qs, has_loadc, inputs, consts, luts, channels, registers, spill_slots, out, narrow,
+        _interpret(code, qm, qs, has_loadc, inputs, consts, luts, channels, regs_used, slots_used, out, narrow,
                    0, blocks, width_max)
         return
     for part in prange(parts):
-        _interpret(code, qm, qs, has_loadc, inputs, consts, luts, channels, registers, spill_slots, out, narrow,
+        _interpret(code, qm, qs, has_loadc, inputs, consts, luts, channels, regs_used, slots_used, out, narrow,
                    blocks * part // parts, blocks * (part + 1) // parts, width_max)
 
 
