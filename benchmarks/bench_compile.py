@@ -11,7 +11,8 @@ The estimate is the cycle model's multi-frame simulation (``multicore.method``;
 ``double_buffered``: with a second copy of the memory the cores share, for
 programs whose cores still share bytes: batch copies no longer do, pipeline
 runs already carry two frames with hand-overs of their own); the one-run
-figure is derived from one simulated run (``multicore.one_run``).
+figure is derived from one simulated run (``multicore.one_run``). Last, one
+core at ``tiling_depth`` 1, 2 and 4 with either scheduler.
 Cycles come from the cycle model and do not depend on the machine; seconds do
 (each combination's compile time is in the table, the estimate included).
 Prints Markdown tables.
@@ -71,10 +72,31 @@ def main() -> None:
             print(f"| {cores} | {mode} | {mc['program_cores']} | {mc['method']} | {mc['latency_ms']:.3f} "
                   f"| {mc['throughput_fps']:.1f} | {'-' if db is None else f'{db:.1f}'} "
                   f"| {mc['one_run']['throughput_fps']:.1f} | {sec:.2f} | {l1} | {l2} |")
+    depth_first(qdq, root)
 
 
-def _report(qdq: Path, out: Path, cores: int, mode: str) -> dict[str, Any]:
-    cfg_sets = {"aipu_cores_used": cores, "multicore_mode": mode}
+def depth_first(qdq: Path, root: Path) -> None:
+    """One core, ``tiling_depth`` 1, 2 and 4, with the in-order and the list scheduler: estimated cycles
+    against depth 1 with the same scheduler (the reference of each row), depth-first groups, and the bytes
+    their intermediates take in L1 (rolling buffers) against the whole tensors they stand for."""
+    print("\n| scheduler | tiling_depth | estimated cycles | x depth 1 | depth-first groups | rolling L1 bytes "
+          "| whole intermediates bytes |")
+    print("|---|---|---|---|---|---|---|")
+    for listed in (False, True):
+        base = None
+        for depth in (1, 2, 4):
+            r = _report(qdq, root / f"depth{depth}_{int(listed)}", 1, "multiprocess", tiling_depth=depth,
+                        use_list_scheduler=listed)
+            cycles = r["performance"]["estimated_cycles"]
+            base = base or cycles
+            tiling = next(p["stats"] for p in r["passes"] if p["name"].startswith("tiling"))
+            print(f"| {'list' if listed else 'in order'} | {depth} | {cycles:,.0f} | {cycles / base:.4f} "
+                  f"| {tiling.get('depth_groups', 0)} | {tiling.get('rolling_bytes', 0):,} "
+                  f"| {tiling.get('kept_bytes', 0):,} |")
+
+
+def _report(qdq: Path, out: Path, cores: int, mode: str, **more: Any) -> dict[str, Any]:
+    cfg_sets = {"aipu_cores_used": cores, "multicore_mode": mode, **more}
     c = CompilerConfig()
     c.compiler_mode = "lower_only"
     for k, v in cfg_sets.items():

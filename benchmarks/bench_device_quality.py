@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 from _common import report
-from bench_quantization import MODELS
+from bench_quantization import MODELS, _sqnr
 
 from axdrive import driver
 from axdrive.calibration import load_images
@@ -40,8 +40,8 @@ LEVELS = {"default": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "basic": ort.Gra
 
 
 def sqnr(x: np.ndarray, ref: np.ndarray) -> float:
-    x, ref = np.asarray(x, np.float64), np.asarray(ref, np.float64)
-    return float(10 * np.log10(np.sum(ref ** 2) / max(np.sum((x - ref) ** 2), 1e-30)))
+    """Output SQNR in dB of ``x`` against ``ref``: the quantization benchmark's measure, on one signal."""
+    return _sqnr([[ref]], [[x]])
 
 
 def ort_quantized(out: Path, feeds: dict[str, np.ndarray], level: ort.GraphOptimizationLevel) -> dict[str, np.ndarray]:

@@ -6,14 +6,15 @@ several test folders have a ``conftest``)."""
 from __future__ import annotations
 
 import numpy as np
-from onnx import TensorProto, helper, numpy_helper
+
+from _toy_models import toy_model
 
 from axdrive import driver
 from axdrive.config import CompilerConfig
 from axdrive.reference import run_integer
 from axdrive.runner import dequantize, execute
 
-__all__ = ["RNG", "_w", "_model", "_calibration", "lower", "assert_bit_exact"]
+__all__ = ["RNG", "_w", "_model", "_calibration", "int8_core", "lower", "assert_bit_exact"]
 
 RNG = np.random.default_rng(7)
 
@@ -23,12 +24,18 @@ def _w(*shape, scale=0.3):
 
 
 def _model(nodes, x_shape, outputs, inits, opset=17):
-    graph = helper.make_graph(nodes, "toy", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
-                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs],
-                              [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 8
-    return model
+    return toy_model(nodes, inits, x_shape=x_shape, outputs=tuple(outputs), opset=opset, name="toy")
+
+
+def int8_core(model, tmp_path, shape=(1, 3, 8, 8)):
+    """The quantized core of ``model`` (input ``x`` of ``shape``) with int8 I/O and no host parts, calibrated
+    on 4 random samples: what the lowering rewrites start from."""
+    cfg = CompilerConfig()
+    cfg.compiler_mode = "quantize_only"
+    cfg.run_graph_cleaner = False
+    cfg.remove_io_quantization = True
+    cal = {"x": np.random.default_rng(0).uniform(-1, 1, (4, *shape[1:])).astype(np.float32)}
+    return driver.compile(model, cfg, output_dir=tmp_path / "q", calibration=cal).graph
 
 
 def _calibration(model, n=2, seed=0):

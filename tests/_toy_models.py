@@ -8,13 +8,26 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 
-def onnx_model(nodes, inputs, outputs, inits, opset=17):
-    """A checked ONNX model from nodes, value infos and ``{name: array}`` initializers."""
-    graph = helper.make_graph(nodes, "m", inputs, outputs, [numpy_helper.from_array(v, k) for k, v in inits.items()])
+def _assemble(nodes, inputs, outputs, inits, opset, name):
+    graph = helper.make_graph(nodes, name, inputs, outputs,
+                              [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
+    return model
+
+
+def onnx_model(nodes, inputs, outputs, inits, opset=17):
+    """A checked ONNX model from nodes, value infos and ``{name: array}`` initializers."""
+    model = _assemble(nodes, inputs, outputs, inits, opset, "m")
     onnx.checker.check_model(model)
     return model
+
+
+def toy_model(nodes, inits, x_shape=(1, 3, 8, 8), outputs=("y",), opset=17, name="m"):
+    """A model with one float input ``x`` and float ``outputs`` whose shapes the frontend infers (not
+    checked: the ONNX checker wants output shapes)."""
+    return _assemble(nodes, [value_info("x", list(x_shape))],
+                     [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs], inits, opset, name)
 
 
 def value_info(name, shape, elem=TensorProto.FLOAT):

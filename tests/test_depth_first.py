@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
+
+from _toy_models import toy_model
 
 from axdrive import driver
 from axdrive.config import CompilerConfig
@@ -107,12 +109,7 @@ def chain():
     inits = {"w1": _w(16, 8, 3, 3), "b1": _w(16, scale=0.1), "w2": _w(16, 1, 3, 3), "b2": _w(16, scale=0.1),
              "w3": _w(16, 16, 1, 1), "b3": _w(16, scale=0.1), "scales": np.array([1, 1, 2, 2], np.float32),
              "w4": _w(8, 16, 3, 3), "b4": _w(8, scale=0.1)}
-    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 64, 64])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
+    return toy_model(nodes, inits, x_shape=[1, 8, 64, 64], name="chain")
 
 
 # L1 of 400 KB: every intermediate (64 x 64 x 64 lanes = 256 KiB) is far above the quarter of L1 the whole-tensor

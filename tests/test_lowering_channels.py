@@ -4,10 +4,11 @@ adds (``rewrite_concat_to_resadd``), 1x1 broadcasts -> Expand. Each keeps run_in
 from __future__ import annotations
 
 import numpy as np
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 
-from axdrive import driver
-from axdrive.config import CompilerConfig
+from _codegen_support import int8_core
+from _toy_models import toy_model
+
 from axdrive.ir.rewrite import rewrite
 from axdrive.reference import run_integer
 from axdrive_lowering._rules_channels import BROADCAST_RULES, CONCAT_RULES, SLICE_RULES, mark_unaligned_concats, \
@@ -17,25 +18,11 @@ RNG = np.random.default_rng(11)
 
 
 def _model(nodes, inits, shape=(1, 3, 8, 8)):
-    graph = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
+    return toy_model(nodes, inits, x_shape=shape)
 
 
 def _w(*shape):
     return RNG.normal(0, 0.3, shape).astype(np.float32)
-
-
-def int8_core(model, tmp_path):
-    cfg = CompilerConfig()
-    cfg.compiler_mode = "quantize_only"
-    cfg.run_graph_cleaner = False
-    cfg.remove_io_quantization = True
-    cal = {"x": np.random.default_rng(0).uniform(-1, 1, (4, 3, 8, 8)).astype(np.float32)}
-    return driver.compile(model, cfg, output_dir=tmp_path / "q", calibration=cal).graph
 
 
 def assert_same_outputs(a, b, n=3):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 
-from axdrive import driver
-from axdrive.config import CompilerConfig
+from _codegen_support import int8_core
+from _toy_models import toy_model
+
 from axdrive.ir.rewrite import rewrite
 from axdrive.reference import run_integer
 from axdrive_lowering._rules_dense import DENSE_RULES
@@ -20,21 +21,7 @@ def _dense_model(op):
     else:
         inits = {"w": rng.normal(0, 0.3, (10, 6)).astype(np.float32)}
         node = helper.make_node("MatMul", ["x", "w"], ["y"])
-    graph = helper.make_graph([node], "dense", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
-
-
-def int8_core(model, tmp_path, shape):
-    cfg = CompilerConfig()
-    cfg.compiler_mode = "quantize_only"
-    cfg.run_graph_cleaner = False
-    cfg.remove_io_quantization = True
-    cal = {"x": np.random.default_rng(0).uniform(-1, 1, (4, *shape[1:])).astype(np.float32)}
-    return driver.compile(model, cfg, output_dir=tmp_path / "q", calibration=cal).graph
+    return toy_model([node], inits, x_shape=[1, 10], name="dense")
 
 
 def _feeds(shape, n=3):

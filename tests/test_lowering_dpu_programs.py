@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
+
+from _toy_models import toy_model
 
 from axdrive import driver
 from axdrive.config import CompilerConfig
@@ -28,12 +30,7 @@ def _model():
              helper.make_node("Mul", ["c", "s"], ["silu"]),
              helper.make_node("Add", ["silu", "r"], ["a"]),
              helper.make_node("Mul", ["a", "scale"], ["y"])]
-    graph = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
+    return toy_model(nodes, inits)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,9 @@ become whole PWORDs, padded lanes never change a real output."""
 from __future__ import annotations
 
 import numpy as np
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
+
+from _toy_models import toy_model
 
 from axdrive import driver
 from axdrive.config import CompilerConfig
@@ -26,13 +28,7 @@ def _model():
              helper.make_node("GlobalAveragePool", ["b"], ["g"]),
              helper.make_node("Flatten", ["g"], ["f"]),
              helper.make_node("MatMul", ["f", "fc"], ["y"])]
-    graph = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
-                               helper.make_tensor_value_info("b", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
+    return toy_model(nodes, inits, outputs=("y", "b"))
 
 
 def quantized(tmp_path, remove_io_quantization=True):

@@ -4,10 +4,11 @@ graph but not one output bit; the rounding rule's deviation is measured."""
 from __future__ import annotations
 
 import numpy as np
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 
-from axdrive import driver
-from axdrive.config import CompilerConfig
+from _codegen_support import int8_core
+from _toy_models import toy_model
+
 from axdrive.ir.rewrite import rewrite
 from axdrive.reference import run_integer
 from axdrive_lowering._nodes import identity_add
@@ -17,21 +18,7 @@ RNG = np.random.default_rng(5)
 
 
 def _model(nodes, inits):
-    graph = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
-
-
-def int8_core(model, tmp_path):
-    cfg = CompilerConfig()
-    cfg.compiler_mode = "quantize_only"
-    cfg.run_graph_cleaner = False
-    cfg.remove_io_quantization = True
-    cal = {"x": np.random.default_rng(0).uniform(-1, 1, (4, 3, 8, 8)).astype(np.float32)}
-    return driver.compile(model, cfg, output_dir=tmp_path / "q", calibration=cal).graph
+    return toy_model(nodes, inits)
 
 
 def _outputs(graph, n=4):

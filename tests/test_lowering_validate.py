@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
+
+from _toy_models import toy_model
 
 from axdrive import driver
 from axdrive.config import CompilerConfig
@@ -21,12 +23,7 @@ def _unsupported_model():
              helper.make_node("Transpose", ["c"], ["t"], perm=[0, 2, 3, 1], name="to_nhwc"),
              helper.make_node("Softmax", ["t"], ["s"], axis=3, name="softmax"),
              helper.make_node("Gather", ["s", "idx"], ["y"], axis=1, name="pick")]
-    graph = helper.make_graph(nodes, "bad", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
+    return toy_model(nodes, inits, name="bad")
 
 
 def _compile(tmp_path, **props):

@@ -42,3 +42,29 @@ def conv_relu_program(seed: int = 0, *, c: int = 5, o: int = 7, h: int = 6, w: i
     pb.dma(0, act, y, wait=tk(3))
     xin = rng.integers(-128, 128, (1, h, w, c), dtype=np.int8)
     return pb.build(), {"x": xin}, {"w": wt, "bias": bias, "m": m, "s": s, "x_zp": x_zp}
+
+
+def draw_dpu_body(draw, b: DpuProgramBuilder, n_in: int, ops: list[str], steps: int, registers: int,
+                  imm_of, imm1_of) -> set[int]:
+    """Draw ``steps`` random instructions of ``ops`` into ``b`` after ``n_in`` loads into registers
+    ``0..n_in-1``, keeping the program valid: every register or spill slot read was written before.
+    ``imm_of(draw, op, c, stored)`` picks the first immediate (``c`` is a written register, ``stored`` the
+    written slots), ``imm1_of(draw)`` the second. Returns the written registers."""
+    from hypothesis import strategies as st
+
+    written, stored = set(range(n_in)), set()
+    for _ in range(steps):
+        op = draw(st.sampled_from(ops))
+        d = draw(st.integers(0, registers - 1))
+        a, bb, c = (draw(st.sampled_from(sorted(written))) for _ in range(3))
+        if op == "spill_load" and not stored:
+            continue
+        imm, imm1 = imm_of(draw, op, c, stored), imm1_of(draw)
+        if op == "clamp":
+            imm, imm1 = min(imm, imm1), max(imm, imm1)
+        b.emit(op, d, a, bb, imm, imm1)
+        if op == "spill_store":
+            stored.add(imm)
+        else:
+            written.add(d)
+    return written

@@ -9,6 +9,8 @@ from axdrive_hw.kernels.dpu import OPCODES, DpuProgramBuilder, run_dpu_program, 
 from axdrive_hw.numerics import quantize_multiplier, requantize
 from axdrive_hw.reference import dpu_ref
 
+from _programs import draw_dpu_body
+
 REGS, LANES, SLOTS = 16, 64, 8
 
 
@@ -19,27 +21,17 @@ def dpu_programs(draw):
     b = DpuProgramBuilder()
     for i in range(n_in):
         b.load(i, i)
-    written, stored = set(range(n_in)), set()
-    for _ in range(draw(st.integers(1, 25))):
-        op = draw(st.sampled_from([o for o in OPCODES if o not in ("load", "store", "nop")] + ["load"]))
-        d = draw(st.integers(0, REGS - 1))
-        a, bb, c = (draw(st.sampled_from(sorted(written))) for _ in range(3))
-        if op == "spill_load" and not stored:
-            continue
-        imm = {"load": draw(st.integers(0, n_in - 1)), "lut": draw(st.integers(0, n_lut - 1)),
-               "lutw": draw(st.integers(0, n_lut - 4)),
-               "loadc": draw(st.integers(0, n_const - 1)), "spill_store": draw(st.integers(0, SLOTS - 1)),
-               "spill_load": draw(st.sampled_from(sorted(stored))) if stored else 0,
-               "select": c, "mulq": c, "shift_round": draw(st.integers(-40, 70)),
-               }.get(op, draw(st.integers(-(2**31), 2**31 - 1)))
-        imm1 = draw(st.integers(-(2**31), 2**31 - 1))
-        if op == "clamp":
-            imm, imm1 = min(imm, imm1), max(imm, imm1)
-        b.emit(op, d, a, bb, imm, imm1)
-        if op == "spill_store":
-            stored.add(imm)
-        else:
-            written.add(d)
+    def imm_of(draw, op, c, stored):
+        return {"load": lambda: draw(st.integers(0, n_in - 1)), "lut": lambda: draw(st.integers(0, n_lut - 1)),
+                "lutw": lambda: draw(st.integers(0, n_lut - 4)), "loadc": lambda: draw(st.integers(0, n_const - 1)),
+                "spill_store": lambda: draw(st.integers(0, SLOTS - 1)),
+                "spill_load": lambda: draw(st.sampled_from(sorted(stored))),
+                "select": lambda: c, "mulq": lambda: c, "shift_round": lambda: draw(st.integers(-40, 70)),
+                }.get(op, lambda: draw(st.integers(-(2**31), 2**31 - 1)))()
+
+    ops = [o for o in OPCODES if o not in ("load", "store", "nop")] + ["load"]
+    written = draw_dpu_body(draw, b, n_in, ops, draw(st.integers(1, 25)), REGS, imm_of,
+                            lambda draw: draw(st.integers(-(2**31), 2**31 - 1)))
     for o in range(n_out):
         b.store(draw(st.sampled_from(sorted(written))), o, int8=draw(st.booleans()))
     e = draw(st.integers(1, 200))

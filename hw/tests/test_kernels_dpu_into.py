@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from axdrive_hw.kernels.dpu import DpuProgramBuilder, run_dpu_program, run_dpu_program_into
 
+from _programs import draw_dpu_body
+
 REGS, LANES, SLOTS = 16, 64, 8
 LANE_OPS = ("add", "sub", "mul", "addi", "muli", "shift_round", "clamp", "min", "max", "cmpgt", "lut", "loadc",
             "select", "spill_store", "spill_load")
@@ -25,24 +27,14 @@ def cases(draw):
     b = DpuProgramBuilder()
     for i in range(n_in):
         b.load(i, i)
-    written, stored = set(range(n_in)), set()
-    for _ in range(draw(st.integers(1, 8))):
-        op = draw(st.sampled_from(LANE_OPS))
-        if op == "spill_load" and not stored:
-            continue
-        d = draw(st.integers(0, REGS - 1))
-        a, bb, c = (draw(st.sampled_from(sorted(written))) for _ in range(3))
-        imm = {"lut": 0, "loadc": 0, "select": c, "spill_store": draw(st.integers(0, SLOTS - 1)),
-               "spill_load": draw(st.sampled_from(sorted(stored))) if stored else 0,
-               "shift_round": draw(st.integers(-4, 20))}.get(op, draw(st.integers(-300, 300)))
-        imm1 = draw(st.integers(-300, 300))
-        if op == "clamp":
-            imm, imm1 = min(imm, imm1), max(imm, imm1)
-        b.emit(op, d, a, bb, imm, imm1)
-        if op == "spill_store":
-            stored.add(imm)
-        else:
-            written.add(d)
+    def imm_of(draw, op, c, stored):
+        return {"lut": lambda: 0, "loadc": lambda: 0, "select": lambda: c,
+                "spill_store": lambda: draw(st.integers(0, SLOTS - 1)),
+                "spill_load": lambda: draw(st.sampled_from(sorted(stored))),
+                "shift_round": lambda: draw(st.integers(-4, 20))}.get(op, lambda: draw(st.integers(-300, 300)))()
+
+    written = draw_dpu_body(draw, b, n_in, list(LANE_OPS), draw(st.integers(1, 8)), REGS, imm_of,
+                            lambda draw: draw(st.integers(-300, 300)))
     b.store(draw(st.sampled_from(sorted(written))), 0, int8=draw(st.booleans()))
     chans = draw(st.sampled_from([1, 3, 64, 70, 128]))
     # 32+ blocks of 8 PWORDs: at least two parts of 16 blocks, so the parallel path runs

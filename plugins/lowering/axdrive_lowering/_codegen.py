@@ -378,25 +378,27 @@ class _Emitter:
     def _read_rows(self, name: str, r0: int, r1: int, dst: Ref, stage: str) -> None:
         """DMA rows ``r0..r1`` of a tensor into ``dst`` (contiguous): from its home, or from its rolling L1
         buffer in one or two pieces."""
-        ring = self.rolling.get(name)
-        if ring is None:
-            src = self._rows(name, r0, r1)
-            self._dma(Ref(src.buffer, dst.shape, "int8", src.offset), dst, stage)
-            return
-        for at, rel, nbytes in ring.spans(r0, r1):
-            self._dma(Ref(ring.ref.buffer, (nbytes,), "int8", at), Ref(dst.buffer, (nbytes,), "int8", dst.offset + rel),
-                      stage)
+        self._move_rows(name, r0, r1, dst, stage, into_tile=True)
 
     def _write_rows(self, name: str, r0: int, r1: int, src: Ref, stage: str) -> None:
         """DMA ``src`` (rows ``r0..r1`` of a tensor, contiguous) to the tensor's home or rolling L1 buffer."""
+        self._move_rows(name, r0, r1, src, stage, into_tile=False)
+
+    def _move_rows(self, name: str, r0: int, r1: int, tile: Ref, stage: str, *, into_tile: bool) -> None:
+        """One DMA per contiguous piece between the tile ``tile`` and rows ``r0..r1`` of the tensor ``name``
+        (its home: one piece; its rolling buffer: one or two, where the rows wrap), in either direction."""
         ring = self.rolling.get(name)
         if ring is None:
-            dst = self._rows(name, r0, r1)
-            self._dma(Ref(src.buffer, dst.shape, "int8", src.offset), dst, stage)
-            return
-        for at, rel, nbytes in ring.spans(r0, r1):
-            self._dma(Ref(src.buffer, (nbytes,), "int8", src.offset + rel), Ref(ring.ref.buffer, (nbytes,), "int8", at),
-                      stage)
+            rows = self._rows(name, r0, r1)
+            pieces = [(Ref(tile.buffer, rows.shape, "int8", tile.offset), rows)]
+        else:
+            pieces = [(Ref(tile.buffer, (nbytes,), "int8", tile.offset + rel),
+                       Ref(ring.ref.buffer, (nbytes,), "int8", at)) for at, rel, nbytes in ring.spans(r0, r1)]
+        for tile_part, tensor_part in pieces:
+            if into_tile:
+                self._dma(tensor_part, tile_part, stage)
+            else:
+                self._dma(tile_part, tensor_part, stage)
 
     def _stage(self, node: Node) -> str:
         if self.spans and node.source:
