@@ -162,9 +162,10 @@ def to_device_layout(v: np.ndarray, io: Mapping[str, Any] | None) -> np.ndarray:
     a = np.asarray(v)
     a = a.transpose(0, 2, 3, 1) if a.ndim == 4 else a.reshape(a.shape[0], 1, 1, -1)
     width = int(io["device_shape"][-1])
-    if width > a.shape[-1]:
-        pad = np.full((*a.shape[:-1], width - a.shape[-1]), int(io.get("pad_value", 0)), a.dtype)
-        a = np.concatenate([a, pad], axis=-1)
+    if width > a.shape[-1]:  # one pass: the padded tensor filled, then the real channels written over it
+        padded = np.full((*a.shape[:-1], width), int(io.get("pad_value", 0)), a.dtype)
+        padded[..., : a.shape[-1]] = a
+        return padded
     return np.ascontiguousarray(a)
 
 

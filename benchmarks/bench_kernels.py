@@ -23,8 +23,9 @@ import onnxruntime as ort
 from _common import report, timeit
 from onnx import TensorProto, helper, numpy_helper
 
+from axdrive_hw.kernels.dpu import DpuProgramBuilder, run_dpu_program_into
 from axdrive_hw.kernels.dwpu import depthwise_conv2d_acc
-from axdrive_hw.kernels.mvm import conv2d_acc, matmul_acc
+from axdrive_hw.kernels.mvm import ConvPlanCache, conv2d_acc, conv2d_requant_planned_into, matmul_acc
 
 # (name, kernel call for a first-call probe in a fresh process)
 _PROBES = {
@@ -33,6 +34,16 @@ _PROBES = {
     "conv2d_acc": ("from axdrive_hw.kernels.mvm import conv2d_acc as k",
                    "k(np.zeros((1, 4, 4, 2), np.int8), 0, np.zeros((2, 3, 3, 2), np.int8), np.zeros(2, np.int32), "
                    "1, 1, 1, 1, 1, 1, 1, 1, 1)"),
+    "conv2d_requant_planned_into": (
+        "from axdrive_hw.kernels.mvm import ConvPlanCache, conv2d_requant_planned_into as k",
+        "w = np.ones((2, 3, 3, 4), np.int8); k(ConvPlanCache().get(0, w), np.zeros((1, 4, 4, 4), np.int8), 0, w, "
+        "np.zeros(2, np.int32), 1, 1, 1, 1, 1, 1, 1, 1, 1, np.ones(1, np.int64), np.full(1, 8, np.int64), 0, -128, 127, "
+        "np.zeros((1, 4, 4, 2), np.int8))"),
+    "run_dpu_program_into": (
+        "from axdrive_hw.kernels.dpu import run_dpu_program_into as k",
+        "k(np.array([[1, 0, 0, 0, 0, 0], [14, 1, 0, 0, 0, 0], [2, 0, 1, 0, 0, 1]], np.int32), "
+        "np.zeros((1, 4096), np.int8), np.zeros((1, 64), np.int32), np.zeros((1, 256), np.int8), 64, 16, 512, 64, "
+        "np.zeros((1, 4096), np.int8), 1)"),
     "depthwise_conv2d_acc": ("from axdrive_hw.kernels.dwpu import depthwise_conv2d_acc as k",
                              "k(np.zeros((1, 4, 4, 2), np.int8), 0, np.zeros((3, 3, 2), np.int8), "
                              "np.zeros(2, np.int32), 1, 1, 1, 1, 1, 1, 1, 1)"),
@@ -97,6 +108,42 @@ def main() -> None:
                   lambda: np.matmul(cols32, cw32), "np.matmul int32 (im2col)", lambda: s_cv.run(None, {"x": xf}),
                   "Conv"))
 
+    # the simulator's convolution task: the same layer through the zero-channel plan, requantized to int8
+    # (the byte dot-product kernel where the CPU has AVX-512 VNNI, else the int16 one)
+    plan, y8 = ConvPlanCache().get(0, cw), np.empty((1, 30, 30, 64), np.int8)
+    mult, shift = np.full(64, 1 << 20, np.int64), np.full(64, 30, np.int64)
+    cases.append(("conv2d_requant_planned_into", "1x32x32x64 * 64x3x3x64 -> int8", macs,
+                  lambda: conv2d_requant_planned_into(plan, x, 3, cw, cb, 1, 1, 0, 0, 0, 0, 1, 1, 1, mult, shift, 0,
+                                                      -128, 127, y8),
+                  lambda: np.matmul(cols32, cw32), "np.matmul int32 (im2col)", lambda: s_cv.run(None, {"x": xf}),
+                  "Conv"))
+
+    # a DPU task: the int8 SiLU table YOLOv8n runs after most convolutions (load, lut, store) over 1.6 M
+    # elements; the "MACs" of this row are elements. Baselines: NumPy's table indexing and onnxruntime's
+    # float x * Sigmoid(x) on the same element count
+    e = 160 * 160 * 64
+    xs = rng.integers(-128, 128, (1, e), dtype=np.int8)
+    lut = rng.integers(-128, 128, (1, 256), dtype=np.int8)
+    prog = DpuProgramBuilder()
+    prog.load(0, 0)
+    prog.lut(1, 0, table=0)
+    prog.store(1, 0)
+    code, ys, no_consts = prog.build(), np.empty((1, e), np.int8), np.zeros((1, 64), np.int32)
+    xs_idx = xs.astype(np.intp) + 128
+    node = [helper.make_node("Sigmoid", ["x"], ["s"]), helper.make_node("Mul", ["x", "s"], ["y"])]
+    graph = helper.make_graph(node, "silu", [helper.make_tensor_value_info("x", TensorProto.FLOAT, (1, e))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    s_silu = ort.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+                                  .SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    xsf = xs.astype(np.float32)
+    cases.append(("run_dpu_program_into", f"load, lut, store over {e:,} int8", e,
+                  lambda: run_dpu_program_into(code, xs, no_consts, lut, 64, 16, 512, 64, ys,
+                                               numba.get_num_threads()),
+                  lambda: lut[0][xs_idx], "numpy table indexing", lambda: s_silu.run(None, {"x": xsf}),
+                  "Sigmoid + Mul"))
+
     # depthwise 3x3 on 64x64x128
     xd = rng.integers(-128, 128, (1, 64, 64, 128), dtype=np.int8)
     wd = rng.integers(-127, 128, (3, 3, 128), dtype=np.int8)
@@ -129,7 +176,7 @@ def main() -> None:
                          n_macs / t["numpy"] / 1e9, t["numpy"] / t["numba"], f"ort float32 {ort_name}, 1 thread",
                          n_macs / t["ort"] / 1e9, t["ort"] / t["numba1"], cold, warm])
     report("kernels", "python benchmarks/bench_kernels.py",
-           ["kernel", "shape", "MACs", f"numba GMAC/s ({threads} threads)", "numba GMAC/s (1 thread)", "baseline",
+           ["kernel", "shape", "MACs (DPU: elements)", f"numba GMAC/s ({threads} threads)", "numba GMAC/s (1 thread)", "baseline",
             "numpy GMAC/s", "numba/numpy", "float baseline", "ort GMAC/s", "speed numba 1 thread : ort",
             "first call, no cache (s)", "first call, cached (s)"], rows,
            {"numba_threads": threads})

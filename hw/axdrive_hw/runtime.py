@@ -177,13 +177,22 @@ class RuntimeResult:
 
     outputs: dict[str, np.ndarray]
     report: dict[str, Any]
-    timeline: Timeline
+    _timeline: Timeline
     transfers: list[HostTransfer]
     trace_lines: list[str] | None = None
     chrome_trace: dict[str, Any] | None = None
     program: Program | None = None
     inference: Timeline | None = None
     capacities: dict[str, int] = dataclasses.field(default_factory=dict)
+    _timeline_shared: bool = False  # ``_timeline`` is the runtime's cached one: copied when first read
+
+    @property
+    def timeline(self) -> Timeline:
+        """The run's device timeline, its own copy (made on first access: most runs only want outputs)."""
+        if self._timeline_shared:
+            self._timeline = self._timeline.copy()
+            self._timeline_shared = False
+        return self._timeline
 
     def figures(self) -> dict[str, str]:
         """The run's figures as SVG text by file name (``axdrive run --figures``; see :mod:`axdrive_hw.figures`).
@@ -362,7 +371,7 @@ class LoadedProgram:
             chrome = _with_host_track(chrome_trace(timeline, view), transfers, timeline)
         capacities = {level: self.target.memory[level].usable(self.program.cores) for level in self.target.memory}
         return RuntimeResult(outputs, report, timeline, transfers, lines, chrome, self.program, self.inference,
-                             capacities)
+                             capacities, _timeline_shared=True)
 
     # -- device time -----------------------------------------------------------------------------------
     def _link_cycles(self, direction: str) -> tuple[int, int, tuple[str, ...]]:
@@ -375,14 +384,22 @@ class LoadedProgram:
         return nbytes, cycles, tuple(io)
 
     def _schedule_for(self, frames: int) -> tuple[Timeline, list[HostTransfer]]:
-        """:meth:`_device_schedule`, computed once per frame count (it depends on nothing else); each run gets
-        its own copy of the mutable parts (task records, lists), the frozen token events are shared."""
+        """:meth:`_device_schedule`, computed once per frame count (it depends on nothing else). The timeline
+        is the cached one, not to be changed: a :class:`RuntimeResult` copies it when it is first read."""
         cache: dict[int, tuple[Timeline, list[HostTransfer]]] = self.__dict__.setdefault("_schedules", {})
         hit = cache.get(frames)
         if hit is None:
             hit = cache[frames] = self._device_schedule(frames)
         t, transfers = hit
-        return t.copy(), list(transfers)
+        return t, list(transfers)
+
+    def _unit_busy(self, timeline: Timeline) -> dict[str, float]:
+        """``timeline.unit_busy()``, once per cached schedule (the report of every run needs it)."""
+        cache: dict[int, tuple[Timeline, dict[str, float]]] = self.__dict__.setdefault("_busy", {})
+        hit = cache.get(id(timeline))
+        if hit is None or hit[0] is not timeline:
+            hit = cache[id(timeline)] = (timeline, timeline.unit_busy())
+        return hit[1]
 
     def _device_schedule(self, frames: int) -> tuple[Timeline, list[HostTransfer]]:
         """Place every frame on the device clock: uploads and downloads share the host link, replicas run apart."""
@@ -447,7 +464,7 @@ class LoadedProgram:
                 wall: float) -> dict[str, Any]:
         f = timeline.frequency_hz
         link = {d: sum(t.cycles for t in transfers if t.direction == d) for d in ("input", "output")}
-        busy = {k: int(v) for k, v in timeline.unit_busy().items()}
+        busy = {k: int(v) for k, v in self._unit_busy(timeline).items()}
         if link["input"] or link["output"]:
             busy["host.link"] = link["input"] + link["output"]
         seconds = timeline.cycles / f

@@ -20,6 +20,7 @@ __all__ = ["Simulator", "SimResult", "run_program"]
 
 import math
 import threading
+from functools import partial
 from typing import Any, Callable, Mapping
 
 import numba
@@ -28,7 +29,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from axdrive.errors import SimulationError
 from axdrive_hw.cycle_model import CycleModel, SimOptions, Timeline, constant_dpu_code
-from axdrive_hw.kernels.dma import copy2d
+from axdrive_hw.kernels.dma import copy2d, copy2d_many
 from axdrive_hw.kernels.dpu import run_dpu_program_into, validate_dpu_program
 from axdrive_hw.kernels.dwpu import avg_pool2d, depthwise_conv2d_acc, max_pool2d, resize_nearest
 from axdrive_hw.kernels.mvm import (ConvPlanCache, ConvWeightPlan, conv2d_acc_planned, conv2d_requant_planned_into,
@@ -277,35 +278,28 @@ class _ReplayMemory(_Memory):
 
     checked = False
 
-    def __init__(self, program: Program, target: Target, layout: _Layout, pool: dict[str, np.ndarray]) -> None:
+    def __init__(self, program: Program, target: Target, layout: _Layout, arena: "_Arena") -> None:
         super().__init__(program, target, layout)
         self.written = _LazyMasks(self.buffers, self.written)  # nothing reads the masks: made only if written
-        # the previous replay's arrays, reused without clearing: the recorded run checked that no byte is read
-        # before this run writes it (and fresh arrays would cost a page fault per 4 KiB at every run)
-        self.pool = pool
+        # every buffer is a view of the arena, reused run after run without clearing: the recorded run checked
+        # that no byte is read before this run writes it (and fresh arrays would cost a page fault per 4 KiB)
+        self.data = dict(arena.views)
+        self.shared = set()
+        self.arena = arena
 
     def _store(self, b: Buffer) -> np.ndarray:
-        data = self.data.get(b.name)
-        if data is None:
-            data = self.pool.pop(b.name, None)
-            if data is None:
-                data = np.empty(b.size, dtype=np.uint8)
-            self.data[b.name] = data
-        return data
+        return self.data[b.name]
 
     def _store_w(self, b: Buffer) -> np.ndarray:
-        if b.name in self.shared:  # a constant's template: this run's own copy
-            self.shared.discard(b.name)
-            data = self.pool.pop(b.name, None)
-            data = self.data[b.name].copy() if data is None else np.copyto(data, self.data[b.name]) or data
-            self.data[b.name] = data
-            self.written.pop(b.name, None)
-            return data
-        return self._store(b)
+        return self.data[b.name]
 
-    def owned(self) -> dict[str, np.ndarray]:
-        """The arrays this run allocated (not the shared constant templates), for the next replay."""
-        return {n: a for n, a in self.data.items() if n not in self.shared}
+    def view(self, ref: Ref) -> np.ndarray:
+        """The operand ``ref`` as a typed view of the arena."""
+        return self.data[ref.buffer][ref.offset: ref.offset + _nbytes(ref)].view(ref.dtype).reshape(ref.shape)
+
+    def address(self, ref: Ref) -> int:
+        """The operand's first byte in the arena's array."""
+        return self.arena.offsets[ref.buffer] + ref.offset
 
     def check_range(self, who: str, role: str, b: Buffer, start: int, end: int) -> None:
         pass
@@ -321,32 +315,133 @@ class _ReplayMemory(_Memory):
         pass
 
     def read(self, who: str, role: str, ref: Ref, *, copy: bool = True) -> np.ndarray:
-        data = self.data.get(ref.buffer)
-        if data is None:
-            data = self._store(self.buffers[ref.buffer])
-        value = data[ref.offset: ref.offset + _nbytes(ref)].view(ref.dtype).reshape(ref.shape)
+        value = self.view(ref)
         return value.copy() if copy else value
 
     def output_view(self, ref: Ref) -> np.ndarray | None:
-        start = ref.offset
-        return self._store_w(self.buffers[ref.buffer])[start: start + _nbytes(ref)].view(ref.dtype).reshape(ref.shape)
+        return self.view(ref)
 
     def write(self, who: str, role: str, ref: Ref, value: np.ndarray) -> None:
         if value.shape != ref.shape or value.dtype != np.dtype(ref.dtype):
             super().write(who, role, ref, value)  # raises the recorded run's error
         start = ref.offset
-        self._store_w(self.buffers[ref.buffer])[start: start + value.nbytes] = \
-            np.ascontiguousarray(value).view(np.uint8).ravel()
+        self.data[ref.buffer][start: start + value.nbytes] = np.ascontiguousarray(value).view(np.uint8).ravel()
 
     def copy2d(self, who: str, src: Ref, dst: Ref, rows: int, row_bytes: int, src_stride: int,
                dst_stride: int) -> None:
         if rows <= 0 or row_bytes <= 0:
             return
-        d_data = self._store_w(self.buffers[dst.buffer])
-        s_data = self.data.get(src.buffer)  # after the destination: the same array when src and dst are one buffer
-        if s_data is None:
-            s_data = self._store(self.buffers[src.buffer])
-        copy2d(s_data, src.offset, src_stride, d_data, dst.offset, dst_stride, rows, row_bytes)
+        # one view object per buffer: copy2d sees a copy within one buffer as one array
+        copy2d(self.data[src.buffer], src.offset, src_stride, self.data[dst.buffer], dst.offset, dst_stride, rows,
+               row_bytes)
+
+
+class _Arena:
+    """Every buffer of a program as a view of one array, for compiled replays.
+
+    One array lets a run of DMA tasks be one kernel call over absolute
+    offsets (:func:`~axdrive_hw.kernels.dma.copy2d_many`), and lets a replay
+    bind each task's operands as views once. Buffers never share bytes here
+    (each has its own 64-byte aligned range), so a copy within the array has
+    exactly the semantics of a copy between the per-buffer arrays of
+    :class:`_Memory`. Constant-initialised buffers hold their constants; those
+    some task (or an input) writes are restored at the start of each run.
+    """
+
+    ALIGN = 64
+
+    def __init__(self, layout: _Layout, written: set[str]) -> None:
+        offsets: dict[str, int] = {}
+        total = 0
+        for name, b in layout.buffers.items():
+            offsets[name] = total
+            total += -(-b.size // self.ALIGN) * self.ALIGN
+        self.array = np.zeros(max(total, 1), dtype=np.uint8)
+        self.offsets = offsets
+        self.views = {n: self.array[o: o + layout.buffers[n].size] for n, o in offsets.items()}
+        for name, data in layout.init_data.items():
+            self.views[name][...] = data
+        self.restore = [(self.views[n], layout.init_data[n]) for n in sorted(written & set(layout.init_data))]
+
+    def reset(self) -> None:
+        """Put back the constants the previous run overwrote."""
+        for view, data in self.restore:
+            np.copyto(view, data)
+
+
+class _Compiled:
+    """A replay as straight-line steps over one arena: the recorded task order with operands bound once.
+
+    Built from the recorded run's schedule. A task whose parameters (weights,
+    requantization operands, DPU code, constants, tables) come only from the
+    program's constants, never from an input, sees the same parameter values
+    in every run; so its convolution plan, requantization rows and DPU program
+    validation are made once, here. Consecutive DMA tasks become one batched
+    copy. Every other task (and any task whose parameters depend on an input)
+    runs through :meth:`Simulator._execute` each time, as an uncompiled replay
+    does, DPU code comparison included.
+    """
+
+    # operands that parameterise a task rather than carry its data
+    PARAMS = ("w", "bias", "multiplier", "shift", "code", "consts", "luts")
+
+    def __init__(self, sim: "Simulator", layout: _Layout, events: list[tuple[bool, int, int, Task]],
+                 codes: dict[tuple[int, int], np.ndarray]) -> None:
+        program = sim.program
+        starts = [(c, i, t) for is_start, c, i, t in events if is_start]
+        written = set(program.inputs.values())
+        tainted = set(program.inputs.values())  # buffers whose bytes may depend on an input
+        param_tainted: set[tuple[int, int]] = set()
+        for c, i, t in starts:
+            ins = {r.buffer for r in t.inputs.values()}
+            if any(t.inputs[k].buffer in tainted for k in self.PARAMS if k in t.inputs):
+                param_tainted.add((c, i))
+            outs = {r.buffer for r in t.outputs.values()}
+            written |= outs
+            if ins & tainted:
+                tainted |= outs
+        self.arena = _Arena(layout, written)
+        self.mem = _ReplayMemory(program, sim.target, layout, self.arena)
+        self.sim = sim
+        self.codes = codes
+        # DMA batches, and tasks (with whether their parameters may depend on an input)
+        self.items: list[np.ndarray | tuple[int, int, Task, bool]] = []
+        dma: list[tuple[int, int, int, int, int, int]] = []
+        for c, i, t in starts:
+            if t.kind == "dma":
+                p = t.params
+                rows, row_bytes = int(p["rows"]), int(p["row_bytes"])
+                if rows > 0 and row_bytes > 0 and int(p["src_stride"]) >= row_bytes \
+                        and int(p["dst_stride"]) >= row_bytes:
+                    dma.append((self.mem.address(t.inputs["src"]), int(p["src_stride"]),
+                                self.mem.address(t.outputs["dst"]), int(p["dst_stride"]), rows, row_bytes))
+                    continue
+            if dma:
+                self.items.append(np.array(dma, dtype=np.int64))
+                dma = []
+            self.items.append((c, i, t, (c, i) in param_tainted))
+        if dma:
+            self.items.append(np.array(dma, dtype=np.int64))
+        self.steps: list[Callable[[], Any]] | None = None  # made by the first run
+
+    def run(self) -> None:
+        """Execute every task once. The first run makes the steps as it goes: a task's parameters are read
+        when the tasks before it have run (most reach the L1 by DMA during the run)."""
+        if self.steps is not None:
+            for step in self.steps:
+                step()
+            return
+        sim, mem, steps = self.sim, self.mem, []
+        for item in self.items:
+            if isinstance(item, np.ndarray):
+                step = partial(copy2d_many, self.arena.array, item)
+            else:
+                c, i, t, tainted = item
+                step = (None if tainted else sim._compile_task(mem, c, i, t)) \
+                    or partial(sim._execute_checked_code, mem, c, i, t, self.codes.get((c, i)))
+            step()
+            steps.append(step)
+        self.steps = steps
 
 
 class SimResult:
@@ -408,7 +503,7 @@ class Simulator:
         self._conv_plans = ConvPlanCache()  # zero-skipping plans of the conv weights, per task
         self._valid_dpu: set[tuple[bytes, int, int, int, int]] = set()  # DPU programs that passed validation
         self._input_sizes: dict[str, int] = {}  # input bytes of the recorded run
-        self._pools: list[dict[str, np.ndarray]] = []  # buffer arrays of finished replays, reused by the next
+        self._compiled: list[_Compiled] = []  # compiled replays not in use (one per concurrent run)
         self._pool_lock = threading.Lock()
         for b in program.buffers:
             if b.live is not None:
@@ -457,32 +552,126 @@ class Simulator:
 
     def _replay(self, inputs: Mapping[str, np.ndarray] | None, events: list[tuple[bool, int, int, Task]],
                 codes: dict[tuple[int, int], np.ndarray], timeline: Timeline) -> SimResult:
-        # inputs of the recorded sizes write the recorded bytes: the memory-map checks would pass again
+        # inputs of the recorded sizes write the recorded bytes: the memory-map checks would pass again, so
+        # the run is the compiled step list; other sizes replay the recorded order with every check
         if self._sizes(inputs) == self._input_sizes:
-            if self._layout is None:
-                self._layout = _Layout(self.program, self.target)
-            with self._pool_lock:
-                pool = self._pools.pop() if self._pools else {}
-            mem: _Memory = _ReplayMemory(self.program, self.target, self._layout, pool)
-        else:
-            mem = self._memory()
+            return self._run_compiled(inputs, events, codes, timeline)
+        mem = self._memory()
         self._load_inputs(mem, dict(inputs or {}))
         live_end = self._live_end
-        # a replay memory retires nothing (no checks to make): only the task starts matter
-        order = [e for e in events if e[0]] if isinstance(mem, _ReplayMemory) else events
-        for is_start, c, i, task in order:
+        for is_start, c, i, task in events:
             if is_start:
-                code = self._execute(mem, c, i, task)
-                if code is not None and not np.array_equal(code, codes.get((c, i))):
-                    raise _ScheduleChanged
+                self._execute_checked_code(mem, c, i, task, codes.get((c, i)))
             else:
                 for name in live_end.get((c, i), ()):
                     mem.retire(name)
-        outputs = self._outputs(mem)
-        if isinstance(mem, _ReplayMemory):
+        return SimResult(self._outputs(mem), timeline.copy)
+
+    def _run_compiled(self, inputs: Mapping[str, np.ndarray] | None, events: list[tuple[bool, int, int, Task]],
+                      codes: dict[tuple[int, int], np.ndarray], timeline: Timeline) -> SimResult:
+        """A replay through a :class:`_Compiled` step list (built on the first replay, one per concurrent run)."""
+        with self._pool_lock:
+            comp = self._compiled.pop() if self._compiled else None
+        if comp is None:
+            if self._layout is None:
+                self._layout = _Layout(self.program, self.target)
+            comp = _Compiled(self, self._layout, events, codes)
+        try:
+            comp.arena.reset()
+            self._load_inputs(comp.mem, dict(inputs or {}))
+            comp.run()
+            outputs = self._outputs(comp.mem)
+        finally:
             with self._pool_lock:
-                self._pools.append(mem.owned())
+                self._compiled.append(comp)
         return SimResult(outputs, timeline.copy)
+
+    def _execute_checked_code(self, mem: _Memory, c: int, i: int, task: Task, code: np.ndarray | None) -> None:
+        """:meth:`_execute` in a replay: a DPU program other than the recorded one means the schedule changed."""
+        got = self._execute(mem, c, i, task)
+        if got is not None and not np.array_equal(got, code):
+            raise _ScheduleChanged
+
+    def _compile_task(self, mem: _ReplayMemory, c: int, i: int, task: Task) -> Callable[[], Any] | None:
+        """One task as a step with its operands bound (parameters read and checked once), or ``None``
+        when it has no compiled form: the caller then runs it through :meth:`_execute` every time."""
+        who = _task_name(c, i, task)
+        generic = partial(self._execute, mem, c, i, task)
+        if task.kind == "mvm" and task.op != "matmul":
+            return self._compile_conv(mem, who, task, generic)
+        if task.kind == "dpu":
+            return self._compile_dpu(mem, who, task)
+        return None
+
+    def _compile_conv(self, mem: _ReplayMemory, who: str, task: Task,
+                      generic: Callable[[], Any]) -> Callable[[], Any] | None:
+        """An int8 convolution with its requantization fused, into the output operand's view."""
+        ref = task.outputs["y"]
+        if ref.dtype != "int8" or "multiplier" not in task.inputs:
+            return None
+        x, w = mem.view(task.inputs["x"]), mem.view(task.inputs["w"])
+        bias = mem.view(task.inputs["bias"]).astype(np.int32).ravel()
+        p = task.params
+        g = int(p.get("groups", 1))
+        if x.ndim != 4 or w.ndim != 4 or w.shape[3] * g != x.shape[3] or w.shape[0] % g or bias.size != w.shape[0]:
+            return None  # the generic path names the error
+        lanes = p.get("y_channels")
+        o0, o1 = (int(lanes[0]), int(lanes[1])) if lanes is not None else (0, ref.shape[-1])
+        if w.shape[0] != o1 - o0 or not 0 <= o0 < o1 <= ref.shape[-1]:
+            return None
+        out = mem.view(ref)[..., o0:o1]
+        if np.may_share_memory(out, x):
+            return None
+        m, s, zp, qmin, qmax = self._requant_operands(mem, who, task, o1 - o0)
+        (sh, sw), pads, (dh, dw) = p.get("stride", (1, 1)), p.get("pads", (0, 0, 0, 0)), p.get("dilation", (1, 1))
+        plan = self._conv_plans.get(who, w) if g == 1 else None
+        w = w.copy()  # the parameters are constant in every run: the kernel reads them from here
+        args = (plan, x, int(p["x_zp"]), w, bias, sh, sw, *pads, dh, dw, g, m, s, zp, qmin, qmax, out)
+
+        def step() -> None:
+            if not conv2d_requant_planned_into(*args):
+                generic()  # only the int64 kernels apply: the two-step path
+        return step
+
+    def _compile_dpu(self, mem: _ReplayMemory, who: str, task: Task) -> Callable[[], Any] | None:
+        """A DPU program whose single output the interpreter writes in place (validated once, here)."""
+        outs = [task.outputs[f"out{k}"] for k in range(len(task.outputs))]
+        if len(outs) != 1 or outs[0].dtype not in ("int8", "int32"):
+            return None
+        spec = self.target.dpu
+        code = mem.view(task.inputs["code"]).astype(np.int32).reshape(-1, 6)
+        streams = [mem.view(r) for n, r in sorted(task.inputs.items()) if n.startswith("in")]
+        if not streams or len({st.size for st in streams} | {math.prod(outs[0].shape)}) != 1:
+            return None
+        channels = int(task.params["channels"])
+        consts = (mem.view(task.inputs["consts"]).astype(np.int32).reshape(-1, channels)
+                  if "consts" in task.inputs else np.zeros((0, max(channels, 1)), np.int32))
+        luts = (mem.view(task.inputs["luts"]).astype(np.int8).reshape(-1, 256)
+                if "luts" in task.inputs else np.zeros((0, 256), np.int8))
+        try:
+            validate_dpu_program(code, registers=spec.registers, n_inputs=len(streams), n_outputs=1,
+                                 n_luts=luts.shape[0], n_consts=consts.shape[0], spill_slots=spec.spill_slots)
+        except ValueError as e:
+            raise SimulationError(f"{who}: {e}") from None
+        res = mem.view(outs[0]).reshape(1, -1)
+        if any(np.may_share_memory(res, st) for st in streams):
+            return None
+        consts = consts if consts.shape[0] else np.zeros((1, max(channels, 1)), np.int32)
+        luts = luts if luts.shape[0] else np.zeros((1, 256), np.int8)
+        fixed = (consts, luts, channels, spec.registers, spec.lanes, spec.spill_slots, res)
+        if len(streams) == 1:
+            inp = streams[0].reshape(1, -1)
+            return lambda: run_dpu_program_into(code, inp, *fixed, numba.get_num_threads())
+        # several streams: stacked into an array of their own (their common dtype, else int32), as _dpu does
+        dtype = streams[0].dtype if len({st.dtype for st in streams}) == 1 else np.dtype(np.int32)
+        stacked = np.empty((len(streams), streams[0].size), dtype=dtype)
+        flat = [st.reshape(-1) for st in streams]
+
+        def step() -> None:
+            for k, st in enumerate(flat):
+                stacked[k] = st
+            run_dpu_program_into(code, stacked, *fixed, numba.get_num_threads())
+        return step
 
     def _memory(self) -> _Memory:
         if self._layout is None:

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import numba
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from axdrive_hw.kernels import mvm
 from axdrive_hw.kernels.mvm import (ConvPlanCache, ConvWeightPlan, conv2d_acc, conv2d_acc_planned, conv2d_requant,
                                     conv2d_requant_planned_into,
                                     matmul_acc, matmul_weight_sets_acc, plan_conv_weights, plan_weight_sets)
@@ -197,3 +200,114 @@ def test_fused_requantization_equals_accumulate_then_requantize(case, per_channe
                                        wide[..., lane0:lane0 + o])
     assert done and np.array_equal(wide[..., lane0:lane0 + o], want)
     assert (wide[..., :lane0] == 99).all() and (wide[..., lane0 + o:] == 99).all()  # nothing else written
+
+
+@st.composite
+def byte_path_cases(draw):
+    """Convolutions shaped to reach every branch of the byte (VNNI) kernel: more pixels than one block
+    (96) with a partial last block, K not a multiple of 4 and input runs longer than 64 bytes, output
+    channel counts that leave 1-3 blocks of 16 after the groups of 4 and are not multiples of 16, zero
+    channels at either end and inside, 1x1 stride-1 convolutions (operands read in place), uint8
+    activations, and a channel slice of a wider output."""
+    n = draw(st.integers(1, 2))
+    c = draw(st.sampled_from([1, 3, 4, 16, 20, 64, 67, 80]))
+    o = draw(st.sampled_from([1, 5, 16, 18, 33, 48, 64, 70, 100]))
+    if draw(st.booleans()):
+        kh = kw = 1
+        stride, pads, dil = (1, 1), (0, 0, 0, 0), (1, 1)
+    else:
+        kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+        stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+        pads = tuple(draw(st.integers(0, 2)) for _ in range(4))
+        dil = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    h = draw(st.integers(dil[0] * (kh - 1) + 1, 14))
+    w = draw(st.integers(dil[1] * (kw - 1) + 1, 14))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
+    unsigned = draw(st.booleans())
+    x = rng.integers(0 if unsigned else -128, 256 if unsigned else 128, (n, h, w, c),
+                     dtype=np.uint8 if unsigned else np.int8)
+    wt = rng.integers(-128, 128, (o, kh, kw, c), dtype=np.int8)
+    zero_in = draw(st.sampled_from(["none", "head", "tail", "inside", "random", "all"]))
+    if zero_in == "head":
+        wt[..., :draw(st.integers(0, c))] = 0
+    elif zero_in == "tail":
+        wt[..., draw(st.integers(0, c)):] = 0
+    elif zero_in == "inside":
+        wt[..., c // 3:(2 * c) // 3] = 0
+    elif zero_in == "random":
+        wt[..., rng.random(c) < 0.5] = 0
+    elif zero_in == "all":
+        wt[:] = 0
+    wt[rng.random(o) < draw(st.floats(0, 1))] = 0
+    bias = rng.integers(-(2**31), 2**31, o).astype(np.int32) if draw(st.booleans()) else \
+        rng.integers(-5000, 5000, o).astype(np.int32)
+    zp = draw(st.integers(0, 127)) if unsigned else draw(st.integers(-128, 127))
+    return x, zp, wt, bias, stride, pads, dil
+
+
+@pytest.mark.parametrize("byte_path", [True, False])
+@given(byte_path_cases(), st.integers(0, 3), st.integers(0, 2**31))
+def test_planned_kernels_match_the_reference_on_the_byte_path_and_off_it(byte_path, case, lane0, seed):
+    """Both fast paths (the VNNI byte kernel where the target has it, and the int16 kernels) give the int64
+    reference bit for bit: requantized into a channel slice of a wider tensor, and as accumulators."""
+    x, zp, w, bias, stride, pads, dil = case
+    rng = np.random.default_rng(seed)
+    o = w.shape[0]
+    m, s = quantize_multiplier(rng.uniform(1e-5, 0.9, o))
+    out_zp, qmin, qmax = int(rng.integers(-128, 128)), int(rng.integers(-128, 0)), int(rng.integers(0, 128))
+    acc = conv2d_ref(x, zp, w, bias, stride, pads, dil, 1)
+    want = requantize(acc, m, s, out_zp, qmin, qmax)
+    saved = mvm._VNNI
+    mvm._VNNI = byte_path and saved
+    try:
+        for plan in (ConvPlanCache().get(0, w), _forced_plan(w), None):
+            wide = np.full((*acc.shape[:-1], lane0 + o + 2), 99, dtype=np.int8)
+            done = conv2d_requant_planned_into(plan, x, zp, w, bias, *stride, *pads, *dil, 1, m, s, out_zp, qmin,
+                                               qmax, wide[..., lane0:lane0 + o])
+            assert done and np.array_equal(wide[..., lane0:lane0 + o], want)
+            assert (wide[..., :lane0] == 99).all() and (wide[..., lane0 + o:] == 99).all()
+            if plan is not None:
+                assert np.array_equal(conv2d_acc_planned(plan, x, zp, w, bias, *stride, *pads, *dil, 1), acc)
+    finally:
+        mvm._VNNI = saved
+
+
+def test_threads_writing_neighbouring_rows_of_shared_buffers_give_the_reference():
+    """Wide rows and several threads (the stem's shape: 3 real channels of 64, stride 2): the per-thread
+    parts of the kernel write buffers that other threads read or write next to, which must not race."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(-128, 128, (1, 41, 320, 64), dtype=np.int8)
+    w = np.zeros((64, 3, 3, 64), np.int8)
+    w[:16, :, :, :3] = rng.integers(-128, 128, (16, 3, 3, 3))
+    bias = rng.integers(-5000, 5000, 64).astype(np.int32)
+    m, s = quantize_multiplier(rng.uniform(1e-3, 0.1, 64))
+    want = requantize(conv2d_ref(x, -128, w, bias, (2, 2), (0, 1, 0, 1), (1, 1), 1), m, s, -7)
+    threads = numba.get_num_threads()
+    try:
+        for n in sorted({1, 2, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(n)
+            for _ in range(5):
+                got = np.zeros_like(want)
+                assert conv2d_requant_planned_into(ConvPlanCache().get(0, w), x, -128, w, bias, 2, 2, 0, 1, 0, 1, 1, 1,
+                                                   1, m, s, -7, -128, 127, got)
+                assert np.array_equal(got, want)
+    finally:
+        numba.set_num_threads(threads)
+
+
+def test_strided_activations_read_only_operands_and_an_output_of_any_strides():
+    """Operands as the simulator may hand them over: read-only, ``x`` a strided view, ``out`` a view whose
+    pixels are not at one stride (the kernels then copy ``x`` and write through a temporary)."""
+    rng = np.random.default_rng(11)
+    x = rng.integers(-128, 128, (2, 9, 22, 20), dtype=np.int8)[:, :, ::2]
+    w = rng.integers(-128, 128, (33, 3, 3, 20), dtype=np.int8)
+    bias = rng.integers(-1000, 1000, 33).astype(np.int32)
+    for a in (x, w, bias):
+        a.flags.writeable = False
+    m, s = quantize_multiplier(rng.uniform(1e-3, 0.1, 33))
+    want = requantize(conv2d_ref(x, 5, w, bias, (1, 1), (1, 1, 1, 1)), m, s, 3)
+    for plan in (ConvPlanCache().get(0, w), None):
+        big = np.zeros((2, 11, 9, 40), np.int8)
+        out = big.transpose(0, 2, 1, 3)[..., 3:36]
+        assert conv2d_requant_planned_into(plan, x, 5, w, bias, 1, 1, 1, 1, 1, 1, 1, 1, 1, m, s, 3, -128, 127, out)
+        assert np.array_equal(out, want) and not big[..., :3].any() and not big[..., 36:].any()

@@ -246,11 +246,12 @@ def test_replays_reuse_buffers_and_skip_no_check_that_could_fail_and_stay_exact(
     program, ins, raw = conv_relu_program(seed=5, c=3, o=16)
     sim = Simulator(program)
     rng = np.random.default_rng(5)
-    for k in range(4):  # recorded run, then replays on reused (not cleared) buffers with other inputs
+    for k in range(4):  # recorded run, then compiled replays on reused (not cleared) buffers with other inputs
         x = ins["x"] if k == 0 else rng.integers(-128, 128, ins["x"].shape, dtype=np.int8)
         out = sim.run({"x": x}).outputs["y"]
         assert np.array_equal(out, _conv_relu_expected({"x": x}, raw))
-    assert sim._pools  # the replays handed their arrays on
+    compiled, = sim._compiled  # one step list, made by the first replay and reused by the others
+    assert compiled.steps is not None
 
 
 def test_a_replay_still_checks_its_inputs():
@@ -259,3 +260,49 @@ def test_a_replay_still_checks_its_inputs():
     sim.run(ins)
     with pytest.raises(SimulationError, match="input 'x': expected"):
         sim.run({"x": ins["x"][:, :3]})
+
+
+def test_a_compiled_replay_restores_constants_a_task_overwrote():
+    # task 0 reads the constant, task 1 overwrites it with the input, task 2 reads it again: every run must
+    # start from the constant, not from what the previous run left in the buffer
+    pb = ProgramBuilder(cores=1)
+    x = pb.input("x", (64,))
+    k = pb.constant("k", np.arange(64, dtype=np.int8))
+    y0, y1 = pb.output("y0", (64,)), pb.output("y1", (64,))
+    pb.dma(0, k, y0, signal=(1,))
+    pb.dma(0, x, k, wait=(1,), signal=(2,))
+    pb.dma(0, k, y1, wait=(2,))
+    sim = Simulator(pb.build())
+    rng = np.random.default_rng(3)
+    for _ in range(4):  # the recorded run, the run that makes the steps, then two compiled replays
+        xin = rng.integers(-128, 128, 64, dtype=np.int8)
+        out = sim.run({"x": xin}).outputs
+        assert np.array_equal(out["y0"], np.arange(64, dtype=np.int8)) and np.array_equal(out["y1"], xin)
+    compiled, = sim._compiled
+    assert len(compiled.steps) == 1  # the three copies are one batched DMA step
+
+
+def test_a_compiled_replay_reads_parameters_that_depend_on_an_input_at_every_run():
+    # the DPU's constant table comes from an input: its task must not be bound to the first run's table
+    pb = ProgramBuilder(cores=1)
+    x = pb.input("x", (1, 1, 2, 64))
+    lut_in = pb.input("lut", (1, 256))
+    y = pb.output("y", (1, 1, 2, 64))
+    xl, ll, yl = (pb.buffer("x_l1", "l1", (1, 1, 2, 64)), pb.buffer("lut_l1", "l1", (1, 256)),
+                  pb.buffer("y_l1", "l1", (1, 1, 2, 64)))
+    code = DpuProgramBuilder()
+    code.load(0, 0)
+    code.lut(1, 0, table=0)
+    code.store(1, 0)
+    cl = pb.constant("code", code.build(), "l1")
+    pb.dma(0, x, xl, signal=(1,))
+    pb.dma(0, lut_in, ll, signal=(1,))
+    pb.dpu(0, [xl], [yl], cl, channels=64, luts=ll, wait=(1, 1), signal=(2,))
+    pb.dma(0, yl, y, wait=(2,))
+    sim = Simulator(pb.build())
+    rng = np.random.default_rng(4)
+    xin = rng.integers(-128, 128, (1, 1, 2, 64), dtype=np.int8)
+    for _ in range(4):
+        table = rng.integers(-128, 128, (1, 256), dtype=np.int8)
+        out = sim.run({"x": xin, "lut": table}).outputs["y"]
+        assert np.array_equal(out, table[0][xin.astype(np.int64) + 128])

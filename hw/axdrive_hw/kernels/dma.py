@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["copy2d"]
+__all__ = ["copy2d", "copy2d_many"]
 
 import numpy as np
 from numba import njit
@@ -31,3 +31,16 @@ def copy2d(src: np.ndarray, src_offset: int, src_stride: int, dst: np.ndarray, d
             sv = src[s:s + row_bytes]
             for i in range(row_bytes):
                 dv[i] = sv[i]
+
+
+@njit(cache=True, nogil=True)
+def copy2d_many(mem: np.ndarray, desc: np.ndarray) -> None:
+    """Run a sequence of :func:`copy2d` within one array, in order.
+
+    ``desc`` is ``(n, 6)`` int64 rows ``(src_offset, src_stride, dst_offset,
+    dst_stride, rows, row_bytes)``. A replayed program keeps all its buffers
+    in one array, so the DMA tasks between two compute tasks are one call
+    here instead of one Python-level call each (a YOLOv8n run has ~900).
+    """
+    for t in range(desc.shape[0]):
+        copy2d(mem, desc[t, 0], desc[t, 1], mem, desc[t, 2], desc[t, 3], desc[t, 4], desc[t, 5])
