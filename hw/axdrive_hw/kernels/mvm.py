@@ -669,6 +669,8 @@ def _dpbusd_block(a: np.ndarray, a_off: int, lda: int, wq: np.ndarray, acc: np.n
     ldc = acc.shape[1]
     step = kq * 64
     j0 = 0
+    # The two branches differ only in the last argument: the tile's height, width and flip must be literal
+    # constants at each call (they shape the generated code), so a variable cannot be passed for them.
     if flip:
         while j0 + 4 <= nbt:
             for i0 in range(0, rows, 6):
