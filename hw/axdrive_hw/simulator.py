@@ -635,24 +635,11 @@ class Simulator:
 
     def _compile_dpu(self, mem: _ReplayMemory, who: str, task: Task) -> Callable[[], Any] | None:
         """A DPU program whose single output the interpreter writes in place (validated once, here)."""
-        outs = [task.outputs[f"out{k}"] for k in range(len(task.outputs))]
-        if len(outs) != 1 or outs[0].dtype not in ("int8", "int32"):
+        if len(task.outputs) != 1 or task.outputs["out0"].dtype not in ("int8", "int32"):
             return None
         spec = self.target.dpu
-        code = mem.view(task.inputs["code"]).astype(np.int32).reshape(-1, 6)
-        streams = [mem.view(r) for n, r in sorted(task.inputs.items()) if n.startswith("in")]
-        if not streams or len({st.size for st in streams} | {math.prod(outs[0].shape)}) != 1:
-            return None
-        channels = int(task.params["channels"])
-        consts = (mem.view(task.inputs["consts"]).astype(np.int32).reshape(-1, channels)
-                  if "consts" in task.inputs else np.zeros((0, max(channels, 1)), np.int32))
-        luts = (mem.view(task.inputs["luts"]).astype(np.int8).reshape(-1, 256)
-                if "luts" in task.inputs else np.zeros((0, 256), np.int8))
-        try:
-            validate_dpu_program(code, registers=spec.registers, n_inputs=len(streams), n_outputs=1,
-                                 n_luts=luts.shape[0], n_consts=consts.shape[0], spill_slots=spec.spill_slots)
-        except ValueError as e:
-            raise SimulationError(f"{who}: {e}") from None
+        # the step keeps its own copies of the parameters: they are the same in every run
+        code, streams, outs, channels, consts, luts = self._dpu_operands(mem, who, task, copy_code=True)
         res = mem.view(outs[0]).reshape(1, -1)
         if any(np.may_share_memory(res, st) for st in streams):
             return None
@@ -844,21 +831,22 @@ class Simulator:
             y = resize_nearest(x, shape[1], shape[2])
         self._write_y(mem, who, task, y)
 
-    def _dpu(self, mem: _Memory, who: str, task: Task) -> np.ndarray:
+    def _dpu_operands(self, mem: _Memory, who: str, task: Task, *, copy_code: bool
+                      ) -> tuple[np.ndarray, list[np.ndarray], list[Ref], int, np.ndarray, np.ndarray]:
+        """``(code, streams, outs, channels, consts, luts)`` of a DPU task, checked: equal element counts and
+        a valid program (validated once per code and operand counts: runs repeat the same few programs)."""
         spec = self.target.dpu
-        # the recorded run keeps its own copy of the code (a replay compares against it right away)
-        code = mem.read(who, "code", task.inputs["code"], copy=False).astype(np.int32, copy=mem.checked)
+        code = mem.read(who, "code", task.inputs["code"], copy=False).astype(np.int32, copy=copy_code)
         code = code.reshape(-1, 6)
         streams = [mem.read(who, n, r, copy=False) for n, r in sorted(task.inputs.items()) if n.startswith("in")]
         outs = [task.outputs[f"out{k}"] for k in range(len(task.outputs))]
         if not streams or len({s.size for s in streams} | {math.prod(o.shape) for o in outs}) != 1:
             raise SimulationError(f"{who}: input and output streams must all have the same element count")
         channels = int(task.params["channels"])
-        consts = (mem.read(who, "consts", task.inputs["consts"], copy=False).astype(np.int32, copy=False)
+        consts = (mem.read(who, "consts", task.inputs["consts"], copy=False).astype(np.int32, copy=copy_code)
                   .reshape(-1, channels) if "consts" in task.inputs else np.zeros((0, max(channels, 1)), np.int32))
-        luts = (mem.read(who, "luts", task.inputs["luts"], copy=False).astype(np.int8, copy=False).reshape(-1, 256)
-                if "luts" in task.inputs else np.zeros((0, 256), np.int8))
-        # a program is validated once per (code, operand counts): replays run the same few hundred programs
+        luts = (mem.read(who, "luts", task.inputs["luts"], copy=False).astype(np.int8, copy=copy_code)
+                .reshape(-1, 256) if "luts" in task.inputs else np.zeros((0, 256), np.int8))
         key = (code.tobytes(), len(streams), len(outs), luts.shape[0], consts.shape[0])
         if key not in self._valid_dpu:
             try:
@@ -867,6 +855,12 @@ class Simulator:
             except ValueError as e:
                 raise SimulationError(f"{who}: {e}") from None
             self._valid_dpu.add(key)
+        return code, streams, outs, channels, consts, luts
+
+    def _dpu(self, mem: _Memory, who: str, task: Task) -> np.ndarray:
+        spec = self.target.dpu
+        # the recorded run keeps its own copy of the code (a replay compares against it right away)
+        code, streams, outs, channels, consts, luts = self._dpu_operands(mem, who, task, copy_code=mem.checked)
         # one stream goes in as it is (int8 or int32, a view of the memory); several are stacked, in their
         # common dtype when they share one (int8 concats), else in int32
         if len(streams) == 1:
