@@ -1,11 +1,17 @@
-"""The output directory: staged writes, atomic commit, manifest, error ZIP.
+"""Writing files without harming the user's: atomic replacement, canonical JSON,
+hashes, and the staging folder a compile writes its artifacts into.
 
-Nothing a compile writes appears under its final name until the compile has
-succeeded: files are written into a hidden staging folder inside the output
-directory (same filesystem, so ``os.replace`` is atomic) and renamed into
-place at the end. Artifacts of an earlier compile in the same directory that
-this compile did not produce are removed at commit, so the directory always
-matches its ``manifest.json``.
+Every file axdrive writes goes through a temp file in the target's own
+directory and one ``os.replace``, so a reader never sees half a file. Before
+that, :func:`writable_target` decides whether the target may be replaced at
+all: only a regular file or a new path, never a device, FIFO, socket or
+directory, and never a file the current command reads (the model, the
+calibration data, a run's inputs: see :func:`protected_paths`). A new file gets
+the mode the umask gives (``0666 & ~umask``), a replaced one keeps its mode.
+
+A compile's artifacts are collected by an :class:`ArtifactStage`; where the
+stage lives and how it becomes the output directory's new content is
+:mod:`axdrive.outdir`'s concern.
 """
 
 from __future__ import annotations
@@ -15,20 +21,24 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "canonical_json",
+    "check_artifact_name",
+    "protected_paths",
     "sha256_file",
-    "prepare_output_dir",
+    "writable_target",
     "REPORT_FILES",
 ]
 
+import contextlib
 import hashlib
 import json
 import os
-import shutil
+import stat
 import tempfile
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator, Mapping
 
-from .errors import UsageError
+from .errors import OutputError, UsageError
 
 #: Files whose content includes wall-clock times: listed in the manifest, but
 #: without a hash, because no two compiles produce them byte-identically.
@@ -58,82 +68,177 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+# -- files the current command must not replace ------------------------------------------------------
+_PROTECTED: ContextVar[tuple[tuple[int, int, str], ...]] = ContextVar("axdrive_protected_paths", default=())
+
+
+@contextlib.contextmanager
+def protected_paths(paths: Mapping[str | Path, str]) -> Iterator[None]:
+    """Within the block, no atomic write replaces any of ``paths`` (``{path: what it is}``).
+
+    Files are recognised by device and inode, so another spelling of the same
+    path, a symlink to it or a hard link is caught too. The driver protects the
+    model and the calibration data, ``axdrive run`` its inputs and the compiled
+    artifacts it reads: ``-o`` pointed at one of them is refused, not obeyed.
+    """
+    entries = []
+    for p, what in paths.items():
+        try:
+            st = os.stat(p)
+        except (OSError, ValueError):
+            continue
+        if stat.S_ISREG(st.st_mode):
+            entries.append((st.st_dev, st.st_ino, f"{what} ({p})"))
+    token = _PROTECTED.set(_PROTECTED.get() + tuple(entries))
+    try:
+        yield
+    finally:
+        _PROTECTED.reset(token)
+
+
+def protected_reason(st: os.stat_result) -> str | None:
+    """What the file behind ``st`` is, if the current command must not replace it."""
+    for dev, ino, what in _PROTECTED.get():
+        if st.st_dev == dev and st.st_ino == ino:
+            return what
+    return None
+
+
+_KIND = {stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFIFO: "a FIFO",
+         stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a directory"}
+
+
+def writable_target(path: str | Path) -> Path:
+    """The file an atomic write to ``path`` will replace, or a one-line :class:`UsageError`.
+
+    A symlink is followed (the link stays; the file it names is replaced), so
+    ``-o`` at a link writes where the user's link points. The target must be a
+    regular file or not exist yet, and must not be a protected file.
+    """
+    p = Path(path)
+    try:
+        real = Path(os.path.realpath(p))
+        st = os.stat(real)
+    except FileNotFoundError:
+        return real
+    except OSError as exc:
+        raise UsageError(f"{p}: cannot write: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = _KIND.get(stat.S_IFMT(st.st_mode), "not a regular file")
+        raise UsageError(f"{p}: is {kind}; axdrive writes only regular files or new paths")
+    what = protected_reason(st)
+    if what:
+        raise UsageError(f"{p}: refusing to overwrite {what}, which this command reads")
+    return real
+
+
+_UMASK: int | None = None
+
+
+def _umask() -> int:
+    """The process umask (read once; ``os.umask`` can only be read by setting it)."""
+    global _UMASK
+    if _UMASK is None:
+        current = os.umask(0o022)
+        os.umask(current)
+        _UMASK = current
+    return _UMASK
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temp file in the same directory + rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write ``data`` to ``path`` through a temp file in the same directory + one rename.
+
+    Checked by :func:`writable_target` first; an ``OSError`` (full disk, no
+    permission, a parent that is a file) becomes a one-line :class:`OutputError`
+    and leaves neither the temp file nor a changed target behind.
+    """
+    target = writable_target(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o666 & ~_umask()
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.replace(tmp, path)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+    return Path(path)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _looks_dangerous(path: Path) -> str | None:
-    resolved = path.resolve()
-    if resolved == Path(resolved.anchor):
-        return "it is the filesystem root"
-    if resolved == Path.home().resolve():
-        return "it is the home directory"
-    if resolved == Path.cwd().resolve():
-        return "it is the current directory"
-    return None
+# -- a compile's staged artifacts -------------------------------------------------------------------
+def check_artifact_name(name: str) -> None:
+    """Artifact names are plain, visible file names: no folder, no ``..``, no leading dot."""
+    if (not isinstance(name, str) or not name or "/" in name or "\\" in name or "\0" in name
+            or name.startswith(".") or len(name.encode()) > 255):
+        raise ValueError(f"artifact names are plain file names (no folder, no leading dot), got {name!r}")
 
 
-def prepare_output_dir(output_dir: str | Path, *, remove: bool) -> Path:
-    """Create ``output_dir``; with ``remove`` (``remove_output_dir``) empty it first.
-
-    Refuses to delete anything that does not look like an axdrive output
-    directory (no ``manifest.json``), and never ``/``, the home directory or the
-    current directory, whatever they contain.
-    """
-    out = Path(output_dir)
-    if remove and out.exists():
-        danger = _looks_dangerous(out)
-        if danger:
-            raise UsageError(f"remove_output_dir: refusing to delete {out}: {danger}")
-        if not out.is_dir():
-            raise UsageError(f"remove_output_dir: {out} is not a directory")
-        if any(out.iterdir()) and not (out / "manifest.json").is_file():
-            raise UsageError(
-                f"remove_output_dir: refusing to delete {out}: it has no manifest.json, so it is not an axdrive output directory"
-            )
-        shutil.rmtree(out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"output_dir {out} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+#: Name of the ledger each staging folder keeps: the names it was asked to write, one a line, recorded
+#: *before* the file is created, so whoever removes the folder later knows exactly what axdrive put there.
+LEDGER = ".ledger"
 
 
 class ArtifactStage:
-    """Collects a compile's files in a staging folder until :meth:`commit`."""
+    """A compile's files, collected in a staging folder until the output directory commits them.
 
-    def __init__(self, output_dir: str | Path) -> None:
-        self.output_dir = Path(output_dir)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        self.staging = Path(tempfile.mkdtemp(prefix=".axdrive-staging-", dir=self.output_dir))
-        self._names: list[str] = []
+    Each name is claimed once: a second writer of the same name in one compile
+    (a user's dump name equal to a built-in artifact, two plugins) is an error
+    naming both, and so is a name that stands in the output directory as
+    something axdrive did not write (``is_foreign``). Passes get a view bound
+    to their own name (:meth:`for_writer`), so the error says who wrote what.
+    """
+
+    def __init__(self, staging: str | Path, *, is_foreign: Callable[[str], str | None] | None = None,
+                 writer: str = "axdrive") -> None:
+        self.staging = Path(staging)
+        self._claims: dict[str, str] = {}
+        self._is_foreign = is_foreign or (lambda name: None)
+        self._writer = writer
+
+    def for_writer(self, writer: str) -> "ArtifactStage":
+        """The same stage, with claims attributed to ``writer`` (a pass or a property name)."""
+        view = object.__new__(ArtifactStage)
+        view.__dict__.update(self.__dict__)
+        view._writer = writer
+        return view
 
     # -- writing -------------------------------------------------------------
     def path(self, name: str) -> Path:
-        """A path in the staging folder for writers that need one (e.g. onnx.save)."""
-        if "/" in name or "\\" in name or name in ("", ".", ".."):
-            raise ValueError(f"artifact names are plain file names, got {name!r}")
-        if name not in self._names:
-            self._names.append(name)
+        """Claim ``name`` and return its path in the staging folder (for writers that need a path)."""
+        check_artifact_name(name)
+        first = self._claims.get(name)
+        if first is not None:
+            raise UsageError(f"artifact {name!r} is written twice in one compile: by {first} and by {self._writer}; "
+                             "give one of them another file name")
+        foreign = self._is_foreign(name)
+        if foreign:
+            raise UsageError(f"artifact {name!r} (written by {self._writer}): {foreign}")
+        self._claims[name] = self._writer
+        with open(self.staging / LEDGER, "a", encoding="utf-8") as ledger:
+            ledger.write(name + "\n")
         return self.staging / name
 
     def write_bytes(self, name: str, data: bytes) -> Path:
         p = self.path(name)
-        p.write_bytes(data)
+        try:
+            p.write_bytes(data)
+        except OSError as exc:  # a full disk, a file-size limit: one line, and the commit never happens
+            raise OutputError(f"artifact {name!r}: cannot write it into {self.staging.parent.parent}: "
+                              f"{exc.strerror or exc}") from None
         return p
 
     def write_text(self, name: str, text: str) -> Path:
@@ -146,37 +251,16 @@ class ArtifactStage:
         """Serialise an ``onnx.ModelProto`` deterministically."""
         return self.write_bytes(name, model.SerializeToString(deterministic=True))
 
+    # -- reading what earlier passes staged -------------------------------------
+    def staged(self, name: str) -> Path:
+        """The path of an artifact an earlier pass of this compile wrote (``KeyError`` if none did)."""
+        if name not in self._claims or not (self.staging / name).is_file():
+            raise KeyError(name)
+        return self.staging / name
+
     @property
     def names(self) -> list[str]:
-        return [n for n in self._names if (self.staging / n).exists()]
+        return [n for n in self._claims if (self.staging / n).exists()]
 
     def sha256(self, name: str) -> str:
         return sha256_file(self.staging / name)
-
-    # -- finishing -----------------------------------------------------------
-    def commit(self) -> list[Path]:
-        """Move every staged file to its final name; drop stale artifacts of an earlier compile."""
-        previous: set[str] = set()
-        manifest = self.output_dir / "manifest.json"
-        if manifest.is_file():
-            try:
-                old = json.loads(manifest.read_text())
-                previous = {a["name"] for a in old.get("artifacts", []) if isinstance(a, dict) and "name" in a}
-            except (json.JSONDecodeError, OSError, TypeError):
-                previous = set()
-        names = self.names
-        # manifest last, so a reader never sees a manifest naming files not yet in place
-        ordered = sorted(names, key=lambda n: n == "manifest.json")
-        moved = []
-        for name in ordered:
-            os.replace(self.staging / name, self.output_dir / name)
-            moved.append(self.output_dir / name)
-        for stale in sorted(previous - set(names)):
-            target = self.output_dir / stale
-            if "/" not in stale and target.is_file():
-                target.unlink()
-        self.discard()
-        return moved
-
-    def discard(self) -> None:
-        shutil.rmtree(self.staging, ignore_errors=True)

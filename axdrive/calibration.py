@@ -165,19 +165,19 @@ def load_calibration(
         if len(names) != 1:
             raise CalibrationError(f"{path}: a folder of images can only feed a single-input model; this one has {names}")
         return {names[0]: _check_array(load_images(files, input_shapes[names[0]], pre), names[0], input_shapes[names[0]], str(path))}
-    try:
-        if path.suffix == ".npy":
-            if len(names) != 1:
-                raise CalibrationError(f"{path}: a .npy file can only feed a single-input model; use .npz with arrays named {names}")
-            return {names[0]: _check_array(np.load(path, allow_pickle=False), names[0], input_shapes[names[0]], str(path))}
-        if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                missing = [n for n in names if n not in z.files]
-                if missing:
-                    raise CalibrationError(f"{path}: no array for model input(s) {missing} (it has {z.files})")
-                return {n: _check_array(z[n], n, input_shapes[n], str(path)) for n in names}
-    except CalibrationError:
-        raise
-    except (ValueError, OSError, EOFError) as exc:
-        raise CalibrationError(f"{path}: cannot read array file: {exc}") from None
+    # read within bounds (header against the file's bytes and the free memory, no pickles): axdrive.inputs
+    from .inputs import read_array_file
+
+    if path.suffix == ".npy":
+        if len(names) != 1:
+            raise CalibrationError(f"{path}: a .npy file can only feed a single-input model; use .npz with arrays named {names}")
+        arr = read_array_file(path, where=f"{path}: cannot read array file", error=CalibrationError)
+        return {names[0]: _check_array(arr, names[0], input_shapes[names[0]], str(path))}
+    if path.suffix == ".npz":
+        z = read_array_file(path, where=f"{path}: cannot read array file", error=CalibrationError)
+        assert isinstance(z, dict)
+        missing = [n for n in names if n not in z]
+        if missing:
+            raise CalibrationError(f"{path}: no array for model input(s) {missing} (it has {sorted(z)})")
+        return {n: _check_array(z[n], n, input_shapes[n], str(path)) for n in names}
     raise CalibrationError(f"{path}: unsupported calibration file; give .npy, .npz or a folder of images")

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from . import __version__
-from .artifacts import REPORT_FILES, ArtifactStage, atomic_write_bytes, canonical_json, prepare_output_dir, sha256_file
+from .artifacts import REPORT_FILES, ArtifactStage, canonical_json, protected_paths, sha256_file
+from .outdir import OutputDir
 from .errors import AxdriveError, ModelError, UsageError
 from .passes import CompileSession, PassManager, Pipeline, PluginHost, resolve_pipeline
 from .tracing import Tracer, chrome_trace, dependency_graph
@@ -189,14 +190,23 @@ def _error_zip(session: CompileSession, error: BaseException, trace_doc: dict[st
         add("config.json", canonical_json(cfg.to_dict()))
         add("log.jsonl", "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in session.log_records))
         add("pass_dependency_graph.json", canonical_json(trace_doc))
-        model = _current_onnx(session)
-        if model is not None:
-            if cfg.randomize_onnx_model:
+        # the model part is the one most likely to fail (an IR mid-lowering, a damaged input model): it
+        # must not cost the user the rest of the ZIP, so its failure is written down instead
+        try:
+            model = _current_onnx(session)
+            if model is not None and cfg.randomize_onnx_model:
                 model = _randomized_model(model)
-            add("model.onnx", model.SerializeToString(deterministic=True))
+            model_line = (f"model.onnx: the model as far as it was lowered; weights "
+                          f"{'randomized (randomize_onnx_model=true)' if cfg.randomize_onnx_model else 'as given'}")
+            if model is not None:
+                add("model.onnx", model.SerializeToString(deterministic=True))
+            else:
+                model_line = "model.onnx: not included (no model could be read)"
+        except Exception as problem:  # noqa: BLE001
+            model_line = f"model.onnx: not included ({type(problem).__name__}: {problem})"
         add("README.txt", (
             "axdrive error artifact\n"
-            f"model.onnx: the model as far as it was lowered; weights {'randomized (randomize_onnx_model=true)' if cfg.randomize_onnx_model else 'as given'}\n"
+            f"{model_line}\n"
             "config.json: the resolved configuration; error.txt: the error; log.jsonl: the compile log;\n"
             "pass_dependency_graph.json: which passes ran, with the failing one marked failed.\n"
         ))
@@ -248,54 +258,59 @@ def compile(
     if stop_after is not None:
         _check_stop_after(stop_after, pipeline)
 
-    out = prepare_output_dir(cfg.output_dir, remove=cfg.remove_output_dir)
-    stage = ArtifactStage(out)
-    tracer = Tracer()
+    out_dir = OutputDir(cfg.output_dir, remove=cfg.remove_output_dir, inputs=_read_paths(model, calibration))
+    out = out_dir.path
+    early = ["manifest.json", "compile_report.json", *(("pass_dependency_graph.json", "pass_trace.json")
+                                                       if cfg.trace_tvm_passes else ())]
     if verify is None:
         verify = os.environ.get("AXDRIVE_VERIFY", "").strip().lower() in ("1", "true", "yes", "on")
-    session = CompileSession(
-        config=cfg,
-        host=host,
-        tracer=tracer,
-        artifacts=stage,
-        model=model,
-        model_path=Path(model) if isinstance(model, (str, Path)) else None,
-        inputs={"calibration": calibration, "input_shapes": dict(input_shapes or {}), **dict(inputs or {})},
-        options={"verify": bool(verify), "dump_ir_dir": dump_ir_dir, "dump_ir_passes": set(dump_ir_passes)},
-    )
-    session.pipeline = pipeline
-    manager = PassManager(session, disabled=disabled)
-    log = structlog.get_logger("axdrive.driver").bind(model=model_name)
-    started = time.perf_counter()
-    try:
-        with capture(session.log_records), structlog.contextvars.bound_contextvars(model=model_name):
-            log.info("compile started", passes=len(pipeline))
-            try:
-                host.hook.axdrive_compile_start(session=session)
-                manager.run(pipeline, stop_after=stop_after)
-            except BaseException as exc:
-                # info, not error: the caller (the CLI) reports the error itself, once
-                log.info("compile failed", error=str(exc))
+    manager: PassManager | None = None
+    with protected_paths(_protected_files(model, calibration)):
+        try:  # from the moment the output directory is opened, any way out goes through abandon()
+            stage = out_dir.open(early_names=early)
+            session = CompileSession(
+                config=cfg,
+                host=host,
+                tracer=Tracer(),
+                artifacts=stage,
+                model=model,
+                model_path=Path(model) if isinstance(model, (str, Path)) else None,
+                inputs={"calibration": calibration, "input_shapes": dict(input_shapes or {}), **dict(inputs or {})},
+                options={"verify": bool(verify), "dump_ir_dir": dump_ir_dir, "dump_ir_passes": set(dump_ir_passes)},
+            )
+            session.pipeline = pipeline
+            manager = PassManager(session, disabled=disabled)
+            log = structlog.get_logger("axdrive.driver").bind(model=model_name)
+            started = time.perf_counter()
+            with capture(session.log_records), structlog.contextvars.bound_contextvars(model=model_name):
+                log.info("compile started", passes=len(pipeline))
                 try:
-                    host.hook.axdrive_compile_finish(session=session, error=exc)
-                finally:
-                    _write_failure_outputs(session, out, model_name, exc)
-                raise
-            host.hook.axdrive_compile_finish(session=session, error=None)
-            wall = time.perf_counter() - started
-            report = _report(session, model_name, wall)
-            stage.write_json("compile_report.json", report)
-            if cfg.trace_tvm_passes:
-                _stage_traces(session, stage, model_name)
-            manifest = _manifest(session, model_name, model_entry, presets, pipeline)
-            stage.write_json("manifest.json", manifest)
-            moved = stage.commit()
-            log.info("compile finished", wall_s=round(wall, 3), artifacts=len(moved))
-    except BaseException:
-        stage.discard()
-        raise
-    finally:
-        manager.close()
+                    host.hook.axdrive_compile_start(session=session)
+                    manager.run(pipeline, stop_after=stop_after)
+                except BaseException as exc:
+                    # info, not error: the caller (the CLI) reports the error itself, once
+                    log.info("compile failed", error=str(exc))
+                    try:
+                        host.hook.axdrive_compile_finish(session=session, error=exc)
+                    finally:
+                        _write_failure_outputs(session, out_dir, model_name, exc)
+                    raise
+                host.hook.axdrive_compile_finish(session=session, error=None)
+                wall = time.perf_counter() - started
+                report = _report(session, model_name, wall)
+                stage.write_json("compile_report.json", report)
+                if cfg.trace_tvm_passes:
+                    _stage_traces(session, stage, model_name)
+                manifest = _manifest(session, model_name, model_entry, presets, pipeline)
+                stage.write_json("manifest.json", manifest)
+                moved = out_dir.commit()
+                log.info("compile finished", wall_s=round(wall, 3), artifacts=len(moved))
+        except BaseException:
+            out_dir.abandon()
+            raise
+        finally:
+            if manager is not None:
+                manager.close()
     return CompileResult(
         output_dir=out,
         artifacts={p.name: p for p in moved},
@@ -340,15 +355,61 @@ def _stage_traces(session: CompileSession, stage: ArtifactStage, model_name: str
     stage.write_json("pass_trace.json", chrome_trace(session.tracer, model=model_name))
 
 
-def _write_failure_outputs(session: CompileSession, out: Path, model_name: str, exc: BaseException) -> None:
-    """Trace files and the error ZIP for a failed compile, each written atomically."""
+def _write_failure_outputs(session: CompileSession, out_dir: OutputDir, model_name: str, exc: BaseException) -> None:
+    """The trace files and the error ZIP of a failed compile, kept beside the last good compile.
+
+    Never masks ``exc``: a failure here (a full disk, an IR that cannot be
+    exported) becomes a warning, and the user still sees the original error.
+    An interrupted compile (Ctrl-C, SIGTERM) writes nothing: the user asked it to stop.
+    """
+    from .errors import Interrupted
+
     cfg = session.config
-    doc = dependency_graph(session.tracer, model=model_name, config_sha256=cfg.config_sha256())
-    if cfg.trace_tvm_passes:
-        atomic_write_bytes(out / "pass_dependency_graph.json", canonical_json(doc).encode())
-        atomic_write_bytes(out / "pass_trace.json", canonical_json(chrome_trace(session.tracer, model=model_name)).encode())
-    if cfg.save_error_artifact:
-        atomic_write_bytes(out / "error_artifact.zip", _error_zip(session, exc, doc))
+    if isinstance(exc, (KeyboardInterrupt, Interrupted)) or not (cfg.trace_tvm_passes or cfg.save_error_artifact):
+        return
+    import structlog
+
+    log = structlog.get_logger("axdrive.driver")
+    files: dict[str, bytes] = {}
+    try:
+        doc = dependency_graph(session.tracer, model=model_name, config_sha256=cfg.config_sha256())
+        if cfg.trace_tvm_passes:
+            files["pass_dependency_graph.json"] = canonical_json(doc).encode()
+            files["pass_trace.json"] = canonical_json(chrome_trace(session.tracer, model=model_name)).encode()
+        if cfg.save_error_artifact:
+            files["error_artifact.zip"] = _error_zip(session, exc, doc)
+        out_dir.write_failure(files)
+    except Exception as problem:  # noqa: BLE001 - the original error must reach the user
+        log.warning("could not write the failure files", files=sorted(files) or ["error_artifact.zip"],
+                    error=f"{type(problem).__name__}: {getattr(problem, 'strerror', None) or problem}")
+
+
+def _read_paths(model: Any, calibration: Any) -> dict[str, Any]:
+    """What the compile reads, by description (for the output directory's protected folders)."""
+    found: dict[str, Any] = {}
+    if isinstance(model, (str, Path)):
+        found["the model"] = model
+    if isinstance(calibration, (str, Path)):
+        found["the calibration data"] = calibration
+    return found
+
+
+def _protected_files(model: Any, calibration: Any) -> dict[Path, str]:
+    """Files no write of this compile may replace: the model, the calibration file or the files of its folder."""
+    files: dict[Path, str] = {}
+    for what, value in _read_paths(model, calibration).items():
+        p = Path(value)
+        if p.is_dir():
+            try:
+                for i, child in enumerate(sorted(p.iterdir())):
+                    if i >= 10_000:
+                        break
+                    files[child] = what
+            except OSError:
+                pass
+        else:
+            files[p] = what
+    return files
 
 
 #: Location properties that describe the machine (where the compiler, host runtime and device resources

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 __all__ = ["run", "execute", "RunResult", "Comparison", "DeviceRuntime", "DeviceRun", "load_manifest",
            "quantize", "dequantize", "DEFAULT_TARGET", "PROGRAM_FILE", "HOST_IO_FILE", "to_device_layout",
-           "from_device_layout"]
+           "from_device_layout", "CompiledFiles"]
 
 import functools
 import hashlib
@@ -29,7 +29,10 @@ from typing import Any, Iterable, Mapping, Protocol
 
 import numpy as np
 
-from .errors import AxdriveError, ModelError, UsageError
+from .artifacts import sha256_file
+from .errors import AxdriveError, ModelError, ProgramFormatError, UsageError
+from .inputs import InputSpec, check_inputs, manifest_input_specs, onnx_input_specs
+from .outdir import committed_dir
 
 DEFAULT_TARGET = "aipu_v1"
 """The target a manifest without a ``"target"`` entry was compiled for (the only built-in one)."""
@@ -100,20 +103,72 @@ class RunResult(dict):  # type: ignore[type-arg]
 
 
 def load_manifest(output_dir: str | Path) -> dict[str, Any]:
-    """``output_dir/manifest.json``, or a one-line :class:`UsageError` saying why it is not an axdrive output."""
+    """The committed ``manifest.json`` of ``output_dir``, or a one-line :class:`UsageError` saying why it is
+    not an axdrive output. Read from the folder ``.axdrive/current`` names (see :mod:`axdrive.outdir`)."""
     out = Path(output_dir)
     if not out.is_dir():
         raise UsageError(f"{out}: no such directory (expected an output directory written by axdrive compile)")
-    path = out / "manifest.json"
+    path = committed_dir(out) / "manifest.json"
     if not path.is_file():
         raise UsageError(f"{out}: not an axdrive output directory (no manifest.json)")
     try:
         manifest = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{path}: unreadable manifest: {exc}") from None
+        raise UsageError(f"{out / 'manifest.json'}: unreadable manifest: {exc}") from None
     if not isinstance(manifest, dict) or not str(manifest.get("schema", "")).startswith("axdrive.manifest/"):
-        raise UsageError(f"{path}: not an axdrive manifest (no 'schema': 'axdrive.manifest/...')")
+        raise UsageError(f"{out / 'manifest.json'}: not an axdrive manifest (no 'schema': 'axdrive.manifest/...')")
     return manifest
+
+
+_VERIFIED: dict[tuple[str, int, int, int], str] = {}  # (path, inode, size, mtime_ns) -> sha256 already checked
+
+
+class CompiledFiles:
+    """The committed files of an output directory, each checked against the manifest's sha256 before use.
+
+    ``out`` is the directory the user named; ``folder`` the committed folder
+    the files are read from, resolved once so one run never mixes two
+    compiles. A listed file whose hash differs, or a host part present but not
+    listed, is refused with one line naming the file: running a program the
+    compile did not write would give plausible, wrong outputs. Hashes are
+    checked once per file version per process (a run per frame stays cheap).
+    """
+
+    def __init__(self, out: Path, manifest: Mapping[str, Any]) -> None:
+        self.out = out
+        self.folder = committed_dir(out)
+        entries = [a for a in manifest.get("artifacts") or [] if isinstance(a, dict) and isinstance(a.get("name"), str)]
+        self.listed: dict[str, str | None] = {a["name"]: a.get("sha256") for a in entries}
+
+    def has(self, name: str) -> bool:
+        """``name`` is an artifact of this compile; an unlisted host part present on disk is an error."""
+        if name in self.listed:
+            return True
+        if name in (_PRE, _POST) and (self.folder / name).exists():
+            raise UsageError(f"{self.out / name}: a host part that the manifest does not list; refusing to run it "
+                             "(it belongs to no compile of this directory: recompile, or remove the file)")
+        return False
+
+    def path(self, name: str) -> Path:
+        """The verified path of artifact ``name``."""
+        where = self.out / name
+        if name not in self.listed:
+            raise UsageError(f"{where}: not listed in the manifest of {self.out}")
+        path = self.folder / name
+        try:
+            st = path.stat()
+        except OSError:
+            raise ProgramFormatError(f"{where}: listed in the manifest but missing; the output directory is "
+                                     "damaged (recompile)") from None
+        want = self.listed[name]
+        key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+        if want and _VERIFIED.get(key) != want:
+            got = sha256_file(path)
+            if got != want:
+                raise ProgramFormatError(f"{where}: sha256 {got[:12]}... differs from the manifest's {want[:12]}...; "
+                                         "the file was changed after the compile (recompile)")
+            _VERIFIED[key] = got
+        return path
 
 
 # -- quantization at the device boundary ------------------------------------------------------------------------
@@ -144,10 +199,10 @@ def dequantize(v: np.ndarray, q: Mapping[str, Any]) -> np.ndarray:
 
 
 # -- layout at the device boundary ----------------------------------------------------------------------------
-def _host_io(out: Path) -> dict[str, Any]:
-    path = out / HOST_IO_FILE
-    if not path.is_file():
+def _host_io(files: "CompiledFiles") -> dict[str, Any]:
+    if not files.has(HOST_IO_FILE):
         return {}
+    path = files.path(HOST_IO_FILE)
     try:
         doc = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -258,8 +313,9 @@ def _onnx_io_names(path: Path) -> tuple[list[str], list[str]]:
 
 
 # -- the run --------------------------------------------------------------------------------------------------
-def _check_program(out: Path, manifest: Mapping[str, Any]) -> None:
-    if (out / PROGRAM_FILE).is_file():
+def _check_program(out: Path, manifest: Mapping[str, Any], files: "CompiledFiles") -> None:
+    if files.has(PROGRAM_FILE):
+        files.path(PROGRAM_FILE)
         return
     mode = str(manifest.get("config", {}).get("compiler_mode", "unknown"))
     if mode in _LOWERING_MODES:
@@ -297,23 +353,26 @@ def _host(plugins: Any) -> Any:
     return _HOSTS[key]
 
 
-def _named_inputs(inputs: Any, names: list[str], where: str) -> dict[str, np.ndarray]:
+def _named_inputs(inputs: Any, specs: list[InputSpec], where: str) -> dict[str, np.ndarray]:
+    """The given inputs by name, each checked against its spec and cast as the run takes it
+    (:func:`axdrive.inputs.check_input`: dtype, rank, shape, finiteness), or one :class:`UsageError` line."""
+    names = [s.name for s in specs]
     if isinstance(inputs, Mapping):
-        given = {str(k): np.asarray(v) for k, v in inputs.items()}
+        given = {str(k): v for k, v in inputs.items()}
     elif not names:
         raise UsageError(f"{where} records no input names: give the inputs by name (a dict, or an .npz)")
     else:
         if len(names) != 1:
             raise UsageError(f"{where} takes {len(names)} inputs ({', '.join(names)}): give them by name "
                              "(a dict, or an .npz with one array per name)")
-        given = {names[0]: np.asarray(inputs)}
+        given = {names[0]: inputs}
     unknown = sorted(set(given) - set(names))
     if unknown and names:  # without recorded names (an old manifest) the runtime checks them
         raise UsageError(f"input {unknown[0]!r} is not an input of {where} (inputs: {', '.join(names)})")
     missing = [n for n in names if n not in given]
     if missing:
         raise UsageError(f"input {missing[0]!r} of {where} is missing (inputs: {', '.join(names)})")
-    return given
+    return check_inputs(given, specs)
 
 
 def execute(output_dir: str | Path, inputs: Any, *, core_only: bool = False, profile: str | Iterable[str] | None = None,
@@ -330,7 +389,8 @@ def execute(output_dir: str | Path, inputs: Any, *, core_only: bool = False, pro
     """
     out = Path(output_dir)
     manifest = load_manifest(out)
-    _check_program(out, manifest)
+    files = CompiledFiles(out, manifest)
+    _check_program(out, manifest, files)
     config = dict(manifest.get("config") or {})
     # the machine the compile ran for (``device_dir``'s target description, ...): the runtime must simulate it too
     environment = manifest.get("environment")
@@ -338,17 +398,18 @@ def execute(output_dir: str | Path, inputs: Any, *, core_only: bool = False, pro
         config.update({str(k): v for k, v in environment.items() if v is not None})
     device_in = [e for e in manifest.get("inputs") or [] if isinstance(e, dict) and "name" in e]
     device_out = {e["name"]: e for e in manifest.get("outputs") or [] if isinstance(e, dict) and "name" in e}
-    pre, post = out / _PRE, out / _POST
-    if core_only or not pre.is_file():
-        names, where = [e["name"] for e in device_in], f"{out} (accelerator part)"
+    pre = files.path(_PRE) if files.has(_PRE) else None
+    post = files.path(_POST) if files.has(_POST) else None
+    if core_only or pre is None:
+        specs, where = manifest_input_specs(device_in), f"{out} (accelerator part)"
     else:
-        names, where = _onnx_io_names(pre)[0], f"{out} ({_PRE})"
-    env: dict[str, np.ndarray] = _named_inputs(inputs, names, where)
+        specs, where = onnx_input_specs(pre), f"{out} ({_PRE})"
+    env: dict[str, np.ndarray] = _named_inputs(inputs, specs, where)
     given = dict(env)
-    if pre.is_file() and not core_only:
+    if pre is not None and not core_only:
         env.update(_run_onnx(pre, env, "host pre-processing"))
 
-    host_io = _host_io(out)
+    host_io = _host_io(files)
     feeds: dict[str, np.ndarray] = {}
     for e in device_in:
         if e["name"] not in env:
@@ -364,7 +425,7 @@ def execute(output_dir: str | Path, inputs: Any, *, core_only: bool = False, pro
     io_in, io_out = host_io.get("inputs") or {}, host_io.get("outputs") or {}
     device_feeds = {k: to_device_layout(v, io_in.get(k)) for k, v in feeds.items()}
     runtime = _runtime(host, target)
-    device = runtime.run(out, device_feeds, config=config, profile=profile)
+    device = runtime.run(files.folder, device_feeds, config=config, profile=profile)
     device_outputs = {k: from_device_layout(v, io_out.get(k), device_out.get(k, {}).get("shape"))
                       for k, v in device.outputs.items()}
     core: dict[str, np.ndarray] = {}
@@ -375,7 +436,7 @@ def execute(output_dir: str | Path, inputs: Any, *, core_only: bool = False, pro
 
     if core_only:
         outputs = dict(core)
-    elif post.is_file():
+    elif post is not None:
         post_out = _run_onnx(post, env, "host post-processing")
         env.update(post_out)
         consumed = set(_onnx_io_names(post)[0])
@@ -398,7 +459,7 @@ def execute(output_dir: str | Path, inputs: Any, *, core_only: bool = False, pro
     result.comparisons, result.notes = [], []
     if compare:
         qenv = {**env, **feeds, **{k: np.asarray(v) for k, v in device_outputs.items()}}
-        _compare(out, manifest, given, env, qenv, device_out, set(outputs) | set(core), result, float_model)
+        _compare(out, manifest, files, given, env, qenv, device_out, set(outputs) | set(core), result, float_model)
     return result
 
 
@@ -477,12 +538,13 @@ def _integer_reference(path: Path, env: Mapping[str, np.ndarray],
         return None, f"integer reference: skipped ({msg if path.name in msg else f'{path.name}: {msg}'})"
 
 
-def _compare(out: Path, manifest: Mapping[str, Any], given: Mapping[str, np.ndarray], env: Mapping[str, np.ndarray],
+def _compare(out: Path, manifest: Mapping[str, Any], files: CompiledFiles, given: Mapping[str, np.ndarray],
+             env: Mapping[str, np.ndarray],
              qenv: Mapping[str, np.ndarray], device_out: Mapping[str, Mapping[str, Any]], names: set[str],
              result: RunResult, float_model: str | Path | None = None) -> None:
     refs: list[tuple[str, dict[str, np.ndarray]]] = []
-    qdq = out / _QDQ
-    if qdq.is_file():
+    if files.has(_QDQ):
+        qdq = files.path(_QDQ)
         ints, note = _integer_reference(qdq, env, qenv)
         if ints is not None:
             deq = {}

@@ -40,3 +40,38 @@ def unsupported_message(model, out: Path) -> str:
     message = str(info.value)
     assert "\n" not in message
     return message
+
+
+def listing(out: Path) -> list[str]:
+    """The names in an output directory a user sees as the compile's (sorted; the ``.axdrive`` store, where the
+    files live and the links point, left out)."""
+    return sorted(p.name for p in Path(out).iterdir() if p.name != ".axdrive")
+
+
+#: The address-space limit hostile-input tests run the CLI under: a normal toy compile or run needs well below
+#: 1.5 GB of address space (measured: both succeed under 1 GB), the hostile inputs would take 120 GB to 1.1 TiB.
+HOSTILE_AS_LIMIT = 6 << 30
+
+
+def run_cli_limited(*args: str, limit_bytes: int = HOSTILE_AS_LIMIT, timeout: float = 120, cwd: str | Path | None = None):
+    """``python -m axdrive ARGS`` in a child process whose address space is capped (``RLIMIT_AS``), so an input
+    that makes axdrive allocate what it declares fails in the child instead of taking the machine's memory."""
+    import resource
+    import subprocess
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+
+    return subprocess.run([sys.executable, "-m", "axdrive", *args], capture_output=True, text=True,
+                          env=dict(os.environ), cwd=cwd, timeout=timeout, preexec_fn=cap)
+
+
+def one_error_line(stderr: str, *words: str) -> str:
+    """The single ``axdrive: error:`` line of ``stderr`` (log lines aside), asserted to name every one of ``words``
+    and not to be an internal error."""
+    lines = [line for line in stderr.strip().splitlines() if line.startswith("axdrive:")]
+    assert len(lines) == 1 and lines[0].startswith("axdrive: error: "), stderr
+    assert "internal error" not in stderr and "Traceback" not in stderr, stderr
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]

@@ -34,7 +34,7 @@ def test_compile_with_a_plugin_loaded_by_p_writes_artifacts_and_prints_a_summary
     assert proc.returncode == 0, proc.stderr
     assert "passes ran" in proc.stdout and "manifest.json" in proc.stdout
     assert {"manifest.json", "compile_report.json", "pass_dependency_graph.json", "pass_trace.json", "toy.txt"} <= {
-        p.name for p in out.iterdir()}
+        p.name for p in out.iterdir() if p.is_file()}
     tree = run_cli("trace", str(out / "pass_dependency_graph.json"))
     assert tree.returncode == 0 and "toy.group.a" in tree.stdout
     crit = run_cli("trace", str(out / "pass_dependency_graph.json"), "--format", "critical-path")

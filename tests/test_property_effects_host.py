@@ -29,6 +29,7 @@ import axdrive
 from axdrive.config import BY_NAME, CompilerConfig
 from axdrive.errors import MemoryPlanError, UsageError
 from axdrive.runner import RunResult, execute
+from _support import listing
 
 pytest.importorskip("axdrive_hw")
 
@@ -157,29 +158,30 @@ def test_output_dir_is_where_every_artifact_lands(compiled: Compiler, ppocr_mode
     here, there = compiled(), tmp_path / "deep" / "b"
     second = compile_into(ppocr_model, there, output_dir=str(there))
     assert second.output_dir == there and all(p.parent == there for p in second.artifacts.values())
-    assert sorted(p.name for p in there.iterdir()) == sorted(p.name for p in here.iterdir())
+    assert listing(there) == listing(here)
     assert "manifest.json" in second.artifacts and not any(p.parent == here for p in second.artifacts.values())
     # where the files go is not part of what was compiled
     assert "output_dir" not in manifest(there)["config"]
     assert (here / "manifest.json").read_bytes() == (there / "manifest.json").read_bytes()
 
 
-def test_remove_output_dir_deletes_a_stale_file_of_an_earlier_output(compiled: Compiler, ppocr_model: Path,
-                                                                       tmp_path: Path) -> None:
-    kept, removed = tmp_path / "kept", tmp_path / "removed"
-    for d in (kept, removed):
-        shutil.copytree(compiled(), d)
-        (d / "profile.txt").write_text("from an earlier run\n")  # not an artifact: the commit leaves it
+def test_remove_output_dir_demands_a_directory_holding_only_what_axdrive_wrote(compiled: Compiler, ppocr_model: Path,
+                                                                             tmp_path: Path) -> None:
+    """Without it a user's file beside the artifacts is left alone; with it the compile refuses to start
+    (naming the file) instead of deleting it, and accepts a directory that holds only its own files."""
+    kept, strict = tmp_path / "kept", tmp_path / "strict"
+    for d in (kept, strict):
+        shutil.copytree(compiled(), d, symlinks=True)
+        (d / "profile.txt").write_text("from an earlier run\n")  # the user's (axdrive run wrote it): never ours
     compile_into(ppocr_model, kept)
-    compile_into(ppocr_model, removed, remove_output_dir=True)
-    assert (kept / "profile.txt").is_file()
-    assert not (removed / "profile.txt").exists() and (removed / "manifest.json").is_file()
-    foreign = tmp_path / "foreign"
-    foreign.mkdir()
-    (foreign / "notes.txt").write_text("mine")
-    with pytest.raises(UsageError, match="no manifest.json"):
-        compile_into(ppocr_model, foreign, remove_output_dir=True)
-    assert (foreign / "notes.txt").read_text() == "mine"
+    assert (kept / "profile.txt").read_text() == "from an earlier run\n"
+    before = (strict / "manifest.json").read_bytes()
+    with pytest.raises(UsageError, match=r"remove_output_dir: .* did not write \(profile.txt\)"):
+        compile_into(ppocr_model, strict, remove_output_dir=True)
+    assert (strict / "profile.txt").is_file() and (strict / "manifest.json").read_bytes() == before
+    (strict / "profile.txt").unlink()
+    compile_into(ppocr_model, strict, remove_output_dir=True)
+    assert listing(strict) == listing(compiled())
 
 
 # -- failures and traces --------------------------------------------------------------------------------------
@@ -203,8 +205,8 @@ def failed(ppocr_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Compi
 
 def test_save_error_artifact_writes_the_error_zip_on_a_failing_compile(failed: Compiler) -> None:
     plain, saved = failed(), failed(save_error_artifact=True)
-    assert sorted(p.name for p in plain.iterdir()) == []  # nothing, not even a partial artifact
-    assert sorted(p.name for p in saved.iterdir()) == ["error_artifact.zip"]
+    assert listing(plain) == [] and list(plain.iterdir()) == []  # nothing, not even a partial artifact
+    assert listing(saved) == ["error_artifact.zip"]
     with zipfile.ZipFile(saved / "error_artifact.zip") as z:
         assert {"error.txt", "config.json", "log.jsonl", "model.onnx"} <= set(z.namelist())
         assert "MemoryPlanError" in z.read("error.txt").decode()
@@ -238,8 +240,8 @@ def test_randomize_onnx_model_false_keeps_the_real_weights_in_the_error_zip(fail
 def test_trace_tvm_passes_writes_the_pass_graph_and_the_chrome_trace(compiled: Compiler) -> None:
     plain, traced = compiled(), compiled(trace_tvm_passes=True)
     names = {"pass_dependency_graph.json", "pass_trace.json"}
-    assert not names & {p.name for p in plain.iterdir()}
-    assert names <= {p.name for p in traced.iterdir()} and names <= set(manifest(traced)["reports"])
+    assert not names & set(listing(plain))
+    assert names <= set(listing(traced)) and names <= set(manifest(traced)["reports"])
     graph = json.loads((traced / "pass_dependency_graph.json").read_text())
     assert "lowering.emit_program" in json.dumps(graph)
     assert json.loads((traced / "pass_trace.json").read_text())["traceEvents"]
@@ -284,8 +286,8 @@ def test_model_debug_save_dir_receives_the_quantization_debug_report(compiled: C
     names = {"quantization_debug.json", "quantization_debug_model.onnx"}
     in_output = compiled(quantization_debug=True)
     elsewhere = compiled(quantization_debug=True, model_debug_save_dir=str(debug))
-    assert names <= {p.name for p in in_output.iterdir()}
-    assert not names & {p.name for p in elsewhere.iterdir()}
+    assert names <= set(listing(in_output))
+    assert not names & set(listing(elsewhere))
     assert not names & {a["name"] for a in manifest(elsewhere)["artifacts"]}
     assert sorted(p.name for p in debug.iterdir()) == sorted(names)  # atomic writes: no temp file left
     report = json.loads((debug / "quantization_debug.json").read_text())

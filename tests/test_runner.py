@@ -145,10 +145,19 @@ def write_output_dir(path, toy: Toy, *, program: bool = True, float_model: bool 
                     "quantization": {"scale": X_SCALE, "zero_point": X_ZP, "axis": None, "dtype": "int8"}}],
         "outputs": [{"name": "feat", "shape": [1, H, W, O], "dtype": "float32",
                      "quantization": {"scale": Y_SCALE, "zero_point": Y_ZP, "axis": None, "dtype": "int8"}}],
-        "artifacts": [],
     }
     if target:
         manifest["target"] = target
+    (path / "manifest.json").write_text(canonical_json(manifest))
+    return relist(path)
+
+
+def relist(path):
+    """List every file of a hand-made output directory in its manifest with its hash, as a compile lists
+    them (call again after changing a file on purpose: the run refuses files the manifest does not vouch for)."""
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["artifacts"] = [{"name": f.name, "sha256": sha256_file(f)} for f in sorted(path.iterdir())
+                             if f.name not in ("toy.onnx", "manifest.json")]
     (path / "manifest.json").write_text(canonical_json(manifest))
     return path
 
@@ -198,6 +207,7 @@ def test_a_batch_of_frames_runs_a_batch_1_host_part_frame_by_frame(toy, tmp_path
     for vi in (*post.graph.input, *post.graph.output):
         vi.type.tensor_type.shape.dim[0].dim_value = 1
     onnx.save(post, out_dir / "host_postprocess.onnx")
+    relist(out_dir)
     frames = np.random.default_rng(3).uniform(-4, 3.8, (3, H, W, C)).astype(np.float32)
     res = axdrive.run(out_dir, {"x": frames})
     assert res["probs"].shape == (3, H, W, O) and res.report["frames"] == 3
@@ -286,6 +296,13 @@ def test_a_corrupt_program_exits_1_with_one_program_format_error_line(toy, x, tm
     data[-20] ^= 0x5A  # inside the constants (DATA)
     (out_dir / "program.bin").write_bytes(bytes(data))
     np.save(tmp_path / "x.npy", x)
+    # changed after the compile: the manifest's hash refuses it before the program is even decoded
+    proc = run_cli("run", str(out_dir), "--input", str(tmp_path / "x.npy"))
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "program.bin: sha256" in lines[0] and "differs from the manifest" in lines[0], proc.stderr
+    # vouched for by the manifest (as if written damaged): the program's own section checksums catch it
+    relist(out_dir)
     proc = run_cli("run", str(out_dir), "--input", str(tmp_path / "x.npy"))
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()

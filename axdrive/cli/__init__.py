@@ -12,9 +12,11 @@ from __future__ import annotations
 __all__ = ["main", "build_parser"]
 
 import argparse
+import signal
 import sys
 from typing import Sequence
 
+from ..errors import Interrupted
 from ._parser import build_parser
 
 
@@ -24,11 +26,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    previous = _on_sigterm_unwind()
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
-        print("axdrive: interrupted", file=sys.stderr)
+        print("axdrive: interrupted (SIGINT); nothing was committed after the interruption", file=sys.stderr)
         return 130
+    except Interrupted as exc:
+        print(f"axdrive: {exc}; nothing was committed after the interruption", file=sys.stderr)
+        return exc.exit_code
     except BrokenPipeError:
         return 0
     except Exception as exc:  # map to one line + exit code
@@ -44,3 +50,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             return exc.exit_code
         print(f"axdrive: internal error: {type(exc).__name__}: {exc} (run with -v for the traceback)", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
+def _on_sigterm_unwind() -> object | None:
+    """SIGTERM unwinds the command like Ctrl-C does (every ``finally`` runs, staging is dropped) instead of
+    killing it mid-write; returns the previous handler (``None`` off the main thread, where none can be set)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_interrupted)

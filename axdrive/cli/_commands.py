@@ -53,7 +53,7 @@ def cmd_compile(args: Namespace) -> int:
         cfg.output_dir = args.output_dir
     host = PluginHost.from_args(args.plugins)
     progress = Progress()
-    host.register(progress, name="axdrive.cli.progress", distribution="axdrive")
+    host.register(progress, name="axdrive.cli.progress", distribution="axdrive", internal=True)
     progress.start()
     try:
         result = run_compile(
@@ -92,22 +92,24 @@ def _print_summary(result: Any) -> None:
 
 # -- run -----------------------------------------------------------------------
 def _read_inputs(path: str) -> Any:
-    import numpy as np
-
+    """The arrays of ``--input``: read within bounds (header checked against the file's bytes and the memory
+    left, no pickles; see :func:`axdrive.inputs.read_array_file`), each refusal one line naming the file."""
     from ..errors import UsageError
+    from ..inputs import read_array_file
 
     if not path.endswith((".npy", ".npz")):
         raise UsageError(f"--input {path}: expected a .npy (one array) or .npz (one array per input name)")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise UsageError(f"--input {path}: no such file") from None
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"--input {path}: not a readable {path[-4:]} file: {exc}") from None
-    if isinstance(data, np.ndarray):
-        return data
-    with data:
-        return {k: data[k] for k in data.files}
+    return read_array_file(path, where=f"--input {path}")
+
+
+def _check_output_file(path: str) -> None:
+    """Refuse ``-o OUT`` that cannot become the outputs file before the run spends time on the inputs."""
+    from pathlib import Path
+
+    from ..errors import UsageError
+
+    if Path(path).is_dir():
+        raise UsageError(f"-o {path}: is a directory (give a file name for the outputs, e.g. {Path(path) / 'out.npz'})")
 
 
 def _fmt_seconds(s: float) -> str:
@@ -161,16 +163,41 @@ def _write_figures(path: str, figures: dict[str, str]) -> None:
 
 def cmd_run(args: Namespace) -> int:
     _setup_logging(args)
+    from ..artifacts import protected_paths
+    from ..runner import execute
+
+    if args.figures is not None:
+        _check_figures_dir(args.figures)
+    if args.output:
+        _check_output_file(args.output)
+    with protected_paths(_run_reads(args)):
+        return _run_and_write(args, execute)
+
+
+def _run_reads(args: Namespace) -> dict[Any, str]:
+    """What ``axdrive run`` reads, so no output of the run can replace it: the input and the compiled files."""
+    from pathlib import Path
+
+    from ..outdir import committed_dir
+
+    reads: dict[Any, str] = {args.input: "the run's input"}
+    folder = committed_dir(args.dir)
+    try:
+        for p in sorted(Path(folder).iterdir()):
+            reads[p] = f"an artifact of {args.dir}"
+    except OSError:
+        pass
+    return reads
+
+
+def _run_and_write(args: Namespace, execute: Any) -> int:
     import io
     from pathlib import Path
 
     import numpy as np
 
     from ..artifacts import atomic_write_bytes, canonical_json
-    from ..runner import execute
 
-    if args.figures is not None:
-        _check_figures_dir(args.figures)
     result = execute(args.dir, _read_inputs(args.input), core_only=args.core_only, profile=args.profile,
                      float_model=args.float_model,
                      compare=args.compare, plugins=args.plugins, figures=args.figures is not None)
@@ -280,6 +307,8 @@ def cmd_config_validate(args: Namespace) -> int:
     try:
         CompilerConfig.from_file(args.file)
     except ConfigError as exc:
+        if all(problem.prop == "<file>" for problem in exc.problems):
+            raise  # the file as a whole (missing, not a regular file, too large, not parseable): one line
         for problem in exc.problems:
             print(f"axdrive: error: {problem}", file=sys.stderr)
         print(f"{args.file}: {len(exc.problems)} problem(s)", file=sys.stderr)

@@ -20,6 +20,44 @@ Generated from the argument parser (`python -m axdrive.cli._reference > docs/cli
 failure, **2** usage or configuration error. Errors are one line on stderr; `-v` adds the traceback and
 debug logging. Environment: `AXDRIVE_DISABLE_PLUGIN_AUTOLOAD=1` (no entry-point plugins; load with `-p`),
 `AXDRIVE_CACHE` (model and photo cache, default `~/.cache/axdrive`), `AXDRIVE_VERIFY=1` (IR verifier after every pass).
+SIGINT and SIGTERM stop a command cleanly: staging is dropped, nothing is half-written, exit 130 / 143.
+
+## The output directory: what axdrive may delete
+
+`axdrive compile -o DIR` deletes or replaces only files it can prove it wrote. The files live in
+`DIR/.axdrive/` (the *store*, marked by `owner.json` with a random id written when axdrive created it); each
+artifact appears in `DIR` as a symlink, e.g. `DIR/program.bin -> .axdrive/current/program.bin`.
+
+- **What is axdrive's.** An entry of `DIR` is axdrive's only if it is a symlink whose text is exactly
+  `.axdrive/current/NAME` or `.axdrive/failed/NAME`, `NAME` being its own name. A manifest proves nothing:
+  one copied in, or one naming `thesis.tex`, never gets a file deleted. Every other entry of `DIR` is yours
+  and is never removed, replaced or written through. Inside the store, a folder is removed name by name
+  from its ledger (written before each file); a file you put there stays, and so does its folder.
+- **Names.** An artifact name that stands in `DIR` as your file (your model named `quantized_model.onnx`,
+  a foreign `manifest.json`, a file from an older axdrive) stops the compile with one line naming it, and
+  so do two writers of one name (`graph_cleaner_dump_core_onnx=host_postprocess.onnx`).
+- **Commit.** A compile writes into `.axdrive/staging-<id>/`; only after it has succeeded is that folder
+  renamed to `gen-<id>`, links for new names made, and the one link `.axdrive/current` switched. A reader
+  sees the old compile or the new one, never a mix, even after a SIGKILL at any point; whatever a killed
+  compile left (staging folders, unreferenced folders, dangling links) is cleaned by the next compile. Files
+  of earlier compiles that the new manifest does not list (traces, host parts, a failure's files) go.
+- **Failures.** A failed compile leaves the previous good compile exactly as it was. Its trace and error ZIP
+  (`trace_tvm_passes`, `save_error_artifact`) go beside it as `failed.pass_dependency_graph.json`,
+  `failed.pass_trace.json` and `error_artifact.zip`; a failure writing them is a warning, never a
+  replacement of the compile's own error. A failed compile into a new `DIR` leaves no folder behind.
+- **`remove_output_dir=true`** asks for a `DIR` that holds only this compile: the compile refuses to start
+  (naming the entries) if `DIR` holds anything axdrive did not write, and always refuses `/`, a home directory
+  from the password database or `$HOME`, a mount point, the current directory or any ancestor of it, and any
+  folder holding the model or the calibration data. It removes nothing itself: stale files of axdrive's own
+  are dropped by every successful commit anyway.
+- **Other outputs** (`axdrive run -o`, `--profile`, `--figures`, `model_debug_save_dir`) are written to a
+  temp file and renamed, only over a regular file or a new path (a device, FIFO, socket or directory is
+  refused; a symlink is followed), never over a file the command reads (the model, calibration data, the
+  run's input, the compiled artifacts), with the umask's mode (`0666 & ~umask`; a replaced file keeps its mode).
+- **Reading.** `axdrive run` reads `DIR/.axdrive/current` once, checks every file it uses against the
+  manifest's sha256 and refuses a host part the manifest does not list, each with one line.
+
+See [reliability](reliability.md) for every hostile case tried and what it gets.
 """
 
 

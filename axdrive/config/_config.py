@@ -18,14 +18,24 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ..errors import ConfigError, ConfigProblem
+from ..errors import ConfigError, ConfigProblem, InputFileError, _clip, read_input_file, short_repr
 from ._checks import cross_check
 from ._property import BadValue, Property
 from ._table import BY_NAME, PROPERTIES
 
 
-def _unknown(name: str, source: str | None) -> ConfigProblem:
-    close = difflib.get_close_matches(name, list(BY_NAME), n=1, cutoff=0.6)
+#: the largest config file read: the 93 properties fit in a few KiB, and a YAML file this size already takes
+#: seconds to parse (PyYAML is pure Python), so a larger one is refused before parsing.
+MAX_CONFIG_BYTES = 1 << 20
+
+_LONGEST_NAME = max(len(p.name) for p in PROPERTIES)
+
+
+def _unknown(name: Any, source: str | None) -> ConfigProblem:
+    if not isinstance(name, str):  # YAML keys may be numbers, booleans, null, dates
+        return ConfigProblem(short_repr(name), ..., "property names must be strings", source)
+    # no name over 2.4x the longest can reach difflib's 0.6 ratio: skip the search, whose cost grows with it
+    close = difflib.get_close_matches(name, list(BY_NAME), n=1, cutoff=0.6) if len(name) <= 3 * _LONGEST_NAME else []
     hint = f"did you mean {close[0]!r}?" if close else "see `axdrive config docs` for the properties"
     return ConfigProblem(name, ..., f"unknown property; {hint}", source)
 
@@ -224,14 +234,24 @@ class CompilerConfig:
 
 
 def read_config_file(path: str | Path) -> Any:
-    """Parse a config file into a mapping; a syntax error is one line naming file and position."""
+    """Parse a config file into a mapping; any problem is one line naming the file.
+
+    Bounded work on any input: a directory, device (``/dev/zero``), FIFO or socket is refused without being
+    opened or read, a file over :data:`MAX_CONFIG_BYTES` before it is parsed, and a YAML file with an anchor
+    or alias (``&x`` / ``*x``: the "billion laughs" expansion) as soon as the parser meets the first one.
+    Nesting deeper than the parser's recursion limit is a syntax error. Each is a :class:`ConfigError` with one
+    ``<file>`` problem (exit code 2).
+    """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(ConfigProblem("<file>", str(p), "no such file", str(p))) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(ConfigProblem("<file>", str(p), f"cannot be read: {exc}", str(p))) from None
+        raw = read_input_file(p, limit=MAX_CONFIG_BYTES, what="a config file")
+    except InputFileError as exc:
+        raise ConfigError(ConfigProblem("<file>", ..., exc.reason, str(p))) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(ConfigProblem("<file>", ..., f"cannot be read: not UTF-8 text ({exc.reason} at byte "
+                                        f"{exc.start})", str(p))) from None
     suffix = p.suffix.lower()
     try:
         if suffix == ".toml":
@@ -241,14 +261,43 @@ def read_config_file(path: str | Path) -> Any:
         if suffix in (".yaml", ".yml"):
             import yaml
 
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_no_alias_loader())  # noqa: S506 - a SafeLoader subclass
             return {} if data is None else data
         if suffix == ".json":
             return json.loads(text)
-    except Exception as exc:  # each parser has its own error type
-        msg = " ".join(str(exc).split())
+    except _YamlAnchor as exc:
+        raise ConfigError(ConfigProblem("<file>", ..., f"YAML aliases/anchors are not allowed in an axdrive config "
+                                        f"(line {exc.line})", str(p))) from None
+    except Exception as exc:  # each parser has its own error type (a too deep nesting is a RecursionError)
+        msg = _clip(" ".join(str(exc)[:1200].split()), 300)
         raise ConfigError(ConfigProblem("<file>", p.name, f"is not valid {suffix[1:].upper()}: {msg}", str(p))) from None
     raise ConfigError(ConfigProblem("<file>", p.name, "unknown format; use .toml, .yaml/.yml or .json", str(p)))
+
+
+class _YamlAnchor(Exception):
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
+_LOADER: Any = None
+
+
+def _no_alias_loader() -> Any:
+    """PyYAML's ``SafeLoader`` that stops at the first anchor or alias (a config never needs one, and nested
+    aliases expand exponentially: a 1 KB "billion laughs" file is gigabytes once composed)."""
+    global _LOADER
+    if _LOADER is None:
+        import yaml
+
+        class NoAliasSafeLoader(yaml.SafeLoader):
+            def compose_node(self, parent: Any, index: Any) -> Any:
+                event = self.peek_event()
+                if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+                    raise _YamlAnchor(event.start_mark.line + 1)
+                return super().compose_node(parent, index)
+
+        _LOADER = NoAliasSafeLoader
+    return _LOADER
 
 
 class _AsTyped(str):

@@ -273,8 +273,9 @@ PROPERTIES: tuple[P, ...] = (
     P("l2_size_reserved", "int", 1_245_184, _L, "Bytes of L2 kept for the system.", minimum=0, unit="bytes"),
     P("l2_size_reserved_tasklist", "int", 1 * MiB, _L, "Bytes of L2 kept per core for its task list.",
       minimum=0, unit="bytes"),
-    P("ddr_size_max", "int", 1 * GiB, _L, "Total DDR of the device; `ddr_size_used` cannot exceed it.",
-      minimum=1 * MiB, unit="bytes"),
+    P("ddr_size_max", "int", 1 * GiB, _L, "Total DDR of the device; `ddr_size_used` cannot exceed it. At most "
+      "1 TiB (2**40): the simulated target's 40-bit physical address space (as `l1_core0_physical_address`).",
+      minimum=1 * MiB, maximum=2**40, unit="bytes"),
     P("ddr_size_reserved", "int", 32 * MiB, _L, "Bytes of DDR kept for the system; the DDR plan may not use them "
       "(`memory.levels.ddr.reserved_bytes`).", minimum=0, unit="bytes"),
     P("l1_virtual_address", "int", 206_175_207_424, _L,

@@ -76,7 +76,7 @@ class PassContext:
     def artifacts(self) -> "ArtifactStage":
         if self.session.artifacts is None:
             raise RuntimeError("this compile has no output directory to write artifacts to")
-        return self.session.artifacts
+        return self.session.artifacts.for_writer(f"pass {self.pass_.name}")
 
     @property
     def report(self) -> dict[str, Any]:

@@ -124,9 +124,15 @@ class PluginHost:
         dist = _distribution_of(module_name)
         self._register(module, PluginInfo(module_name, dist or module_name, _version(dist) if dist else "0", "-p"))
 
-    def register(self, plugin: Any, name: str, distribution: str | None = None) -> None:
-        """Register an in-process plugin object (tests, the Python API)."""
-        self._register(plugin, PluginInfo(name, distribution or name, "0", "api"))
+    def register(self, plugin: Any, name: str, distribution: str | None = None, *, internal: bool = False) -> None:
+        """Register an in-process plugin object (tests, the Python API).
+
+        ``internal`` marks axdrive's own helpers that watch a compile without
+        changing it (the CLI's progress display): like the built-in hook
+        implementations they are not listed in the manifest, so the CLI and
+        the Python API write byte-identical manifests."""
+        source = "internal" if internal else "api"
+        self._register(plugin, PluginInfo(name, distribution or name, _version("axdrive") if internal else "0", source))
 
     # -- queries ---------------------------------------------------------
     @property

@@ -47,12 +47,15 @@ _CONFIG_KEYS = (
 def _write_onnx(ctx: Any, prop: str | None, filename: str, graph: Any) -> None:
     from axdrive.onnx_io import to_onnx
 
+    from axdrive.artifacts import check_artifact_name
+
     try:
-        ctx.artifacts.path(filename)
+        check_artifact_name(filename)
     except ValueError:
         raise ConfigError(ConfigProblem(prop or "artifact", filename,
                                         "must be a plain file name (it is written inside the output directory)")) from None
-    ctx.artifacts.write_onnx(filename, to_onnx(graph))
+    stage = ctx.artifacts
+    (stage.for_writer(f"{prop}={filename!r}") if prop else stage).write_onnx(filename, to_onnx(graph))
 
 
 @compiler_pass(

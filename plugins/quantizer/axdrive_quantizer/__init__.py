@@ -88,9 +88,14 @@ def calibrate(ctx: Any) -> dict[str, Any]:
 
     Runs after the graph cleaner (phase order), on the accelerator core; when
     host pre-processing was split off, it runs in onnxruntime first. Ranges
-    per ``quantization_scheme`` (see docs/quantization.md). Statistics:
+    per ``quantization_scheme`` (see docs/quantization.md). Before any sample is
+    loaded, the host memory the calibration needs is estimated from the shapes
+    and a compile that cannot fit (host memory, or the program's I/O in the
+    device DDR) is refused in one line (see _memory.py); all-zero or
+    integer-valued [0, 255] calibration data is a warning. Statistics:
     samples, batches, tensors_calibrated, per_channel_tensors, constant_tensors,
-    clip_weighted_tensors (histogram ranges of SiLU inputs, whose clipping weighs more)."""
+    clip_weighted_tensors (histogram ranges of SiLU inputs, whose clipping weighs more),
+    estimated_memory_bytes, estimated_peak_per_sample_bytes."""
     graph: Graph = ctx.graph
     cfg = ctx.config
     method, channel_method = _methods(str(cfg.quantization_scheme), bool(cfg.quantize_dw_channel_wise))
@@ -112,7 +117,7 @@ def calibrate(ctx: Any) -> dict[str, Any]:
     if constant:
         ctx.log.info("constant activations get a minimal grid", tensors=constant[:5], count=len(constant))
     stats = {**run_stats, "tensors_calibrated": len(acts), "per_channel_tensors": len(per_channel),
-             "constant_tensors": len(constant), "clip_weighted_tensors": int(weighted)}
+             "constant_tensors": len(constant), "clip_weighted_tensors": int(weighted), **data.memory}
     ctx.stash[CALIBRATION] = Calibration(graph, acts, fused, per_channel, data.feeds, data.source, stats)
     ctx.report.setdefault("quantization", {}).update(
         {"scheme": str(cfg.quantization_scheme), "calibration": data.source, "samples": data.samples})

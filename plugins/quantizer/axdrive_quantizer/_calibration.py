@@ -32,7 +32,7 @@ __all__ = ["CalibrationData", "blas_threads", "calibration_feeds", "observe"]
 
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import numpy as np
@@ -42,6 +42,7 @@ from axdrive.errors import CalibrationError, ModelError
 from axdrive.ir import Graph
 from axdrive.reference import run_float
 
+from ._memory import check_calibration_memory, check_device_io
 from ._observe import Observer
 
 #: Upper bound of a calibration batch, as the bytes of all its activations together.
@@ -58,19 +59,18 @@ class CalibrationData:
     feeds: dict[str, np.ndarray]
     source: str
     samples: int
+    memory: dict[str, int] = field(default_factory=dict)  # the estimate checked before loading (see _memory.py)
 
 
 def _host_preprocess(ctx: Any) -> Any | None:
     """The staged ``host_preprocess.onnx`` of this compile, if the graph cleaner wrote one."""
     try:
-        names = ctx.artifacts.names
-    except RuntimeError:
-        return None
-    if "host_preprocess.onnx" not in names:
+        path = ctx.artifacts.staged("host_preprocess.onnx")
+    except (RuntimeError, KeyError):
         return None
     import onnx
 
-    return onnx.load(str(ctx.artifacts.path("host_preprocess.onnx")))
+    return onnx.load(str(path))
 
 
 def _shape_of(value_info: Any) -> tuple[int, ...]:
@@ -86,6 +86,7 @@ def calibration_feeds(ctx: Any, graph: Graph) -> CalibrationData:
     if pre_model is not None:
         for vi in pre_model.graph.input:
             shapes.setdefault(vi.name, _shape_of(vi))
+    memory = _check_memory(ctx, graph, shapes, source)
     if source is None:
         from axdrive.models import CALIBRATION_PHOTOS, fetch_photos
 
@@ -104,13 +105,48 @@ def calibration_feeds(ctx: Any, graph: Graph) -> CalibrationData:
     else:
         label = str(source) if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__") else "arrays"
         data = load_calibration(source, shapes, _preprocessing(ctx))
+        _warn_suspicious(ctx, data, label)
     samples = int(next(iter(data.values())).shape[0])
     if any(int(a.shape[0]) != samples for a in data.values()):
         raise CalibrationError(f"{label}: calibration arrays have different sample counts "
                                f"{ {k: int(v.shape[0]) for k, v in data.items()} }")
     if pre_model is not None:
         data = _run_preprocess(pre_model, data, label)
-    return CalibrationData({name: data[name] for name in graph.inputs}, label, samples)
+    return CalibrationData({name: data[name] for name in graph.inputs}, label, samples, memory)
+
+
+def _check_memory(ctx: Any, graph: Graph, shapes: dict[str, Any], source: Any) -> dict[str, int]:
+    """Refuse, before any sample is loaded, a calibration the host memory cannot hold, and (when the compile
+    lowers) a program whose inputs and outputs cannot fit the device DDR; see _memory.py for the estimate."""
+    from axdrive.models import CALIBRATION_PHOTOS
+
+    resident = len(CALIBRATION_PHOTOS) if source is None else 1
+    input_bytes = sum(4 * int(np.prod(s, dtype=object)) for s in shapes.values() if s)  # float32, one sample
+    estimate = check_calibration_memory(graph, samples=resident, input_bytes=input_bytes,
+                                        batch=_batch_size(graph, resident))
+    if str(getattr(ctx.config, "compiler_mode", "")) == "quantize_and_lower":
+        check_device_io(graph, ctx.config, [*graph.inputs, *graph.outputs])
+    return estimate.to_stats()
+
+
+def _warn_suspicious(ctx: Any, data: dict[str, np.ndarray], label: str) -> None:
+    """Warn (compile report and CLI) about calibration data that is valid but most likely not what the model
+    sees at deployment: all-zero samples (every range collapses) and integer pixels in [0, 255] for a model
+    that expects normalized input (ranges 255x too wide). Checked sample by sample: no copy of the whole data."""
+    for name, a in data.items():
+        n = int(a.shape[0])
+        zero = sum(1 for i in range(n) if not np.any(a[i]))
+        if zero == n:
+            ctx.warn(f"calibration input {name!r}: all {n} samples are exactly zero ({label}): every activation "
+                     "range collapses to a point; give representative inputs")
+            continue
+        if zero:
+            ctx.warn(f"calibration input {name!r}: {zero} of {n} samples are exactly zero ({label}); blank samples "
+                     "narrow nothing but weigh in the histograms")
+        lo, hi = float(a.min()), float(a.max())
+        if hi - lo > 1 and all(np.array_equal(np.rint(a[i]), a[i]) for i in range(n)):
+            ctx.warn(f"calibration input {name!r}: all values are integers in [{lo:g}, {hi:g}] ({label}): if the "
+                     "model expects normalized input, pass the preprocessing (e.g. scale 1/255, mean/std) first")
 
 
 def _preprocessing(ctx: Any) -> Any:
