@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from .errors import OutputError, UsageError
+from .files import file_kind
 
 #: Files whose content includes wall-clock times: listed in the manifest, but
 #: without a hash, because no two compiles produce them byte-identically.
@@ -104,10 +105,6 @@ def protected_reason(st: os.stat_result) -> str | None:
     return None
 
 
-_KIND = {stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFIFO: "a FIFO",
-         stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a directory"}
-
-
 def writable_target(path: str | Path) -> Path:
     """The file an atomic write to ``path`` will replace, or a one-line :class:`UsageError`.
 
@@ -124,8 +121,7 @@ def writable_target(path: str | Path) -> Path:
     except OSError as exc:
         raise UsageError(f"{p}: cannot write: {exc.strerror or exc}") from None
     if not stat.S_ISREG(st.st_mode):
-        kind = _KIND.get(stat.S_IFMT(st.st_mode), "not a regular file")
-        raise UsageError(f"{p}: is {kind}; axdrive writes only regular files or new paths")
+        raise UsageError(f"{p}: is {file_kind(st.st_mode)}; axdrive writes only regular files or new paths")
     what = protected_reason(st)
     if what:
         raise UsageError(f"{p}: refusing to overwrite {what}, which this command reads")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 __all__ = [
     "short_repr",
-    "read_input_file",
+    "clip_text",
     "InputFileError",
     "AxdriveError",
     "UsageError",
@@ -33,9 +33,7 @@ __all__ = [
 
 import os
 import reprlib
-import stat
 from dataclasses import dataclass
-from pathlib import Path
 
 
 def short_repr(value: object, limit: int = 80) -> str:
@@ -53,10 +51,10 @@ def short_repr(value: object, limit: int = 80) -> str:
             text = (_SHORT if limit <= _SHORT.maxstring else _long_repr(limit)).repr(value)
         except Exception:  # a __repr__ that raises; an int over the digit limit inside a container
             text = f"<{type(value).__name__}>"
-    return _clip(text.replace("\r", "\\r").replace("\n", "\\n"), limit)
+    return clip_text(text.replace("\r", "\\r").replace("\n", "\\n"), limit)
 
 
-def _clip(text: str, limit: int = 80) -> str:
+def clip_text(text: str, limit: int = 80) -> str:
     """``text`` cut to ``limit`` characters, ending with ``...`` when cut."""
     return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
 
@@ -94,74 +92,6 @@ class InputFileError(UsageError):
         super().__init__(f"{self.path}: {reason}")
 
 
-_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-               (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
-
-
-def _not_regular(mode: int) -> str | None:
-    if stat.S_ISREG(mode):
-        return None
-    kind = next((name for test, name in _FILE_KINDS if test(mode)), "a special file")
-    return f"is {kind}, not a regular file"
-
-
-def _size_text(n: int) -> str:
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale and n % scale == 0:
-            return f"{n // scale} {unit}"
-    return f"{n:,} bytes"
-
-
-def read_input_file(path: str | os.PathLike[str], *, limit: int, what: str) -> bytes:
-    """The bytes of the user's input file ``path``, with bounded work whatever the path names.
-
-    1. ``os.stat`` first, without opening: a directory, device (``/dev/zero``, ``/dev/urandom``, a tty), FIFO or
-       socket is refused, its contents never touched (opening a FIFO would block, reading a device never ends);
-    2. a size over ``limit`` bytes is refused (``what`` names the kind of file in the message, e.g.
-       ``"a config file"``);
-    3. the file is opened non-blocking and checked again on the open descriptor (a FIFO swapped in after the stat
-       cannot block), then at most ``limit + 1`` bytes are read (a file that grows past the limit is refused too).
-
-    Every refusal is an :class:`InputFileError` (exit code 2): ``PATH: no such file``, ``PATH: is a character
-    device, not a regular file``, ``PATH: is 70,000,000 bytes, over the 64 MiB limit for ...``,
-    ``PATH: cannot be read: Permission denied``.
-    """
-    p = Path(path)
-    try:
-        st = os.stat(p)
-        problem = _not_regular(st.st_mode)
-        if problem:
-            raise InputFileError(p, problem)
-        if st.st_size > limit:
-            raise InputFileError(p, f"is {st.st_size:,} bytes, over the {_size_text(limit)} limit for {what}")
-        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
-        fd = os.open(p, flags)
-        try:
-            problem = _not_regular(os.fstat(fd).st_mode)
-            if problem:
-                raise InputFileError(p, problem)
-            chunks: list[bytes] = []
-            left = limit + 1
-            want = min(max(st.st_size + 1, 1 << 16), left)
-            while left > 0:
-                chunk = os.read(fd, min(want, left))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                left -= len(chunk)
-                want = 1 << 20
-        finally:
-            os.close(fd)
-    except FileNotFoundError:
-        raise InputFileError(p, "no such file") from None
-    except (OSError, ValueError) as exc:  # permission, a path through a non-directory, an embedded NUL
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise InputFileError(p, f"cannot be read: {_clip(reason, 200)}") from None
-    if left <= 0:
-        raise InputFileError(p, f"is over the {_size_text(limit)} limit for {what} (it grew while being read)")
-    return b"".join(chunks)
-
-
 @dataclass(frozen=True)
 class ConfigProblem:
     """One invalid configuration entry: which property, what value, what is allowed.
@@ -178,7 +108,7 @@ class ConfigProblem:
 
     def __str__(self) -> str:
         where = f"{self.source}: " if self.source else ""
-        prop = _clip(str(self.prop).replace("\r", "\\r").replace("\n", "\\n"))
+        prop = clip_text(str(self.prop).replace("\r", "\\r").replace("\n", "\\n"))
         if self.value is ...:  # no value to show (an unknown key, a malformed entry, the whole file)
             if self.prop == "<file>" and self.source:
                 return f"{where}{self.allowed}"

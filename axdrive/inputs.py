@@ -35,7 +35,6 @@ __all__ = ["InputSpec", "available_memory_bytes", "format_bytes", "read_array_fi
            "onnx_input_specs", "check_input", "check_inputs"]
 
 import os
-import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,7 @@ from typing import Any, BinaryIO, Mapping, Sequence
 import numpy as np
 
 from .errors import AxdriveError, ModelError, UsageError
+from .files import format_bytes, not_regular
 
 #: Deflate expands at most about 1032:1; a ``.npz`` member claiming more than this many uncompressed bytes per
 #: compressed byte (plus slack for the stream's framing) has a forged size in its zip directory.
@@ -114,16 +114,6 @@ def available_memory_bytes() -> int | None:
     except (ImportError, ValueError, OSError):
         pass
     return min(candidates) if candidates else None
-
-
-def format_bytes(n: int | float) -> str:
-    """``1.12 TiB``: byte counts in messages, binary units, three significant digits."""
-    value = float(n)
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(value) < 1024 or unit == "PiB":
-            return f"{int(value)} bytes" if unit == "bytes" else f"{value:.3g} {unit}"
-        value /= 1024
-    return f"{value:.3g} PiB"  # pragma: no cover - the loop returns
 
 
 # -- reading .npy / .npz ----------------------------------------------------------------------------------------
@@ -275,8 +265,9 @@ def read_array_file(path: str | Path, *, where: str | None = None,
         raise error(f"{where}: no such file") from None
     except OSError as exc:
         raise error(f"{where}: cannot read: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise error(f"{where}: not a regular file")
+    problem = not_regular(st.st_mode)
+    if problem:
+        raise error(f"{where}: {problem}")
     try:
         if p.suffix == ".npz":
             return _read_npz(p, where, error)

@@ -189,3 +189,17 @@ def test_the_estimate_counts_the_convolution_im2col_and_scales_with_the_input(tm
     assert small.peak_per_sample >= 64 * 64 * 27 * 4 + 4 * small.largest_bytes
     assert large.peak_per_sample == 4 * small.peak_per_sample  # every activation term is per pixel
     assert large.need - large.peak_per_sample - large.resident == small.need - small.peak_per_sample - small.resident
+
+
+def test_running_a_huge_model_to_complete_shapes_is_refused_naming_the_largest_tensor(monkeypatch):
+    """Shapes ONNX inference leaves open are found by running the model on zeros, before any pass can estimate
+    memory: that run must refuse what its known tensors alone cannot fit, not meet the OOM killer."""
+    from axdrive import inputs
+    from axdrive.onnx_io import load_model
+    from axdrive.onnx_io._shapes import complete_by_execution
+
+    graph = load_model(toy_model([helper.make_node("Relu", ["x"], ["y"])], {}, x_shape=(1, 3, 100000, 100000)))
+    graph.tensors["y"].shape = None  # as if inference had not resolved it
+    monkeypatch.setattr(inputs, "available_memory_bytes", lambda: 8 << 30)
+    with pytest.raises(ModelError, match=r"the largest, 'x' \[1, 3, 100000, 100000\], 112 GiB\) against 8 GiB"):
+        complete_by_execution(graph)

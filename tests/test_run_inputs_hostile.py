@@ -193,7 +193,7 @@ def test_truncated_unreadable_and_special_files_are_one_line_each(tmp_path):
     with pytest.raises(UsageError, match=r"junk\.npz: not a readable \.npz \(zip\) file"):
         read_array_file(tmp_path / "junk.npz")
     (tmp_path / "d.npy").mkdir()
-    with pytest.raises(UsageError, match=r"d\.npy: not a regular file"):
+    with pytest.raises(UsageError, match=r"d\.npy: is a directory, not a regular file"):
         read_array_file(tmp_path / "d.npy")
     with pytest.raises(UsageError, match=r"nope\.npy: no such file"):
         read_array_file(tmp_path / "nope.npy")

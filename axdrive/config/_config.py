@@ -18,7 +18,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ..errors import ConfigError, ConfigProblem, InputFileError, _clip, read_input_file, short_repr
+from ..errors import ConfigError, ConfigProblem, InputFileError, clip_text, short_repr
+from ..files import read_input_file
 from ._checks import cross_check
 from ._property import BadValue, Property
 from ._table import BY_NAME, PROPERTIES
@@ -269,7 +270,7 @@ def read_config_file(path: str | Path) -> Any:
         raise ConfigError(ConfigProblem("<file>", ..., f"YAML aliases/anchors are not allowed in an axdrive config "
                                         f"(line {exc.line})", str(p))) from None
     except Exception as exc:  # each parser has its own error type (a too deep nesting is a RecursionError)
-        msg = _clip(" ".join(str(exc)[:1200].split()), 300)
+        msg = clip_text(" ".join(str(exc)[:1200].split()), 300)
         raise ConfigError(ConfigProblem("<file>", p.name, f"is not valid {suffix[1:].upper()}: {msg}", str(p))) from None
     raise ConfigError(ConfigProblem("<file>", p.name, "unknown format; use .toml, .yaml/.yml or .json", str(p)))
 

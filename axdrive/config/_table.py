@@ -219,11 +219,15 @@ PROPERTIES: tuple[P, ...] = (
     P("output_dir", "path", None, _O, "Directory that receives the artifacts (`-o` on the command line).",
       nullable=True, location=True),
     P("remove_output_dir", "bool", False, _O,
-      "Empty the output directory first; refused unless it holds an earlier axdrive output (a manifest.json)."),
+      "Demand an output directory that ends holding this compile only: the compile refuses to start if the "
+      "directory holds anything axdrive did not write, or is `/`, a home, a mount point, the current directory "
+      "or an ancestor of it, of the model or of the calibration data. Never deletes a user's file "
+      "(docs/cli.md, the output directory)."),
     P("model_name", "str", "", _O,
       "Name used in logs and artifacts; plugins may contribute config presets for a model name."),
     P("save_error_artifact", "bool", False, _O,
-      "On failure, write `error_artifact.zip` (the model as far as lowered, config, error, log, trace)."),
+      "On failure, write `error_artifact.zip` (the model as far as lowered, config, error, log, trace) beside "
+      "the last good compile; a failure writing it is a warning, never a replacement of the compile's error."),
     P("randomize_onnx_model", "bool", True, _O,
       "Replace the weights in the error artifact's model with seeded noise, keeping structure and shapes."),
     # -- Hardware and runtime -----------------------------------------------------

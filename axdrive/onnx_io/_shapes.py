@@ -56,10 +56,15 @@ def complete_by_execution(graph: Graph, *, force: bool = False) -> int:
     missing = [name for name, t in graph.tensors.items() if t.data is None and (t.shape is None or t.dtype is None)]
     if not missing and not force:
         return 0
+    _check_execution_fits(graph)
     feeds = {name: np.zeros(graph.tensors[name].shape, graph.tensors[name].dtype) for name in graph.inputs}
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        values = run_float(graph, feeds, keep_all=True)
+    try:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            values = run_float(graph, feeds, keep_all=True)
+    except MemoryError:
+        raise ModelError("running the model on zeros to find its remaining shapes ran out of memory; give "
+                         "smaller fixed input shapes (--input-shape NAME=1x3xHxW)", file=graph.name) from None
     changed = 0
     for name, value in values.items():
         t = graph.tensors[name]
@@ -68,6 +73,26 @@ def complete_by_execution(graph: Graph, *, force: bool = False) -> int:
             t.shape, t.dtype = shape, dtype
             changed += 1
     return changed
+
+
+def _check_execution_fits(graph: Graph) -> None:
+    """Refuse, in one line naming the largest tensor, a run on zeros whose *known* tensors alone (every one
+    is kept: ``keep_all``) exceed the memory this process can allocate: a model declaring a 1x3x100000x100000
+    input must not reach the OOM killer before the quantizer's own estimate can speak."""
+    from ..inputs import available_memory_bytes, format_bytes
+
+    sizes = {name: int(np.prod(t.shape, dtype=np.int64)) * np.dtype(t.dtype).itemsize
+             for name, t in graph.tensors.items()
+             if t.data is None and t.shape is not None and t.dtype is not None and all(d > 0 for d in t.shape)}
+    room = available_memory_bytes()
+    if not sizes or room is None or sum(sizes.values()) <= room:
+        return
+    largest = max(sizes, key=lambda n: sizes[n])
+    raise ModelError(f"finding the remaining shapes means running the model once, and its tensors of known shape "
+                     f"alone take {format_bytes(sum(sizes.values()))} (the largest, {largest!r} "
+                     f"{list(graph.tensors[largest].shape)}, {format_bytes(sizes[largest])}) against "
+                     f"{format_bytes(room)} available; give smaller fixed input shapes (--input-shape)",
+                     file=graph.name)
 
 
 def apply_inferred(graph: Graph, found: dict[str, Any]) -> int:

@@ -22,7 +22,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError, _clip, read_input_file, short_repr
+from ..errors import UsageError, clip_text, short_repr
+from ..files import read_input_file
 from ._export import SCHEMA_ID
 
 #: the largest graph file read (a real compile writes a few hundred KiB)
@@ -59,7 +60,7 @@ def load_graph(path: str | Path) -> dict[str, Any]:
     except RecursionError:
         raise UsageError(f"{p}: JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer literal over 4300 digits
-        raise UsageError(f"{p}: not JSON: {_clip(' '.join(str(exc)[:1000].split()), 200)}") from None
+        raise UsageError(f"{p}: not JSON: {clip_text(' '.join(str(exc)[:1000].split()), 200)}") from None
     if _deeper_than(doc, MAX_JSON_DEPTH):
         raise UsageError(f"{p}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA_ID:
@@ -124,7 +125,7 @@ def _schema_message(error: Any) -> str:
         return f"{short_repr(instance)} is less than the minimum of {expected!r}"
     if kind == "required":  # the message names the missing key, from the schema
         return str(error.message)
-    return _clip(" ".join(str(error.message)[:1000].split()), 200)
+    return clip_text(" ".join(str(error.message)[:1000].split()), 200)
 
 
 def _int(value: Any) -> int:
