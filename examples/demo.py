@@ -105,17 +105,20 @@ def detections(output0: np.ndarray) -> list[tuple[np.ndarray, float, int]]:
 def detect(out: Path) -> Path:
     photo = Image.open(fetch_photo(PHOTO)).convert("RGB")
     x, r, (pad_x, pad_y) = letterbox(photo)
-    np.save(out / "photo_input.npy", x)
-    axdrive("run", str(out), "--input", str(out / "photo_input.npy"), "-o", str(out / "photo_output.npz"),
+    # the run's files go beside the output directory, not into it: with remove_output_dir=true the next
+    # compile demands a directory that holds only what axdrive wrote
+    photo_input, photo_output = OUT / f"{out.name}_photo_input.npy", OUT / f"{out.name}_photo_output.npz"
+    np.save(photo_input, x)
+    axdrive("run", str(out), "--input", str(photo_input), "-o", str(photo_output),
             "--compare", "--float-model", str(fetch_model("yolov8n")))
-    found = detections(np.load(out / "photo_output.npz")["output0"])
+    found = detections(np.load(photo_output)["output0"])
     draw = ImageDraw.Draw(photo)
     for box, score, c in found:
         x1, y1, x2, y2 = (box - [pad_x, pad_y, pad_x, pad_y]) / r
         draw.rectangle([x1, y1, x2, y2], outline=(255, 40, 40), width=3)
         draw.text((x1 + 4, y1 + 2), f"{LABELS[c]} {score:.2f}", fill=(255, 255, 0))
         print(f"  {LABELS[c]:<24} {score:.2f}  box ({x1:.0f}, {y1:.0f}) - ({x2:.0f}, {y2:.0f})")
-    target = out / "detections.png"
+    target = OUT / f"{out.name}_detections.png"
     photo.save(target)
     print(f"{len(found)} detection(s) on {PHOTO}, drawn into {target.resolve()}")
     return target

@@ -204,6 +204,24 @@ def test_remove_output_dir_refuses_a_mount_point(work: Path, monkeypatch) -> Non
         _compile(work, out, remove_output_dir=True)
 
 
+def test_remove_output_dir_refuses_a_real_tmpfs_mount_point_holding_only_axdrive_files(work: Path) -> None:
+    """The same on a real mount, made in a private mount namespace (``unshare -m``) so nothing outside sees it."""
+    import shutil as sh
+
+    if os.geteuid() != 0 or not sh.which("unshare") or not sh.which("mount"):
+        pytest.skip("mounting a tmpfs needs root and util-linux's unshare and mount")
+    mnt = work / "mnt"
+    mnt.mkdir()
+    axdrive = f"{sys.executable} -m axdrive compile {work / 'm.onnx'} --calibration {work / 'cal.npy'} -o {mnt}"
+    script = (f"mount -t tmpfs -o size=64m none {mnt} || exit 77; {axdrive} >/dev/null || exit 3; "
+              f"{axdrive} --set remove_output_dir=true; echo rc=$?; ls {mnt}")
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300)
+    if proc.returncode == 77 or "unshare failed" in proc.stderr:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()[:200]}")
+    assert "rc=2" in proc.stdout and "manifest.json" in proc.stdout, proc.stdout + proc.stderr
+    assert "remove_output_dir: refusing to clean" in proc.stderr and "it is a mount point" in proc.stderr
+
+
 def test_remove_output_dir_refuses_the_folder_holding_the_calibration_data(work: Path) -> None:
     data = work / "out"
     _compile(work, data)
