@@ -63,7 +63,22 @@ def run_cli_limited(*args: str, limit_bytes: int = HOSTILE_AS_LIMIT, timeout: fl
         resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
 
     return subprocess.run([sys.executable, "-m", "axdrive", *args], capture_output=True, text=True,
-                          env=dict(os.environ), cwd=cwd, timeout=timeout, preexec_fn=cap)
+                          stdin=subprocess.DEVNULL, env=dict(os.environ), cwd=cwd, timeout=timeout, preexec_fn=cap)
+
+
+def refused(proc, path: str | Path, *words: str) -> str:
+    """Assert exit code 2 and exactly one stderr line ``axdrive: error: PATH: ...`` containing ``words``
+    (short: a hostile value is never echoed whole)."""
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr[-2000:]
+    line = lines[0]
+    assert line.startswith(f"axdrive: error: {path}: "), line[:500]
+    assert "internal error" not in line and "Traceback" not in proc.stderr
+    for word in words:
+        assert word in line, line[:500]
+    assert len(line) < 500
+    return line
 
 
 def one_error_line(stderr: str, *words: str) -> str:

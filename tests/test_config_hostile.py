@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from axdrive.config import CompilerConfig
 from axdrive.config._config import MAX_CONFIG_BYTES
 from axdrive.errors import ConfigError, ConfigProblem, short_repr
+from _support import refused, run_cli_limited
 
 # measured: `axdrive config validate` runs within 256 MiB of address space; twice that leaves room, and is far
 # below what reading /dev/zero or expanding a "billion laughs" file (gigabytes) would take
@@ -29,28 +27,9 @@ ADDRESS_SPACE = 512 << 20
 TIMEOUT_S = 60
 
 
-def _limit_address_space() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
-
-
-def run_limited(*args: str) -> subprocess.CompletedProcess:
+def run_limited(*args: str):
     """``python -m axdrive ARGS`` under the address-space limit, no stdin, killed after ``TIMEOUT_S``."""
-    return subprocess.run([sys.executable, "-m", "axdrive", *args], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=TIMEOUT_S, preexec_fn=_limit_address_space)
-
-
-def refused(proc: subprocess.CompletedProcess, path: str | Path, *words: str) -> str:
-    """Assert exit code 2 and exactly one stderr line ``axdrive: error: PATH: ...`` containing ``words``."""
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1, proc.stderr[-2000:]
-    line = lines[0]
-    assert line.startswith(f"axdrive: error: {path}: "), line[:500]
-    assert "internal error" not in line and "Traceback" not in proc.stderr
-    for word in words:
-        assert word in line, line[:500]
-    assert len(line) < 500
-    return line
+    return run_cli_limited(*args, limit_bytes=ADDRESS_SPACE, timeout=TIMEOUT_S)
 
 
 BILLION_LAUGHS = """\

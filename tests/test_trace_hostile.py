@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 from axdrive.tracing import Tracer, critical_path, dependency_graph, format_dot
 from axdrive.tracing._inspect import MAX_GRAPH_BYTES, MAX_JSON_DEPTH, MAX_PASS_NESTING
 
-from _support import REPO, SPEC
+from _support import REPO, SPEC, refused, run_cli_limited
 
 # measured: `axdrive trace` (argparse, json, jsonschema) runs within 256 MiB of address space; twice that leaves
 # room, and is far below what reading /dev/zero or expanding a hostile file would take
@@ -27,28 +26,9 @@ ADDRESS_SPACE = 512 << 20
 TIMEOUT_S = 60
 
 
-def _limit_address_space() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
-
-
-def run_limited(*args: str) -> subprocess.CompletedProcess:
+def run_limited(*args: str):
     """``python -m axdrive ARGS`` under the address-space limit, no stdin, killed after ``TIMEOUT_S``."""
-    return subprocess.run([sys.executable, "-m", "axdrive", *args], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=TIMEOUT_S, preexec_fn=_limit_address_space)
-
-
-def refused(proc: subprocess.CompletedProcess, path: str | Path, *words: str) -> str:
-    """Assert exit code 2 and exactly one stderr line ``axdrive: error: PATH: ...`` containing ``words``."""
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1, proc.stderr[-2000:]
-    line = lines[0]
-    assert line.startswith(f"axdrive: error: {path}: "), line[:500]
-    assert "internal error" not in line and "Traceback" not in proc.stderr
-    for word in words:
-        assert word in line, line[:500]
-    assert len(line) < 500
-    return line
+    return run_cli_limited(*args, limit_bytes=ADDRESS_SPACE, timeout=TIMEOUT_S)
 
 
 def real_graph() -> dict:
@@ -322,8 +302,13 @@ def test_critical_path_terminates_on_a_document_that_was_not_checked():
     """The API on a hand-made dict (no load_graph): duplicate id, self-edge and a cycle still end, by the rule in
     its docstring: the first pass of an id counts, the self-edge is ignored, the cycle is entered at its
     earliest pass."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
+
     proc = subprocess.run([sys.executable, "-c", _LOOPING], capture_output=True, text=True, timeout=TIMEOUT_S,
-                          preexec_fn=_limit_address_space)
+                          preexec_fn=limit)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["[0,", "1,", "2]", "8"]
 
