@@ -227,6 +227,27 @@ def test_fold_batchnorm_leaves_a_conv_with_other_users():
     assert run_pass(fe.fold_batchnorm, session)["conv_batchnorm"] == 0
 
 
+@pytest.mark.parametrize("shape", [(1, 4, 5, 5), (1, 4)])
+def test_a_batchnorm_no_conv_absorbs_becomes_a_per_channel_multiply_add(shape):
+    """After an activation (or on a rank-2 tensor) nothing absorbs the BatchNormalization: it becomes
+    ``x * factor + shift`` with per-channel constants, which quantize and lower like any elementwise op."""
+    rng = np.random.default_rng(4)
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("BatchNormalization", ["r", "g", "beta", "m", "v"], ["y"], name="bn", epsilon=1e-3)]
+    inits = [init("g", rng.standard_normal(4).astype(np.float32)), init("beta", rng.standard_normal(4).astype(np.float32)),
+             init("m", rng.standard_normal(4).astype(np.float32)),
+             init("v", (np.abs(rng.standard_normal(4)) + 0.5).astype(np.float32))]
+    model = make(nodes, [vi("x", list(shape))], [vi("y", None)], inits)
+    session = loaded(model)
+    stats = run_pass(fe.fold_batchnorm, session)
+    assert stats["conv_batchnorm"] == 0 and stats["batchnorm_affine"] == 1
+    assert [n.op for n in session.graph.nodes] == ["Relu", "Mul", "Add"]
+    assert session.graph.nodes[-1].outputs == ["y"] and session.graph.nodes[-1].source == ("bn",)
+    factor = session.graph.constant(session.graph.nodes[1].inputs[1])
+    assert factor.shape == (1, 4, *([1] * (len(shape) - 2)))
+    assert_same_numerics(model, session.graph, shape)
+
+
 def activation_model() -> onnx.ModelProto:
     nodes = [
         helper.make_node("Sigmoid", ["x"], ["s"], name="sig"),

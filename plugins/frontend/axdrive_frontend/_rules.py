@@ -83,12 +83,34 @@ def _fold_bn(m: Match) -> list[Node] | None:
     return [m.node("Conv", [m["x"], new_w, new_b], conv.attrs, name=conv.name)]
 
 
+def _bn_as_affine(m: Match) -> list[Node]:
+    """A BatchNormalization no convolution absorbs (after an activation, on the input) is a per-channel
+    ``x * factor + shift``: two elementwise ops with constants, which the quantizer and the DPU handle."""
+    graph, x = m.graph, m["x"]
+    scale, offset, mean, var_ = (m.value(k).astype(np.float64) for k in ("scale", "bias", "mean", "var"))
+    factor = scale / np.sqrt(var_ + float(m.root.attrs.get("epsilon", 1e-5)))
+    rank = len(graph.tensors[x].shape)
+    dtype = graph.tensors[x].dtype
+    per_channel = (1, -1, *([1] * (rank - 2)))
+    name = m.root.name
+    k = graph.add_constant(f"{name}/factor", factor.reshape(per_channel).astype(dtype))
+    b = graph.add_constant(f"{name}/shift", (offset - mean * factor).reshape(per_channel).astype(dtype))
+    scaled = graph.add_tensor(f"{name}/scaled", graph.tensors[x].shape, dtype)
+    return [m.node("Mul", [x, k], {}, name=f"{name}/mul", outputs=[scaled]),
+            m.node("Add", [scaled, b], {}, name=f"{name}/add")]
+
+
+_INFERENCE_BN = dict(where=lambda n: len([o for o in n.outputs if o]) == 1 and not n.attrs.get("training_mode", 0))
+
 FOLD_BATCHNORM_RULES = [
     Rule("conv_batchnorm",
          op("BatchNormalization", op("Conv", var("x"), const("w"), name="conv"),
-            const("scale"), const("bias"), const("mean"), const("var"),
-            where=lambda n: len([o for o in n.outputs if o]) == 1),
+            const("scale"), const("bias"), const("mean"), const("var"), **_INFERENCE_BN),
          _fold_bn),
+    Rule("batchnorm_affine",
+         op("BatchNormalization", var("x"), const("scale"), const("bias"), const("mean"), const("var"),
+            **_INFERENCE_BN),
+         _bn_as_affine),
 ]
 
 
