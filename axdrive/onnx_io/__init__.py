@@ -2,9 +2,9 @@
 verified IR with static shapes) and :func:`to_onnx` (IR -> ModelProto that
 onnxruntime runs).
 
-Import accepts the default ONNX domain at opsets 11..21 (older models are
-upgraded with ``onnx.version_converter``). Every failure is one line naming
-the file and, where known, the node.
+Import accepts the default ONNX domain at opsets 11..28 (older models are
+upgraded with ``onnx.version_converter``; 28 is the newest onnxruntime 1.32
+loads). Every failure is one line naming the file and, where known, the node.
 """
 
 from __future__ import annotations

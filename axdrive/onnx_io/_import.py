@@ -25,14 +25,30 @@ _SUBGRAPH_TYPES = {AttributeProto.GRAPH, AttributeProto.GRAPHS, AttributeProto.S
                    AttributeProto.SPARSE_TENSORS, AttributeProto.TYPE_PROTO, AttributeProto.TYPE_PROTOS}
 
 
-def _np_dtype(elem_type: int, what: str, label: str) -> np.dtype:
+#: The element types axdrive reads: numpy's own bool, integer and float types. ONNX's others
+#: (strings, complex, bfloat16, the float8, float4, int4 and int2 types) are refused.
+SUPPORTED_DTYPES = frozenset(np.dtype(t) for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8,
+                                                   np.uint16, np.uint32, np.uint64, np.float16, np.float32,
+                                                   np.float64))
+
+
+def elem_type_name(elem_type: int) -> str:
+    return TensorProto.DataType.Name(elem_type) if elem_type in TensorProto.DataType.values() else str(elem_type)
+
+
+def supported_dtype(elem_type: int) -> np.dtype | None:
+    """The numpy dtype of an ONNX element type axdrive handles, else None."""
     try:
         dtype = np.dtype(tensor_dtype_to_np_dtype(elem_type))
     except Exception:
-        dtype = None
-    if dtype is None or dtype.kind not in "biuf":
-        name = TensorProto.DataType.Name(elem_type) if elem_type in TensorProto.DataType.values() else elem_type
-        raise ModelError(f"{what} has unsupported element type {name}", file=label)
+        return None
+    return dtype if dtype in SUPPORTED_DTYPES else None
+
+
+def _np_dtype(elem_type: int, what: str, label: str) -> np.dtype:
+    dtype = supported_dtype(elem_type)
+    if dtype is None:
+        raise ModelError(f"{what} has unsupported element type {elem_type_name(elem_type)}", file=label)
     return dtype
 
 
@@ -55,11 +71,23 @@ def _attr_value(attr: AttributeProto, node: str, label: str) -> Any:
 
 
 def _dims(value_info: Any) -> list[int | None] | None:
-    """Static dims (None where dynamic), or None when the shape is unknown."""
+    """Static dims (None where dynamic), or None when the shape is unknown. A ``dim_value``
+    of 0 is a static empty axis, as in ONNX and onnxruntime."""
     ttype = value_info.type.tensor_type
     if not ttype.HasField("shape"):
         return None
-    return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in ttype.shape.dim]
+    return [d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else None for d in ttype.shape.dim]
+
+
+def _check_tensor(value_info: Any, what: str, label: str) -> None:
+    """Refuse, in one line, a graph input or output that is a sequence, optional or map
+    (an untyped one is left to shape inference)."""
+    kind = value_info.type.WhichOneof("value")
+    if kind not in (None, "tensor_type"):
+        shown = {"sequence_type": "a sequence", "optional_type": "an optional", "map_type": "a map",
+                 "sparse_tensor_type": "a sparse tensor"}.get(kind, kind)
+        raise ModelError(f"{what} {value_info.name!r} is {shown}, not a tensor; only tensors are supported",
+                         file=label)
 
 
 def _fmt_dims(dims: list[int | None]) -> str:
@@ -77,10 +105,12 @@ def fix_input_shapes(model: ModelProto, input_shapes: Mapping[str, Any] | None, 
         names = ", ".join(vi.name for vi in inputs)
         raise UsageError(f"{label}: --input-shape names {unknown[0]!r}, which is not a model input (inputs: {names})")
     for vi in inputs:
+        _check_tensor(vi, "input", label)
         dims = _dims(vi)
         if vi.name in given:
             shape = [int(d) for d in given[vi.name]]
-            if dims is not None and (len(dims) != len(shape) or any(d is not None and d != s for d, s in zip(dims, shape))):
+            # a 0 in the model gives way to a given size (some exporters wrote 0 for "unknown")
+            if dims is not None and (len(dims) != len(shape) or any(d and d != s for d, s in zip(dims, shape))):
                 raise UsageError(f"{label}: --input-shape {vi.name}={'x'.join(map(str, shape))} does not match "
                                  f"the model's shape {_fmt_dims(dims)} for input {vi.name!r}")
             if any(s <= 0 for s in shape):
@@ -141,6 +171,7 @@ def graph_from_proto(model: ModelProto, label: str, *, keep_sources: bool) -> Gr
                 raise ModelError(f"dangling input {name!r}: neither a graph input, an initializer nor produced "
                                  "by any node (missing initializer?)", file=label, node=node.name)
     for out in g.output:
+        _check_tensor(out, "graph output", label)
         if out.name not in producers:
             raise ModelError(f"graph output {out.name!r} is not produced by any node", file=label)
         graph.outputs.append(out.name)

@@ -8,7 +8,7 @@ reported as one line naming the file and, where there is one, the node.
 
 from __future__ import annotations
 
-__all__ = ["read_model", "default_opset", "MIN_OPSET", "MAX_OPSET"]
+__all__ = ["read_model", "default_opset", "supported_max_opset", "MIN_OPSET", "MAX_OPSET"]
 
 import os
 from pathlib import Path
@@ -23,7 +23,10 @@ from ..errors import ModelError, UnsupportedOperatorError
 from ..reference import KERNELS
 
 MIN_OPSET = 11
-MAX_OPSET = 21
+#: The newest default-domain opset read: what onnx 1.23 defines and onnxruntime 1.32 loads
+#: (a model at 29 is refused by onnxruntime's model check). Every kernel follows the
+#: semantics of 11..28; ``supported_max_opset()`` lowers it to an older installed onnx's.
+MAX_OPSET = 28
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
@@ -106,12 +109,20 @@ def default_opset(model: ModelProto) -> int | None:
     return None
 
 
+def supported_max_opset() -> int:
+    """MAX_OPSET, or the installed onnx package's newest opset if that is older (onnx's
+    checker and shape inference cannot read a newer one)."""
+    return min(MAX_OPSET, onnx.defs.onnx_opset_version())
+
+
 def _upgrade_opset(model: ModelProto, label: str) -> ModelProto:
     version = default_opset(model)
     if version is None:
         raise ModelError("the model imports no version of the default ONNX opset", file=label)
-    if version > MAX_OPSET:
-        raise ModelError(f"opset {version} is newer than the supported opsets {MIN_OPSET}..{MAX_OPSET}", file=label)
+    newest = supported_max_opset()
+    if version > newest:
+        why = "" if newest == MAX_OPSET else f" (the installed onnx {onnx.__version__} reads up to opset {newest})"
+        raise ModelError(f"opset {version} is newer than the supported opsets {MIN_OPSET}..{newest}{why}", file=label)
     if version >= MIN_OPSET:
         return model
     from onnx import version_converter

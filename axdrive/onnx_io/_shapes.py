@@ -9,7 +9,8 @@ semantics every later stage executes), so no tensor is left without a shape.
 
 from __future__ import annotations
 
-__all__ = ["infer_proto", "apply_inferred", "complete_by_execution", "infer_shapes"]
+__all__ = ["infer_proto", "apply_inferred", "complete_by_execution", "infer_shapes", "value_dependent_shapes",
+           "SHAPE_INPUTS"]
 
 import warnings
 from typing import Any
@@ -17,11 +18,11 @@ from typing import Any
 import numpy as np
 import onnx
 from onnx import ModelProto
-from onnx.helper import tensor_dtype_to_np_dtype
 
 from ..errors import ModelError
-from ..ir import Graph
+from ..ir import Graph, Node
 from ..reference import run_float
+from ._import import elem_type_name, supported_dtype
 
 
 def infer_proto(model: ModelProto, label: str) -> dict[str, tuple[tuple[int, ...] | None, np.dtype | None]]:
@@ -37,10 +38,12 @@ def infer_proto(model: ModelProto, label: str) -> dict[str, tuple[tuple[int, ...
         ttype = vi.type.tensor_type
         dtype = None
         if ttype.elem_type:
-            try:
-                dtype = np.dtype(tensor_dtype_to_np_dtype(ttype.elem_type))
-            except Exception:
-                dtype = None
+            dtype = supported_dtype(ttype.elem_type)
+            if dtype is None:  # a Cast to bfloat16, a float8 QuantizeLinear, ...
+                producer = next((n.name or f"{n.op_type}_{i}" for i, n in enumerate(g.node) if vi.name in n.output),
+                                None)
+                raise ModelError(f"tensor {vi.name!r} has unsupported element type "
+                                 f"{elem_type_name(ttype.elem_type)}", file=label, node=producer)
         shape = None
         if ttype.HasField("shape"):
             dims = [d.dim_value if d.HasField("dim_value") else -1 for d in ttype.shape.dim]
@@ -50,12 +53,56 @@ def infer_proto(model: ModelProto, label: str) -> dict[str, tuple[tuple[int, ...
     return found
 
 
+#: Inputs whose *values* set the shape of an operator's output (ONNX spec), by operator.
+SHAPE_INPUTS: dict[str, tuple[int, ...]] = {
+    "Reshape": (1,), "Expand": (1,), "Tile": (1,), "Squeeze": (1,), "Unsqueeze": (1,), "Split": (1,),
+    "Slice": (1, 2, 3, 4), "Pad": (1, 3), "ConstantOfShape": (0,), "Range": (0, 1, 2), "Resize": (2, 3),
+    **{op: (1,) for op in ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
+                           "ReduceL2", "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp")},
+}
+
+
+def value_dependent_shapes(graph: Graph) -> dict[str, tuple[str, Node, int]]:
+    """Tensors whose shape depends on the *values* of a graph input, each with the input and
+    the node input (node, index) where a value derived from it sets a shape. Values flow
+    through every operator but Shape and Size, which read only shapes."""
+    value_from: dict[str, str] = {name: name for name in graph.inputs}
+    shape_from: dict[str, tuple[str, Node, int]] = {}
+    for node in graph.nodes:
+        dynamic = next(((value_from[node.inputs[i]], node, i) for i in SHAPE_INPUTS.get(node.op, ())
+                        if i < len(node.inputs) and node.inputs[i] in value_from), None)
+        if dynamic is None:
+            dynamic = next((shape_from[n] for n in node.inputs if n in shape_from), None)
+        if node.op in ("Shape", "Size"):
+            source = dynamic[0] if dynamic else None
+            dynamic = None  # the output's own shape is static
+        else:
+            source = next((value_from[n] for n in node.inputs if n in value_from), None)
+        for out in node.outputs:
+            if out and dynamic:
+                shape_from[out] = dynamic
+            if out and source:
+                value_from[out] = source
+    return shape_from
+
+
 def complete_by_execution(graph: Graph, *, force: bool = False) -> int:
     """Fill missing shapes/dtypes (all of them with ``force``) by running the
-    executor on zeros. Returns how many tensors it set or changed."""
+    executor on zeros. Returns how many tensors it set or changed.
+
+    Zeros give the right shapes only where shapes do not depend on input values: a
+    missing shape that does (Reshape's shape, a Slice's starts, ... computed from a
+    graph input) is refused in one line naming the input to make constant."""
     missing = [name for name, t in graph.tensors.items() if t.data is None and (t.shape is None or t.dtype is None)]
     if not missing and not force:
         return 0
+    dynamic = value_dependent_shapes(graph)
+    for name in (graph.tensors if force else missing):
+        if name in dynamic:
+            source, node, index = dynamic[name]
+            raise ModelError(f"the shape of {name!r} depends on the values of graph input {source!r} (input "
+                             f"{index} of {node.op}); axdrive compiles static shapes: make {source!r} an "
+                             "initializer", node=node.name)
     _check_execution_fits(graph)
     feeds = {name: np.zeros(graph.tensors[name].shape, graph.tensors[name].dtype) for name in graph.inputs}
     try:

@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..errors import AxdriveError, ModelError, UsageError
+from ..errors import AxdriveError, ModelError, UnsupportedOperatorError, UsageError
 from ..ir import Graph, Node
 from ._registry import kernel_for
 
@@ -26,6 +26,10 @@ def run_node(node: Node, args: list[Any], opset: int) -> list[np.ndarray]:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelError(f"{node.op} failed in the reference executor: {detail}", node=node.name) from exc
     outputs = list(result) if isinstance(result, (tuple, list)) else [result]
+    missing = [name for i, name in enumerate(node.outputs) if name and i >= len(outputs)]
+    if missing:  # an optional output the kernel does not compute: refused, never a KeyError later
+        raise UnsupportedOperatorError(f"{node.op}'s output {len(outputs) + 1} ({missing[0]!r}) is not computed "
+                                       "by the reference executor", node=node.name)
     return [np.asarray(o) for o in outputs]
 
 

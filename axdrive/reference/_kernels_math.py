@@ -14,8 +14,10 @@ from functools import reduce
 from typing import Any, Callable
 
 import numpy as np
+from onnx import TensorProto
 from onnx.helper import tensor_dtype_to_np_dtype
 
+from ..errors import UnsupportedOperatorError
 from ..ir import Node
 
 Args = list[Any]
@@ -151,12 +153,30 @@ def _gelu(node: Node, args: Args, opset: int) -> np.ndarray:
     return y.astype(x.dtype)
 
 
+#: numpy's own element types; ONNX's others (strings, bfloat16, float8, 4- and 2-bit types) are refused.
+_DTYPES = tuple(np.dtype(t) for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
+                                      np.uint32, np.uint64, np.float16, np.float32, np.float64))
+
+
+def _cast_to(node: Node, x: np.ndarray, dtype: Any, what: str) -> np.ndarray:
+    if dtype is None or np.dtype(dtype) not in _DTYPES:
+        raise UnsupportedOperatorError(f"{node.op} to {what} is not supported by the reference executor "
+                                       "(bool, integer and float16/32/64 types are)", node=node.name)
+    return x.astype(dtype)
+
+
 def _cast(node: Node, args: Args, opset: int) -> np.ndarray:
-    return args[0].astype(tensor_dtype_to_np_dtype(node.attrs["to"]))
+    to = int(node.attrs["to"])
+    try:
+        dtype = tensor_dtype_to_np_dtype(to)
+    except (KeyError, ValueError):  # UNDEFINED, or a number ONNX does not define
+        dtype = None
+    name = TensorProto.DataType.Name(to) if to in TensorProto.DataType.values() else str(to)
+    return _cast_to(node, args[0], dtype, name)
 
 
 def _cast_like(node: Node, args: Args, opset: int) -> np.ndarray:
-    return args[0].astype(args[1].dtype)
+    return _cast_to(node, args[0], args[1].dtype, str(args[1].dtype))
 
 
 def _where(node: Node, args: Args, opset: int) -> np.ndarray:
@@ -220,6 +240,23 @@ def _einsum(node: Node, args: Args, opset: int) -> np.ndarray:
     return np.einsum(node.attrs["equation"], *args)
 
 
+def _extreme(fn: Callable[..., np.ndarray], lowest: bool) -> Callable[..., np.ndarray]:
+    """ReduceMax/ReduceMin whose reduced set may be empty: then the identity, the lowest
+    (ReduceMax) or highest (ReduceMin) value of the type, -inf/inf for floats (ONNX 18+)."""
+    def reduce_(x: np.ndarray, axis: Any, keepdims: bool) -> np.ndarray:
+        if x.size:
+            return fn(x, axis=axis, keepdims=keepdims)
+        if x.dtype == np.bool_:
+            initial: Any = not lowest
+        elif x.dtype.kind == "f":
+            initial = -np.inf if lowest else np.inf
+        else:
+            initial = np.iinfo(x.dtype).min if lowest else np.iinfo(x.dtype).max
+        return fn(x, axis=axis, keepdims=keepdims, initial=initial)
+
+    return reduce_
+
+
 KERNELS: dict[str, Callable[[Node, Args, int], Any]] = {
     "Relu": _unary(lambda x: np.maximum(x, 0)),
     "Sigmoid": _unary(_sigmoid),
@@ -271,8 +308,8 @@ KERNELS: dict[str, Callable[[Node, Args, int], Any]] = {
     "CastLike": _cast_like,
     "ReduceMean": _reduce(_reduce_mean),
     "ReduceSum": _reduce(_reduce_sum),
-    "ReduceMax": _reduce(np.max),
-    "ReduceMin": _reduce(np.min),
+    "ReduceMax": _reduce(_extreme(np.max, lowest=True)),
+    "ReduceMin": _reduce(_extreme(np.min, lowest=False)),
     "ReduceProd": _reduce(np.prod),
     "ReduceL2": _reduce(_reduce_l2),
     "ReduceSumSquare": _reduce(_reduce_sum_square),

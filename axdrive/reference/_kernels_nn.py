@@ -27,6 +27,7 @@ from typing import Any, Callable
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ..errors import UnsupportedOperatorError
 from ..ir import Node
 
 Args = list[Any]
@@ -147,6 +148,31 @@ def _conv(node: Node, args: Args, opset: int) -> np.ndarray:
     return np.ascontiguousarray(y, dtype=x.dtype)
 
 
+def _conv_transpose_crop(node: Node, full: list[int], in_sp: tuple[int, ...],
+                         strides: list[int]) -> tuple[list[int], list[int]]:
+    """Where the output starts in the full result (``full``: every tap, ``output_padding``
+    included) and its size, per spatial axis (ONNX ConvTranspose).
+
+    ``output_shape`` (or, for SAME_UPPER/SAME_LOWER, input * stride) is the size, and ``pads``
+    are then ignored (ONNX spec): the total padding ``full - size`` is split with the larger
+    half at the end for SAME_UPPER, at the beginning otherwise. The halves use floor division,
+    so a negative total (an ``output_shape`` larger than ``full``) starts at 0 or before.
+    Otherwise the output is ``full`` minus the explicit ``pads``."""
+    nsp = len(full)
+    auto = node.attrs.get("auto_pad", "NOTSET")
+    pads = node.attrs.get("pads")
+    if "output_shape" in node.attrs or auto in ("SAME_UPPER", "SAME_LOWER"):
+        if "output_shape" in node.attrs:
+            target = [int(t) for t in list(node.attrs["output_shape"])[-nsp:]]
+        else:
+            target = [i * s for i, s in zip(in_sp, strides)]
+        total = [f - t for f, t in zip(full, target)]
+        begin = [t // 2 if auto == "SAME_UPPER" else t - t // 2 for t in total]
+        return begin, target
+    pads = [0] * (2 * nsp) if pads is None or auto == "VALID" else [int(p) for p in pads]
+    return pads[:nsp], [f - pb - pe for f, pb, pe in zip(full, pads[:nsp], pads[nsp:])]
+
+
 def _conv_transpose(node: Node, args: Args, opset: int) -> np.ndarray:
     x, w = args[0], args[1]
     b = args[2] if len(args) > 2 else None
@@ -171,19 +197,15 @@ def _conv_transpose(node: Node, args: Args, opset: int) -> np.ndarray:
         sl = tuple(slice(t * d, t * d + (i - 1) * s + 1, s) for t, d, i, s in zip(tap, dilations, in_sp, strides))
         y[(slice(None),) * 3 + sl] += part
     y = y.reshape(n_batch, groups * og, *full)
-    auto = node.attrs.get("auto_pad", "NOTSET")
-    if "output_shape" in node.attrs or auto in ("SAME_UPPER", "SAME_LOWER"):
-        if "output_shape" in node.attrs:
-            target = list(node.attrs["output_shape"])[-nsp:]
-        else:
-            target = [i * s for i, s in zip(in_sp, strides)]
-        total = [f - t for f, t in zip(full, target)]
-        begin = [t // 2 if auto == "SAME_UPPER" else t - t // 2 for t in total]
-    else:
-        pads = list(node.attrs.get("pads", [0] * (2 * nsp)))
-        begin = pads[:nsp]
-        target = [f - pb - pe for f, pb, pe in zip(full, pads[:nsp], pads[nsp:])]
-    y = y[(slice(None), slice(None)) + tuple(slice(pb, pb + t) for pb, t in zip(begin, target))]
+    begin, target = _conv_transpose_crop(node, full, in_sp, strides)
+    if all(0 <= pb and pb + t <= f for pb, t, f in zip(begin, target, full)):
+        y = y[(slice(None), slice(None)) + tuple(slice(pb, pb + t) for pb, t in zip(begin, target))]
+    else:  # an ``output_shape`` larger than the full result: the positions no tap reaches are 0
+        out = np.zeros((n_batch, groups * og, *target), y.dtype)
+        src = tuple(slice(max(pb, 0), min(pb + t, f)) for pb, t, f in zip(begin, target, full))
+        dst = tuple(slice(s.start - pb, s.stop - pb) for s, pb in zip(src, begin))
+        out[(slice(None), slice(None)) + dst] = y[(slice(None), slice(None)) + src]
+        y = out
     if b is not None:
         y = y + b.reshape((1, -1) + (1,) * nsp)
     return np.ascontiguousarray(y, dtype=x.dtype)
@@ -216,12 +238,47 @@ def _pool_setup(node: Node, x: np.ndarray, fill: Any) -> tuple[np.ndarray, np.nd
     return xp, mask, k_eff, strides, dilations, out
 
 
-def _max_pool(node: Node, args: Args, opset: int) -> np.ndarray:
+def _max_pool_indices(node: Node, x: np.ndarray, xp: np.ndarray, k_eff: list[int], strides: list[int],
+                      dilations: list[int], out: list[int]) -> np.ndarray:
+    """MaxPool's ``Indices``: where each maximum is in ``x`` flattened (batch and channel
+    included), the first of equal maxima in row-major window order, as ONNX's reference;
+    ``storage_order=1`` counts the spatial position column-major."""
+    nsp = x.ndim - 2
+    kernel = list(node.attrs["kernel_shape"])
+    win = _windows(xp, k_eff, strides, dilations, out)  # N, C, *out, *kernel
+    flat = win.reshape(*win.shape[:2 + nsp], -1)
+    arg = np.argmax(flat, axis=-1)
+    # the spatial position in the padded input of each window's first element, and of each tap
+    begin = _geometry(node, x, tuple(kernel))[3]
+    taps = np.stack(np.meshgrid(*[np.arange(k) * d for k, d in zip(kernel, dilations)], indexing="ij"),
+                    axis=-1).reshape(-1, nsp)  # kernel row-major, as the window view flattens
+    pos = [np.arange(o) * s - b for o, s, b in zip(out, strides, begin)]
+    spatial = x.shape[2:]
+    coords = []
+    for axis in range(nsp):
+        shape = [1] * nsp
+        shape[axis] = out[axis]
+        coords.append(pos[axis].reshape(shape) + taps[:, axis][arg])  # broadcast over N, C, *out
+    if node.attrs.get("storage_order", 0):
+        index = sum(c * int(np.prod(spatial[:a], dtype=np.int64)) for a, c in enumerate(coords))
+    else:
+        index = sum(c * int(np.prod(spatial[a + 1:], dtype=np.int64)) for a, c in enumerate(coords))
+    plane = np.arange(x.shape[0] * x.shape[1], dtype=np.int64).reshape(x.shape[0], x.shape[1], *([1] * nsp))
+    return (plane * int(np.prod(spatial, dtype=np.int64)) + index).astype(np.int64)
+
+
+def _max_pool(node: Node, args: Args, opset: int) -> Any:
     x = args[0]
-    if len(node.outputs) > 1 and node.outputs[1]:
-        raise ValueError("MaxPool's Indices output is not supported")
     fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
     xp, _, k_eff, strides, dilations, out = _pool_setup(node, x, fill)
+    if len(node.outputs) > 1 and node.outputs[1]:
+        indices = _max_pool_indices(node, x, xp, k_eff, strides, dilations, out)
+        return _max_pool_values(node, xp, strides, dilations, out), indices
+    return _max_pool_values(node, xp, strides, dilations, out)
+
+
+def _max_pool_values(node: Node, xp: np.ndarray, strides: list[int], dilations: list[int],
+                     out: list[int]) -> np.ndarray:
     # Separable: the maximum over a box is the maximum over its rows of the
     # maximum along each row, and max is exact, so one strided np.maximum per
     # tap and axis gives the same values as reducing the whole window view
@@ -280,12 +337,33 @@ def _channel(v: np.ndarray, ndim: int) -> np.ndarray:
     return v.reshape((1, -1) + (1,) * (ndim - 2))
 
 
-def _batch_norm(node: Node, args: Args, opset: int) -> np.ndarray:
+def _batch_norm(node: Node, args: Args, opset: int) -> Any:
     x, scale, bias, mean, var = args[:5]
     eps = node.attrs.get("epsilon", 1e-5)
+    # training: the ``training_mode`` attribute from opset 14, the extra outputs before
+    training = node.attrs.get("training_mode", 0) if opset >= 14 else sum(1 for o in node.outputs if o) > 1
+    if training:
+        return _batch_norm_training(node, x, scale, bias, mean, var, eps, opset)
     factor = scale / np.sqrt(var + np.asarray(eps, var.dtype))
     y = (x - _channel(mean, x.ndim)) * _channel(factor, x.ndim) + _channel(bias, x.ndim)
     return y.astype(x.dtype, copy=False)
+
+
+def _batch_norm_training(node: Node, x: np.ndarray, scale: np.ndarray, bias: np.ndarray, mean: np.ndarray,
+                         var: np.ndarray, eps: float, opset: int) -> tuple[np.ndarray, ...]:
+    """Training-mode BatchNormalization as ONNX's reference computes it: ``Y`` normalized with
+    the batch's own mean and (biased) variance, and the running statistics updated with
+    ``momentum``: ``running = input * momentum + batch * (1 - momentum)``. Opset >= 14 outputs
+    ``Y, running_mean, running_var``; before, also ``saved_mean, saved_var`` (the batch's)."""
+    momentum = node.attrs.get("momentum", 0.9)
+    axes = tuple(a for a in range(x.ndim) if a != 1)
+    batch_mean, batch_var = x.mean(axis=axes), x.var(axis=axes)
+    running_mean = mean * momentum + batch_mean * (1 - momentum)
+    running_var = var * momentum + batch_var * (1 - momentum)
+    y = _channel(scale, x.ndim) * (x - _channel(batch_mean, x.ndim)) / np.sqrt(_channel(batch_var, x.ndim) + eps)
+    y = y + _channel(bias, x.ndim)
+    outputs = [y, running_mean, running_var] + ([] if opset >= 14 else [batch_mean, batch_var])
+    return tuple(o.astype(x.dtype) for o in outputs)
 
 
 def _instance_norm(node: Node, args: Args, opset: int) -> np.ndarray:
@@ -298,17 +376,24 @@ def _instance_norm(node: Node, args: Args, opset: int) -> np.ndarray:
     return y.astype(x.dtype)
 
 
-def _layer_norm(node: Node, args: Args, opset: int) -> np.ndarray:
+def _layer_norm(node: Node, args: Args, opset: int) -> Any:
     x, scale = args[0], args[1]
     bias = args[2] if len(args) > 2 else None
     axis = node.attrs.get("axis", -1) % x.ndim
     axes = tuple(range(axis, x.ndim))
     mean = x.mean(axis=axes, keepdims=True)
     var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
-    y = (x - mean) / np.sqrt(var + node.attrs.get("epsilon", 1e-5)) * scale
+    eps = node.attrs.get("epsilon", 1e-5)
+    y = (x - mean) / np.sqrt(var + eps) * scale
     if bias is not None:
         y = y + bias
-    return y.astype(x.dtype)
+    y = y.astype(x.dtype)
+    if not any(node.outputs[1:]):
+        return y
+    # the optional Mean and InvStdDev, shaped like x with 1 from ``axis`` on, in the stash type
+    stash = np.dtype(np.float64 if node.attrs.get("stash_type", 1) == 11 else np.float32)
+    inv_std = 1 / np.sqrt(var.astype(stash) + np.asarray(eps, stash))
+    return (y, mean.astype(stash), inv_std.astype(stash))[:len(node.outputs)]
 
 
 def _softmax_like(log: bool) -> Callable[[Node, Args, int], np.ndarray]:
@@ -348,6 +433,9 @@ def _source_coords(out: int, size: int, scale: float, mode: str) -> np.ndarray:
     raise ValueError(f"Resize coordinate_transformation_mode {mode!r} is not supported")
 
 
+_RESIZE_COORDINATE_MODES = ("asymmetric", "align_corners", "pytorch_half_pixel", "half_pixel_symmetric", "half_pixel")
+
+
 def _nearest_index(coords: np.ndarray, size: int, mode: str) -> np.ndarray:
     if mode == "round_prefer_floor":
         idx = np.ceil(coords - 0.5)
@@ -366,18 +454,34 @@ def _resize(node: Node, args: Args, opset: int) -> np.ndarray:
     x = args[0]
     attrs = node.attrs
     mode = attrs.get("mode", "nearest")
+    ctm = attrs.get("coordinate_transformation_mode", "half_pixel")
+    refused = None
     if mode not in ("nearest", "linear"):
-        raise ValueError(f"Resize mode {mode!r} is not supported (nearest, linear are)")
-    if attrs.get("antialias", 0) or attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch":
-        raise ValueError("Resize with antialias or keep_aspect_ratio_policy is not supported")
+        refused = f"mode={mode!r}"
+    elif attrs.get("antialias", 0):
+        refused = f"antialias={attrs['antialias']}"
+    elif attrs.get("keep_aspect_ratio_policy", "stretch") not in ("stretch", "not_larger", "not_smaller"):
+        refused = f"keep_aspect_ratio_policy={attrs['keep_aspect_ratio_policy']!r}"
+    elif ctm not in _RESIZE_COORDINATE_MODES:
+        refused = f"coordinate_transformation_mode={ctm!r}"
+    if refused:
+        raise UnsupportedOperatorError(f"Resize with {refused} is not supported by the reference executor (modes "
+                                       "nearest and linear, no antialias, coordinate_transformation_mode "
+                                       f"{', '.join(_RESIZE_COORDINATE_MODES)})", node=node.name)
     axes = [a % x.ndim for a in attrs.get("axes", range(x.ndim))]
     scales_in = args[2] if len(args) > 2 and args[2] is not None and args[2].size else None
     sizes_in = args[3] if len(args) > 3 and args[3] is not None and args[3].size else None
-    ctm = attrs.get("coordinate_transformation_mode", "half_pixel")
+    kept = None  # keep_aspect_ratio_policy (opset 18): one scale for every axis, from ``sizes``
+    if sizes_in is not None and attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch":
+        ratios = [int(sizes_in[i]) / x.shape[a] for i, a in enumerate(axes)]
+        kept = min(ratios) if attrs["keep_aspect_ratio_policy"] == "not_larger" else max(ratios)
     y = x
     for i, axis in enumerate(axes):
         size = x.shape[axis]
-        if sizes_in is not None:
+        if kept is not None:
+            scale = kept
+            out = int(kept * size + 0.5)  # rounded half up, as ONNX's reference
+        elif sizes_in is not None:
             out = int(sizes_in[i])
             scale = out / size
         else:

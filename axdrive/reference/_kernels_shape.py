@@ -1,5 +1,5 @@
 """Kernels that move, select or create data without arithmetic: reshapes,
-slicing, gathering, padding, constants (ONNX semantics, opsets 11..21).
+slicing, gathering, padding, constants (ONNX semantics, opsets 11..28).
 
 Where an ONNX opset moved an attribute to an input (Split, Squeeze,
 Unsqueeze, Pad, ...), the kernel accepts both forms, so one kernel serves
@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..errors import UnsupportedOperatorError
 from ..ir import Node
 
 Args = list[Any]
@@ -32,8 +33,21 @@ def _input_or_attr(node: Node, args: Args, index: int, attr: str) -> list[int] |
 
 
 def _identity(node: Node, args: Args, opset: int) -> Any:
+    return args[0]
+
+
+def _dropout(node: Node, args: Args, opset: int) -> Any:
+    """Inference Dropout: the identity (and an all-true mask). In training mode (opset >= 12:
+    ``training_mode`` true) with a ratio above 0 the output is random, which is refused."""
     x = args[0]
-    if len(node.outputs) > 1 and node.outputs[1]:  # Dropout's mask
+    training = len(args) > 2 and args[2] is not None and bool(np.asarray(args[2]).reshape(-1)[0])
+    if training:
+        ratio = float(np.asarray(args[1]).reshape(-1)[0]) if len(args) > 1 and args[1] is not None else 0.5
+        if ratio != 0.0:
+            raise UnsupportedOperatorError(f"Dropout with training_mode true and ratio {ratio:g} drops random "
+                                           "values; only inference (training_mode false) is supported",
+                                           node=node.name)
+    if len(node.outputs) > 1 and node.outputs[1]:
         return x, np.ones(x.shape, dtype=bool)
     return x
 
@@ -47,7 +61,8 @@ def _reshape(node: Node, args: Args, opset: int) -> np.ndarray:
 
 def _flatten(node: Node, args: Args, opset: int) -> np.ndarray:
     x = args[0]
-    axis = node.attrs.get("axis", 1) % (x.ndim + 1) if x.ndim else 0
+    axis = int(node.attrs.get("axis", 1))
+    axis = axis + x.ndim if axis < 0 else axis  # in [-r, r]: -1 keeps the last axis on the right
     outer = int(np.prod(x.shape[:axis], dtype=np.int64))
     return x.reshape(outer, int(np.prod(x.shape[axis:], dtype=np.int64)))
 
@@ -143,8 +158,14 @@ def _constant_of_shape(node: Node, args: Args, opset: int) -> np.ndarray:
 
 def _range(node: Node, args: Args, opset: int) -> np.ndarray:
     start, limit, delta = (np.asarray(a).reshape(()) for a in args)
+    if float(delta) == 0:
+        raise ValueError("Range delta is 0")
     count = max(int(np.ceil((float(limit) - float(start)) / float(delta))), 0)
-    return (start + np.arange(count, dtype=start.dtype) * delta).astype(start.dtype)
+    dtype = start.dtype
+    if opset >= 27 and dtype == np.float16:  # stash_type: float16 is computed in float32 (or float64)
+        dtype = np.dtype(np.float64 if node.attrs.get("stash_type", 1) == 11 else np.float32)
+    start_c, delta_c = start.astype(dtype), delta.astype(dtype)
+    return (start_c + np.arange(count, dtype=dtype) * delta_c).astype(start.dtype)
 
 
 def _tile(node: Node, args: Args, opset: int) -> np.ndarray:
@@ -199,13 +220,17 @@ def _space_to_depth(node: Node, args: Args, opset: int) -> np.ndarray:
     x = args[0]
     b = node.attrs["blocksize"]
     n, c, h, w = x.shape
-    y = x.reshape(n, c, h // b, b, w // b, b).transpose(0, 3, 5, 1, 2, 4)
+    y = x.reshape(n, c, h // b, b, w // b, b)
+    if node.attrs.get("mode", "DCR") == "DCR":  # ``mode`` exists from opset 28; before, DCR only
+        y = y.transpose(0, 3, 5, 1, 2, 4)
+    else:  # CRD: the inverse of DepthToSpace's CRD
+        y = y.transpose(0, 1, 3, 5, 2, 4)
     return y.reshape(n, c * b * b, h // b, w // b)
 
 
 KERNELS: dict[str, Callable[[Node, Args, int], Any]] = {
     "Identity": _identity,
-    "Dropout": _identity,
+    "Dropout": _dropout,
     "Reshape": _reshape,
     "Flatten": _flatten,
     "Transpose": _transpose,
