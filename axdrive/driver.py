@@ -227,6 +227,7 @@ def compile(
     dump_ir_dir: str | Path | None = None,
     dump_ir_passes: Iterable[str] = (),
     inputs: Mapping[str, Any] | None = None,
+    host_fallback: bool = True,
 ) -> CompileResult:
     """Compile ``model`` (a path or an ``onnx.ModelProto``) per ``config``.
 
@@ -235,7 +236,10 @@ def compile(
     or a property such as ``"quantized"``) ends the compile there, like LLVM's
     ``-stop-after``; later passes are recorded as skipped. ``verify`` runs the IR
     verifier after every pass (default: the ``AXDRIVE_VERIFY`` environment
-    variable). Raises an :class:`~axdrive.errors.AxdriveError` subclass on failure.
+    variable). With ``host_fallback`` (the default) a node the accelerator
+    cannot run goes to a host part with its reason; ``False`` keeps the strict
+    behaviour: every such node is listed in one error. Raises an
+    :class:`~axdrive.errors.AxdriveError` subclass on failure.
     """
     import os
 
@@ -276,7 +280,8 @@ def compile(
                 model=model,
                 model_path=Path(model) if isinstance(model, (str, Path)) else None,
                 inputs={"calibration": calibration, "input_shapes": dict(input_shapes or {}), **dict(inputs or {})},
-                options={"verify": bool(verify), "dump_ir_dir": dump_ir_dir, "dump_ir_passes": set(dump_ir_passes)},
+                options={"verify": bool(verify), "dump_ir_dir": dump_ir_dir, "dump_ir_passes": set(dump_ir_passes),
+                         "host_fallback": bool(host_fallback)},
             )
             session.pipeline = pipeline
             manager = PassManager(session, disabled=disabled)

@@ -45,3 +45,123 @@ def test_a_standalone_batchnorm_after_an_activation_compiles_and_runs_bit_exactl
     got = _compile_and_compare(toy_model(nodes, inits), tmp_path)
     assert "BatchNormalization" not in {n.op for n in got["result"].graph.nodes}
     assert got["float_sqnr_db"] > 25
+
+
+# -- host fallback: what the AIPU cannot run goes to a host part, with its reason ---------------------------------
+def _convs(rng: np.random.Generator) -> dict:
+    return {"w": rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3,
+            "w2": rng.standard_normal((4, 8, 1, 1)).astype(np.float32) * 0.3}
+
+
+def _host(result) -> dict[str, dict]:
+    return {h["node"]: h for h in result.report["placement"]["host"]}
+
+
+def test_an_lstm_after_the_backbone_runs_on_the_host_and_the_backbone_on_the_aipu(tmp_path: Path) -> None:
+    """A CRNN's shape: convolutions, the feature map reshaped into a sequence, an LSTM over it."""
+    rng = np.random.default_rng(2)
+    hidden = 4
+    inits = {**_convs(rng), "to_seq": np.array([1, 8, 64], np.int64), "flat": np.array([64, hidden], np.int64),
+             "W": rng.standard_normal((1, 4 * hidden, 8)).astype(np.float32) * 0.3,
+             "R": rng.standard_normal((1, 4 * hidden, hidden)).astype(np.float32) * 0.3}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Reshape", ["r", "to_seq"], ["s0"], name="to_sequence"),
+             helper.make_node("Transpose", ["s0"], ["s"], perm=[2, 0, 1], name="time_first"),
+             helper.make_node("LSTM", ["s", "W", "R"], ["Y"], hidden_size=hidden, name="lstm"),
+             helper.make_node("Reshape", ["Y", "flat"], ["y"], name="flatten")]
+    got = _compile_and_compare(toy_model(nodes, inits), tmp_path)
+    placement = got["result"].report["placement"]
+    assert placement["device_nodes"] == 2 and placement["device_mac_share"] == 1.0  # conv and relu
+    assert _host(got["result"])["lstm"]["part"] == "host_postprocess"
+    assert got["float_sqnr_db"] > 20
+
+
+def test_an_operator_without_a_numpy_kernel_in_the_middle_sends_the_cheaper_side_to_the_host(tmp_path: Path) -> None:
+    """Hardmax has no integer kernel (nor a numpy one: onnxruntime runs it while compiling). The 1x1 conv after it
+    costs fewer MACs than the 3x3 conv before it, so the downstream side goes to the host."""
+    rng = np.random.default_rng(3)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Hardmax", ["r"], ["h"], axis=1, name="hardmax"),
+             helper.make_node("Conv", ["h", "w2"], ["y"], name="conv2")]
+    got = _compile_and_compare(toy_model(nodes, _convs(rng)), tmp_path)
+    host = _host(got["result"])
+    assert host["hardmax"]["reason"] == "Hardmax has no int8 kernel"
+    assert host["conv2"]["reason"] == "downstream of host node 'hardmax' (Hardmax has no int8 kernel)"
+    placement = got["result"].report["placement"]
+    assert placement["device_macs"] == 8 * 8 * 8 * 27 and placement["host_macs"] == 4 * 8 * 8 * 8
+
+
+def test_a_host_node_on_the_input_goes_to_the_preprocessing_and_calibration_runs_it(tmp_path: Path) -> None:
+    """Upstream of the Hardmax there is nothing to lose: it goes to host_preprocess.onnx, and calibration
+    computes the core's inputs through it (onnxruntime), so the quantized core sees real activations."""
+    rng = np.random.default_rng(4)
+    nodes = [helper.make_node("Hardmax", ["x"], ["h"], axis=1, name="hardmax"),
+             helper.make_node("Conv", ["h", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Relu", ["c"], ["y"], name="relu")]
+    got = _compile_and_compare(toy_model(nodes, _convs(rng)), tmp_path)
+    assert _host(got["result"])["hardmax"]["part"] == "host_preprocess"
+    assert got["result"].report["placement"]["device_mac_share"] == 1.0
+    assert got["float_sqnr_db"] > 25
+
+
+def test_a_topk_at_the_end_runs_on_the_host(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    inits = {**_convs(rng), "k": np.array([3], np.int64)}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("GlobalAveragePool", ["c"], ["g"], name="gap"),
+             helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
+             helper.make_node("TopK", ["f", "k"], ["y", "idx"], axis=1, name="topk")]
+    model = toy_model(nodes, inits, outputs=("y", "idx"))
+    model.graph.output[1].CopyFrom(helper.make_tensor_value_info("idx", onnx.TensorProto.INT64, None))
+    got = _compile_and_compare(model, tmp_path)
+    assert _host(got["result"])["topk"]["part"] == "host_postprocess"
+    assert set(got["run"]) == {"y", "idx"} and got["run"]["idx"].dtype == np.int64
+
+
+def test_no_host_fallback_lists_every_node_the_aipu_cannot_run_in_one_line(tmp_path: Path) -> None:
+    from _support import one_error_line, run_cli
+
+    rng = np.random.default_rng(6)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Hardmax", ["c"], ["h"], axis=1, name="hardmax"),
+             helper.make_node("Conv", ["h", "w2"], ["c2"], name="conv2"),
+             helper.make_node("Transpose", ["c2"], ["y"], perm=[0, 2, 3, 1], name="to_nhwc")]
+    onnx.save(toy_model(nodes, _convs(rng)), tmp_path / "m.onnx")
+    np.save(tmp_path / "cal.npy", rng.uniform(-1, 1, (2, 3, 8, 8)).astype(np.float32))
+    proc = run_cli("compile", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "out"), "--calibration",
+                   str(tmp_path / "cal.npy"), "--set", "graph_cleaner_split_pre_post_processing=false",
+                   "--no-host-fallback")
+    assert proc.returncode == 1
+    one_error_line(proc.stderr, "1 node(s) cannot run on the AIPU and host fallback is off",
+                   "'hardmax' (Hardmax has no int8 kernel)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_operator_onnx_does_not_define_is_refused_at_load_in_one_line(tmp_path: Path) -> None:
+    from axdrive.errors import UnsupportedOperatorError
+    from axdrive.onnx_io import load_model
+
+    model = toy_model([helper.make_node("Frobnicate", ["x"], ["y"], name="frob")], {})
+    with pytest.raises(UnsupportedOperatorError, match=r"node 'frob': operator 'Frobnicate' is not an ONNX operator"):
+        load_model(model)
+
+
+def test_the_float_executor_runs_an_operator_it_has_no_kernel_for_as_onnxruntime_does() -> None:
+    import onnxruntime as ort
+
+    from axdrive.onnx_io import load_model
+    from axdrive.reference import run_float
+
+    rng = np.random.default_rng(7)
+    inits = {"W": rng.standard_normal((1, 9, 8)).astype(np.float32), "R": rng.standard_normal((1, 9, 3)).astype(np.float32)}
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["s"]),
+             helper.make_node("GRU", ["s", "W", "R"], ["Y", "Y_h"], hidden_size=3, linear_before_reset=1),
+             helper.make_node("Identity", ["Y_h"], ["y"])]
+    inits["shape"] = np.array([24, 1, 8], np.int64)
+    model = toy_model(nodes, inits, x_shape=(1, 3, 8, 8))
+    x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    ours = run_float(load_model(model), {"x": x})["y"]
+    theirs = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"x": x})[0]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)  # one node alone vs the whole model

@@ -67,6 +67,7 @@ def cmd_compile(args: Namespace) -> int:
             verify=True if args.verify_each else None,
             dump_ir_dir=args.dump_ir,
             dump_ir_passes=args.dump_ir_passes,
+            host_fallback=not args.no_host_fallback,
         )
     finally:
         progress.stop()
@@ -79,7 +80,7 @@ def _print_summary(result: Any) -> None:
     ran = sum(1 for p in rep["passes"] if p["status"] == "ok" and p["parent"] is None)
     skipped = sum(1 for p in rep["passes"] if p["status"] == "skipped" and p["parent"] is None)
     print(f"compiled {rep['model']} in {rep['wall_s']:.2f} s: {ran} passes ran, {skipped} skipped")
-    for key in ("performance", "memory"):
+    for key in ("placement", "performance", "memory"):
         section = rep.get(key)
         if isinstance(section, dict):
             print(f"  {key}: " + ", ".join(f"{k}={v}" for k, v in section.items() if not isinstance(v, (dict, list))))

@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", metavar="NAME=SHAPE", action="append", default=[], dest="input_shapes",
                    help="fix a dynamic input shape, e.g. images=1x3x320x320 (repeatable)")
     _plugin_options(p)
+    p.add_argument("--no-host-fallback", action="store_true",
+                   help="every node must run on the AIPU: fail, listing each node that cannot and why, instead of "
+                   "moving it to a host part (the graph cleaner's pre/post split still applies)")
     p.add_argument("--stop-after", metavar="PASS|PROPERTY",
                    help="stop once this pass has run or this property (e.g. quantized) is provided; "
                    "the rest is recorded as skipped")

@@ -16,4 +16,7 @@ from ._qparams import QParams
 from ._tensor import Tensor
 from .dpu import DpuProgramError, LiveInterval, VInstr, VProgram, live_intervals, max_pressure
 
-__all__ += ["VInstr", "VProgram", "LiveInterval", "live_intervals", "max_pressure", "DpuProgramError"]
+from .cost import graph_macs, node_macs
+
+__all__ += ["VInstr", "VProgram", "LiveInterval", "live_intervals", "max_pressure", "DpuProgramError",
+            "node_macs", "graph_macs"]

@@ -46,6 +46,7 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import CompilerConfig
     from ._context import CompileSession, PassContext
+    from ..ir import Graph, Node
     from ..runner import DeviceRuntime
     from ._pass import Pass
 
@@ -101,6 +102,23 @@ def axdrive_compile_finish(session: "CompileSession", error: "BaseException | No
     Runs before artifacts are committed to their final names (so an
     implementation may still add files through ``session.artifacts``) and
     before the trace files are written.
+    """
+
+
+@hookspec
+def axdrive_host_reason(graph: "Graph", node: "Node", config: "CompilerConfig") -> "str | None":
+    """Why ``node`` of the float ``graph`` cannot run on the accelerator, or ``None`` if you see no reason.
+
+    Asked of every plugin for every node by a partitioning pass (the graph
+    cleaner's ``graph_cleaner.split``) before quantization; every answer is
+    collected. A node with a reason runs on the host in float (in a host part,
+    with its upstream or downstream closure), and the reason is what the
+    compile report and ``axdrive run`` users read, so say it in the user's
+    terms: ``"LSTM has no integer kernel"``, ``"output rank 3; the AIPU stores
+    NCHW or NC tensors"``. A plugin that lowers an operator no other plugin
+    supports answers ``None`` for it; a plugin never needs to know the others.
+    ``config`` is the compile's configuration (a lowering plugin has nothing
+    to say when ``compiler_mode`` stops before lowering).
     """
 
 

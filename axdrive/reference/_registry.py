@@ -14,6 +14,7 @@ from typing import Any, Callable
 from ..errors import UnsupportedOperatorError
 from ..ir import AXDRIVE_DOMAIN, DEFAULT_DOMAIN, Node
 from . import _kernels_math, _kernels_nn, _kernels_qdq, _kernels_shape
+from ._onnxruntime import onnxruntime_kernel, onnxruntime_knows
 
 Kernel = Callable[[Node, list[Any], int], Any]
 
@@ -27,9 +28,12 @@ KERNELS: dict[tuple[str, str], Kernel] = {
 
 
 def kernel_for(node: Node) -> Kernel:
-    """The kernel of ``node``'s operator; UnsupportedOperatorError naming the node if none."""
+    """The kernel of ``node``'s operator: the numpy kernel, else (any other standard ONNX operator) one
+    that runs the node in onnxruntime; UnsupportedOperatorError naming the node if neither."""
     domain = "" if node.domain == "ai.onnx" else node.domain
     fn = KERNELS.get((domain, node.op))
+    if fn is None and onnxruntime_knows(node.op, domain):
+        return onnxruntime_kernel  # an operator of ONNX without a numpy kernel here: onnxruntime runs it
     if fn is None:
         where = f" (domain {node.domain!r})" if node.domain else ""
         raise UnsupportedOperatorError(f"operator {node.op!r}{where} is not supported by the reference executor",

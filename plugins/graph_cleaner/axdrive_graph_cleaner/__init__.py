@@ -23,7 +23,7 @@ __all__ = ["SPLIT", "split_host_parts", "axdrive_passes"]
 
 from typing import Any
 
-from axdrive.errors import ConfigError, ConfigProblem, ModelError
+from axdrive.errors import ConfigError, ConfigProblem, ModelError, UnsupportedOperatorError
 from axdrive.passes import Phase, StashKey, compiler_pass, hookimpl, when
 
 from ._split import (Split, boundary_inputs, boundary_outputs, choose_condition_node, extract, find_split,
@@ -89,8 +89,17 @@ def split_host_parts(ctx: Any) -> dict[str, Any]:
         if cut is None:
             ctx.warn(f"no {cfg.graph_cleaner_node} node has a weight measure above graph_cleaner_threshold="
                      f"{cfg.graph_cleaner_threshold}; split at the first host-only operation instead")
+    reasons = host_reasons(ctx, graph)
+    strict = not ctx.session.options.get("host_fallback", True)
     split = find_split(graph, split_pre=cfg.graph_cleaner_split_pre_post_processing,
-                       layout_preamble_to_host=cfg.remove_layout_transform_from_preamble, cut_after=cut)
+                       layout_preamble_to_host=cfg.remove_layout_transform_from_preamble, cut_after=cut,
+                       host_reasons={} if strict else reasons)
+    if strict:
+        left = [(n, reasons[n.name]) for n in graph.nodes if n.name in reasons and n.name in set(split.core)]
+        if left:
+            listed = ", ".join(f"{n.name!r} ({why})" for n, why in left)
+            raise UnsupportedOperatorError(f"{len(left)} node(s) cannot run on the AIPU and host fallback is off "
+                                           f"(--no-host-fallback): {listed}", node=left[0][0].name)
     if not split.core:
         raise ModelError("the graph cleaner found nothing to run on the accelerator: every node is host "
                          "pre- or post-processing (set run_graph_cleaner=false to keep the whole model)",
@@ -109,6 +118,7 @@ def split_host_parts(ctx: Any) -> dict[str, Any]:
         _write_onnx(ctx, "graph_cleaner_dump_core_onnx", cfg.graph_cleaner_dump_core_onnx, core)
     ctx.graph = core
     ctx.stash[SPLIT] = split
+    ctx.report["placement"] = placement_report(graph, split)
     ctx.report["graph_cleaner"] = {
         "pre_nodes": len(split.pre),
         "core_nodes": len(split.core),
@@ -122,6 +132,35 @@ def split_host_parts(ctx: Any) -> dict[str, Any]:
     }
     return {"pre_nodes": len(split.pre), "core_nodes": len(split.core), "post_nodes": len(split.post),
             "core_outputs": len(split.core_outputs)}
+
+
+def host_reasons(ctx: Any, graph: Any) -> dict[str, str]:
+    """Every node some plugin says the accelerator cannot run (``axdrive_host_reason``), with the reasons."""
+    found = {}
+    for node in graph.nodes:
+        said = [r for r in ctx.session.host.hook.axdrive_host_reason(graph=graph, node=node, config=ctx.config) if r]
+        if said:
+            found[node.name] = "; ".join(dict.fromkeys(said))
+    return found
+
+
+def placement_report(graph: Any, split: Split) -> dict[str, Any]:
+    """Where each node runs: the shares of nodes and MACs on the AIPU, and every host node with its reason."""
+    from axdrive.ir import graph_macs
+
+    total = graph_macs(graph)
+    device = graph_macs(graph, split.core)
+    part = {**{n: "host_preprocess" for n in split.pre}, **{n: "host_postprocess" for n in split.post}}
+    nodes = {n.name: n for n in graph.nodes}
+    return {
+        "device_nodes": len(split.core),
+        "host_nodes": len(split.pre) + len(split.post),
+        "device_macs": device,
+        "host_macs": total - device,
+        "device_mac_share": round(device / total, 4) if total else 1.0,
+        "host": [{"node": name, "op": nodes[name].qualified_op, "part": part[name], "reason": split.reasons[name]}
+                 for name in (*split.pre, *split.post)],
+    }
 
 
 @hookimpl

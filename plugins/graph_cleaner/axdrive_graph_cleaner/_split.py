@@ -25,14 +25,14 @@ flows back from a later part to an earlier one, so the three parts chain.
 
 from __future__ import annotations
 
-__all__ = ["Split", "find_split", "is_lowerable_final_softmax", "choose_condition_node", "extract", "boundary_inputs", "boundary_outputs"]
+__all__ = ["Split", "find_split", "place_host_nodes", "is_lowerable_final_softmax", "choose_condition_node", "extract", "boundary_inputs", "boundary_outputs"]
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import numpy as np
 
-from axdrive.ir import Graph, Node, Tensor
+from axdrive.ir import Graph, Node, Tensor, graph_macs
 
 #: Operators that only shape or decode results: they seed the post-processing tail.
 HOST_TAIL_OPS = frozenset({
@@ -58,6 +58,8 @@ class Split:
     core_inputs: list[str] = field(default_factory=list)
     core_outputs: list[str] = field(default_factory=list)
     cut_after: str | None = None  # the node chosen by a graph_cleaner_condition
+    #: why each node of pre and post runs on the host, in the user's terms
+    reasons: dict[str, str] = field(default_factory=dict)
 
 
 def _is_flatten_of_vector(graph: Graph, node: Node) -> bool:
@@ -152,9 +154,55 @@ def _downstream(graph: Graph, seeds: Iterable[Node]) -> set[str]:
     return seen
 
 
+def _upstream(graph: Graph, node: Node) -> set[str]:
+    producers = graph.producers()
+    todo, seen = [node], set()
+    while todo:
+        n = todo.pop()
+        if n.name in seen:
+            continue
+        seen.add(n.name)
+        todo.extend(producers[i] for i in n.inputs if i in producers)
+    return seen
+
+
+def place_host_nodes(graph: Graph, pre: set[str], post: set[str], host_reasons: Mapping[str, str]) -> dict[str, str]:
+    """Move every node with a host reason out of the core, with the side of it that costs fewer MACs.
+
+    A node the accelerator cannot run takes either its upstream closure into
+    pre (everything it depends on) or its downstream closure into post
+    (everything that depends on it): either way the three parts still chain.
+    The side chosen keeps more multiply-accumulates on the accelerator; a tie
+    goes to post (the front of a network is where its convolutions are). Pre
+    cannot take a node whose closure reaches into post or produces a model
+    output (the chain returns the outputs of core and post). Updates ``pre``
+    and ``post``; returns, for every node moved, why.
+    """
+    by_name = {n.name: n for n in graph.nodes}
+    outputs = set(graph.outputs)
+    why: dict[str, str] = {}
+    for node in graph.nodes:  # topological order: an earlier placement may already have taken a later node
+        reason = host_reasons.get(node.name)
+        if reason is None or node.name in pre or node.name in post:
+            continue
+        up, down = _upstream(graph, node), _downstream(graph, [node])
+        cost_up = graph_macs(graph, up - pre)
+        cost_down = graph_macs(graph, down - post)
+        pre_ok = not (up & post) and not any(o in outputs for n in up for o in by_name[n].outputs)
+        side, taken = ("pre", up - pre) if pre_ok and cost_up < cost_down else ("post", down - post)
+        (pre if side == "pre" else post).update(taken)
+        why[node.name] = reason
+        relation = "upstream" if side == "pre" else "downstream"
+        for name in taken - {node.name}:
+            why.setdefault(name, f"{relation} of host node {node.name!r} ({reason})")
+    return why
+
+
 def find_split(graph: Graph, *, split_pre: bool, layout_preamble_to_host: bool,
-               cut_after: Node | None = None, keep_final_softmax: bool = True) -> Split:
-    """Partition ``graph`` into pre, core and post (see the module docstring)."""
+               cut_after: Node | None = None, keep_final_softmax: bool = True,
+               host_reasons: Mapping[str, str] | None = None) -> Split:
+    """Partition ``graph`` into pre, core and post (see the module docstring); then every node with a
+    ``host_reasons`` entry leaves the core with the cheaper of its closures (:func:`place_host_nodes`)."""
     # a layout change or softmax *before* the first MAC op is preamble, not tail
     after_mac = _downstream(graph, [n for n in graph.nodes if n.op in MAC_OPS])
     users = graph.consumer_map()
@@ -163,6 +211,7 @@ def find_split(graph: Graph, *, split_pre: bool, layout_preamble_to_host: bool,
     if cut_after is not None:
         seeds += [u for out in cut_after.outputs for u in users.get(out, ())]
     post = _downstream(graph, seeds)
+    seed_ops = {n.name: n.op for n in seeds}
 
     pre: set[str] = set()
     if split_pre:
@@ -176,7 +225,13 @@ def find_split(graph: Graph, *, split_pre: bool, layout_preamble_to_host: bool,
                 pre.add(node.name)
                 available.update(o for o in node.outputs if o)
 
+    reasons = {n: (f"post-processing: {seed_ops[n]} leaves the feature maps" if n in seed_ops
+                   else "post-processing: after the model's decoding or shaping tail") for n in post}
+    reasons.update({n: "pre-processing: input normalisation or layout" for n in pre})
+    reasons.update(place_host_nodes(graph, pre, post, host_reasons or {}))
+
     split = Split(
+        reasons={n.name: reasons[n.name] for n in graph.nodes if n.name in pre or n.name in post},
         pre=[n.name for n in graph.nodes if n.name in pre],
         core=[n.name for n in graph.nodes if n.name not in pre and n.name not in post],
         post=[n.name for n in graph.nodes if n.name in post],

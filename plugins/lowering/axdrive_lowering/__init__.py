@@ -41,7 +41,7 @@ from ._layout import PWORD
 from ._padding import pad_graph, softmax_is_neutral
 from ._rules_dense import DENSE_RULES
 from ._rules_simplify import LUT_RULES, SIMPLIFY_RULES
-from ._validate import check_operators
+from ._validate import check_operators, float_reason
 
 LOWERING_MODES = ("quantize_and_lower", "lower_only")
 LOWERING = when_mode(*LOWERING_MODES)
@@ -177,3 +177,12 @@ def axdrive_passes() -> list[Any]:
     return [validate_operators, remove_float_io, apply_arithmetic_simplification, simplify_mac_before_after_lut,
             rewrite_dense_to_conv2d, rewrite_concat_to_resadd, legalize_channels, apply_pword_padding,
             remove_io_padding_and_layout_transform, build_dpu_programs, emit_program]
+
+
+@hookimpl
+def axdrive_host_reason(graph: Any, node: Any, config: Any) -> str | None:
+    """A float node whose operator, shape or attributes no AIPU mapping takes (the checks of
+    ``lowering.validate_operators`` that do not depend on quantization) stays on the host."""
+    if str(config.compiler_mode) not in LOWERING_MODES:
+        return None
+    return float_reason(graph, node)

@@ -8,7 +8,7 @@ rewrite or the code generator happens to trip over.
 
 from __future__ import annotations
 
-__all__ = ["unsupported_nodes", "check_operators"]
+__all__ = ["unsupported_nodes", "check_operators", "float_reason"]
 
 from typing import Callable
 
@@ -134,12 +134,19 @@ def _pool(graph: Graph, node: Node) -> str | None:
     return None if len(_shape(graph, node.inputs[0])) == 4 else "only 2-D average pooling is lowered"
 
 
-def _softmax(graph: Graph, node: Node) -> str | None:
+def _softmax_axis(graph: Graph, node: Node) -> str | None:
     rank = len(_shape(graph, node.inputs[0]))
     axis = int(node.attrs.get("axis", -1)) % rank
     if axis != 1:
         return (f"Softmax over axis {axis} of a rank-{rank} tensor; the DPU reduces over the channels (axis 1) "
                 "of each pixel only (run_graph_cleaner leaves such a final Softmax to the host)")
+    return None
+
+
+def _softmax(graph: Graph, node: Node) -> str | None:
+    why = _softmax_axis(graph, node)
+    if why:
+        return why
     if np.shape(node.attrs.get("exp_table")) != (256,):
         return "Softmax without its 256-entry exponent table (exp_table); was it quantized by axdrive's quantizer?"
     return None
@@ -175,6 +182,42 @@ def _reason(graph: Graph, node: Node) -> str | None:
         return "a product of two run-time tensors has no MVM mapping (weights must be constant)"
     check = _CHECKS.get(kind)
     return check(graph, node) if check else f"integer_op {kind!r} has no AIPU mapping"
+
+
+#: On the float graph (before quantization): the checks above that depend only on operators, shapes and
+#: attributes, by ONNX operator. Each is the same predicate ``validate_operators`` applies to the quantized node,
+#: so a node it names would fail there; named here, it goes to the host instead (``axdrive_host_reason``).
+_FLOAT_CHECKS: dict[str, Callable[[Graph, Node], str | None]] = {
+    "Conv": _conv, "ConvTranspose": _conv, "Gemm": _dense, "Concat": _concat,
+    "AveragePool": _pool, "GlobalAveragePool": _pool,
+    **dict.fromkeys(("Add", "Sub", "Mul"), _elementwise),
+    **dict.fromkeys(("MaxPool", "Resize", "Split", "Slice", "Gather", "Transpose", "Expand", "GlobalMaxPool",
+                     "DepthToSpace", "SpaceToDepth", "Pad", "Tile", *_ALIAS_OPS), _move),
+}
+
+
+def float_reason(graph: Graph, node: Node) -> str | None:
+    """Why the float ``node`` cannot run on the AIPU whatever its quantization, or None (see ``_FLOAT_CHECKS``)."""
+    if node.domain not in ("", "ai.onnx") or node.op in ("QuantizeLinear", "DequantizeLinear"):
+        return None  # a QDQ model's grid markers (lower_only): the quantizer's import removes them
+    if all(not i or graph.is_constant(i) for i in node.inputs):
+        return None  # a computation on constants (a QDQ weight) is folded, never run
+    for name in node.outputs:
+        shape = graph.tensors[name].shape if name in graph.tensors else None
+        if not name or shape is None:
+            continue
+        if device_shape(shape) is None:
+            return f"output {name!r} has rank {len(shape)}; the AIPU stores NCHW (rank 4) or NC (rank 2) tensors"
+        if shape[0] != 1:
+            return f"output {name!r} has batch {shape[0]}; programs run one frame (batch 1) at a time"
+    if node.op == "MatMul":
+        return _dense(graph, node) if graph.is_constant(node.input(1)) else None
+    if node.op == "Softmax":
+        return _softmax_axis(graph, node)
+    check = _FLOAT_CHECKS.get(node.op)
+    if check is None or (node.op in ("Conv", "ConvTranspose", "Gemm") and not graph.is_constant(node.input(1))):
+        return None
+    return check(graph, node)
 
 
 def unsupported_nodes(graph: Graph) -> list[tuple[Node, str]]:

@@ -66,7 +66,8 @@ CALIBRATION: StashKey[Calibration] = StashKey("quantizer.calibration")
 #: The quantized core with int8 inputs and outputs (before float I/O is wrapped around it).
 QUANTIZED_CORE: StashKey[Graph] = StashKey("quantizer.quantized_core")
 
-QUANTIZING = when_mode("quantize_only", "quantize_and_lower")
+_QUANTIZING_MODES = ("quantize_only", "quantize_and_lower")
+QUANTIZING = when_mode(*_QUANTIZING_MODES)
 #: Samples used by the per-layer debug report (each runs both executors).
 DEBUG_SAMPLES = 4
 
@@ -229,3 +230,16 @@ def debug(ctx: Any) -> dict[str, Any]:
 @hookimpl
 def axdrive_passes() -> list:
     return [calibrate, quantize, import_qdq, write_qdq, export_graph, debug]
+
+
+@hookimpl
+def axdrive_host_reason(graph: Any, node: Any, config: Any) -> str | None:
+    """A node no integer kernel quantizes stays on the host, in float (nothing to say when the compile
+    does not quantize: ``lower_only`` takes a model that is quantized already)."""
+    from ._rules import integer_kind
+
+    if str(config.compiler_mode) not in _QUANTIZING_MODES:
+        return None
+    if integer_kind(graph, node) is None:
+        return f"{node.qualified_op} has no int8 kernel"
+    return None

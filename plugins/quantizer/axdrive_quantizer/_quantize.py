@@ -27,7 +27,7 @@ from axdrive.numerics import (INT32_MAX, INT32_MIN, QMAX, QMIN, SOFTMAX_LEVELS, 
 from axdrive.reference import run_node
 
 from ._ranges import f32, grid, weight_qparams
-from ._rules import MOVE_OPS, activation_bounds, is_depthwise, is_mac, lut_input
+from ._rules import MOVE_OPS, activation_bounds, integer_kind, is_depthwise, lut_input
 
 #: Add/Sub rescale both inputs to ``max(s_a, s_b) / 2**ADD_HEADROOM_BITS`` before
 #: summing: fine enough that the rescaling error is far below one output LSB,
@@ -129,29 +129,13 @@ class _Builder:
         return self.q
 
     def quantize_node(self, node: Node) -> None:
-        f = self.f
-        if is_mac(f, node):
-            return self.mac(node)
-        live = [x for x in node.inputs if x and not f.is_constant(x)]
-        if node.op in MOVE_OPS and node.domain == "":
-            return self.move(node)
-        single = lut_input(f, node)
-        if single is not None:
-            return self.lut(node, single)
-        if node.op in ("Add", "Sub") and len(node.inputs) == 2:
-            return self.add(node)
-        if node.op in ("Mul", "Div") and len(node.inputs) == 2 and not (node.op == "Div" and len(live) == 2):
-            return self.mul(node)
-        if node.op == "MatMul" and len(live) == 2:
-            return self.matmul(node)
-        if node.op == "Concat":
-            return self.concat(node)
-        if node.op in ("GlobalAveragePool", "AveragePool"):
-            return self.avgpool(node)
-        if node.op == "Softmax":
-            return self.softmax(node)
-        raise UnsupportedOperatorError(f"{node.qualified_op} cannot be quantized to int8 (no integer kernel; "
-                                       "leave it to the host with the graph cleaner)", node=node.name)
+        kind = integer_kind(self.f, node)
+        if kind is None:
+            raise UnsupportedOperatorError(f"{node.qualified_op} cannot be quantized to int8 (no integer kernel; "
+                                           "leave it to the host with the graph cleaner)", node=node.name)
+        if kind == "lut":
+            return self.lut(node, lut_input(self.f, node))
+        return getattr(self, kind)(node)
 
     def mac(self, node: Node) -> None:
         f = self.f

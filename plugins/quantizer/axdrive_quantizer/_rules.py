@@ -9,7 +9,7 @@ questions of a float node ("is this a MAC with constant weights?", "can an
 from __future__ import annotations
 
 __all__ = ["MAC_OPS", "MOVE_OPS", "FUSABLE_ACTIVATIONS", "LUT_OPS", "is_mac", "is_depthwise", "lut_input",
-           "activation_bounds", "fusions", "per_channel_candidates"]
+           "activation_bounds", "fusions", "per_channel_candidates", "integer_kind"]
 
 import numpy as np
 
@@ -34,6 +34,32 @@ def is_mac(graph: Graph, node: Node) -> bool:
     """A Conv/ConvTranspose/Gemm/MatMul whose weight (input 1) is a constant."""
     return node.op in MAC_OPS and node.domain == "" and graph.is_constant(node.input(1)) \
         and not graph.is_constant(node.input(0))
+
+
+def integer_kind(graph: Graph, node: Node) -> str | None:
+    """Which integer kernel quantizes ``node`` (the name of the quantizer's method: ``"mac"``, ``"move"``,
+    ``"lut"``, ``"add"``, ``"mul"``, ``"matmul"``, ``"concat"``, ``"avgpool"``, ``"softmax"``), or ``None``
+    when there is none: the one dispatch the quantizer follows and the host-placement answer is read from."""
+    if is_mac(graph, node):
+        return "mac"
+    if node.op in MOVE_OPS and node.domain == "":
+        return "move"
+    if lut_input(graph, node) is not None:
+        return "lut"
+    live = [x for x in node.inputs if x and not graph.is_constant(x)]
+    if node.op in ("Add", "Sub") and len(node.inputs) == 2:
+        return "add"
+    if node.op in ("Mul", "Div") and len(node.inputs) == 2 and not (node.op == "Div" and len(live) == 2):
+        return "mul"
+    if node.op == "MatMul" and len(live) == 2:
+        return "matmul"
+    if node.op == "Concat":
+        return "concat"
+    if node.op in ("GlobalAveragePool", "AveragePool"):
+        return "avgpool"
+    if node.op == "Softmax":
+        return "softmax"
+    return None
 
 
 def is_depthwise(graph: Graph, node: Node) -> bool:
