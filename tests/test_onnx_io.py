@@ -130,10 +130,12 @@ def test_unknown_operator_is_named(tmp_path):
         load_model(write(tmp_path, model))
 
 
-def test_unsupported_onnx_operator_is_named(tmp_path):
+def test_an_operator_onnx_does_not_define_is_named(tmp_path):
+    """An ONNX operator without a numpy kernel loads (onnxruntime runs it: tests/test_byom.py); a name ONNX does
+    not define is refused at once, naming the node."""
     model = small_model()
-    model.graph.node[1].op_type = "NonZero"
-    with pytest.raises(UnsupportedOperatorError, match=r"node 'relu': operator 'NonZero' is not supported"):
+    model.graph.node[1].op_type = "Frobnicate"
+    with pytest.raises(UnsupportedOperatorError, match=r"node 'relu': operator 'Frobnicate' is not an ONNX operator"):
         load_model(write(tmp_path, model))
 
 

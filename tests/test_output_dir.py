@@ -443,7 +443,7 @@ def test_a_full_disk_gives_one_clean_line_and_keeps_the_good_compile(work: Path,
     if case == "good-compile":
         assert "cannot write" in errors[0] and "File too large" in errors[0], proc.stderr
     else:  # the original error, not the ZIP's; the ZIP's failure is a warning
-        assert "'Hardmax' is not supported" in errors[0], proc.stderr
+        assert "found nothing to run on the accelerator" in errors[0], proc.stderr
         assert "could not write the failure files" in proc.stderr
     assert _visible(out) == before
     assert not [e for e in os.listdir(out / STORE) if e.startswith(("staging-", "fail-"))]

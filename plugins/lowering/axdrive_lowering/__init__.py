@@ -182,7 +182,9 @@ def axdrive_passes() -> list[Any]:
 @hookimpl
 def axdrive_host_reason(graph: Any, node: Any, config: Any) -> str | None:
     """A float node whose operator, shape or attributes no AIPU mapping takes (the checks of
-    ``lowering.validate_operators`` that do not depend on quantization) stays on the host."""
-    if str(config.compiler_mode) not in LOWERING_MODES:
+    ``lowering.validate_operators`` that do not depend on quantization) stays on the host. Only when the
+    compile quantizes the float model itself: a ``lower_only`` model arrives in QDQ form, whose weights
+    and biases are run-time DequantizeLinear outputs until the quantizer's import folds them."""
+    if str(config.compiler_mode) != "quantize_and_lower":
         return None
     return float_reason(graph, node)
