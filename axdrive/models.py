@@ -169,7 +169,7 @@ def _fetch(files: list[RemoteFile], subdir: str) -> list[Path]:
 
 
 def fetch_model(name: str) -> Path:
-    """Path to a real model (``yolov8n`` or ``ppocr_cls``), downloading it once."""
+    """Path to a real model (a name of :data:`MODELS`), downloading it once."""
     if name not in MODELS:
         raise AxdriveError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
     return _fetch([MODELS[name]], "models")[0]

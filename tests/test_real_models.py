@@ -57,3 +57,43 @@ def test_ppocr_cls_imports_round_trips_and_matches_onnxruntime(ppocr_model):
 
 def test_yolov8n_imports_round_trips_and_matches_onnxruntime(yolo_model):
     check_model(yolo_model, "images", photo("motorcycle_right.png", 320, 320, 0.0, 1.0))
+
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _imagenet_photo(name: str, width: int, height: int) -> np.ndarray:
+    image = Image.open(fetch_photo(name)).convert("RGB").resize((width, height), Image.BILINEAR)
+    x = (np.asarray(image, np.float32) / 255.0 - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None]).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def picodet_model():
+    from axdrive.models import fetch_model
+
+    return fetch_model("picodet_layout")
+
+
+def test_picodet_layout_imports_round_trips_and_matches_onnxruntime(picodet_model):
+    check_model(picodet_model, "image", _imagenet_photo("page.png", 608, 800))
+
+
+@pytest.mark.slow
+def test_picodet_layout_compiles_and_runs_bit_exactly_on_the_aipu(picodet_model, tmp_path):
+    """The third corpus model end to end: its own preprocessing (RGB / 255, ImageNet mean/std), every node on
+    the AIPU, the device bit-exact against the integer reference on a page it was not calibrated on."""
+    from axdrive import driver
+    from axdrive.calibration import ImagePreprocessing, load_images
+    from axdrive.config import CompilerConfig
+    from axdrive.models import fetch_photos
+    from axdrive.runner import execute
+
+    prep = ImagePreprocessing(mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    cal = load_images(fetch_photos(["text.png", "coins.png", "camera.png", "coffee.png"]), (1, 3, 800, 608), prep)
+    res = driver.compile(picodet_model, CompilerConfig(), output_dir=tmp_path / "out", calibration={"image": cal})
+    assert res.report["placement"]["device_mac_share"] == 1.0
+    run = execute(tmp_path / "out", {"image": _imagenet_photo("page.png", 608, 800)}, compare=True,
+                  float_model=picodet_model)
+    integer = [c for c in run.comparisons if c.reference == "integer reference"]
+    assert integer and all(c.max_abs_error == 0.0 for c in integer)
