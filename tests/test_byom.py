@@ -156,3 +156,25 @@ def test_the_float_executor_runs_an_operator_it_has_no_kernel_for_as_onnxruntime
     ours = run_float(load_model(model), {"x": x})["y"]
     theirs = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"x": x})[0]
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)  # one node alone vs the whole model
+
+
+def test_axdrive_ops_prints_where_every_node_runs_and_why(tmp_path: Path) -> None:
+    import json as _json
+
+    from _support import run_cli
+
+    rng = np.random.default_rng(8)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Hardmax", ["r"], ["h"], axis=1, name="hardmax"),
+             helper.make_node("Conv", ["h", "w2"], ["y"], name="conv2")]
+    onnx.save(toy_model(nodes, _convs(rng)), tmp_path / "m.onnx")
+    text = run_cli("ops", str(tmp_path / "m.onnx"), "--all", cwd=tmp_path)
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0] == "m: 2 node(s) on the AIPU, 2 on the host; 13,824 of 15,872 MACs on the AIPU (87.10 %)"
+    assert any(ln.split()[:2] == ["conv", "Conv"] and "AIPU" in ln for ln in lines)
+    assert any(ln.split()[:2] == ["hardmax", "Hardmax"] and ln.endswith("Hardmax has no int8 kernel") for ln in lines)
+    doc = _json.loads(run_cli("ops", str(tmp_path / "m.onnx"), "--format", "json").stdout)
+    assert doc["device_macs"] == 13824 and {h["node"] for h in doc["host"]} == {"hardmax", "conv2"}
+    assert list(tmp_path.iterdir()) == [tmp_path / "m.onnx"]  # nothing written beside the model

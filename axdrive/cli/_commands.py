@@ -332,6 +332,53 @@ def cmd_config_docs(args: Namespace) -> int:
     return 0
 
 
+# -- ops -----------------------------------------------------------------------
+def cmd_ops(args: Namespace) -> int:
+    """The placement of one model, computed by the compile itself (``--stop-after graph_cleaned``) in a
+    temporary directory, so ``axdrive ops`` and ``axdrive compile`` cannot disagree."""
+    _setup_logging(args)
+    import tempfile
+
+    from ..driver import compile as run_compile
+    from ..errors import UsageError
+
+    cfg = _load_config(args)
+    if not cfg.run_graph_cleaner:
+        raise UsageError("axdrive ops: run_graph_cleaner=false keeps every node in the core: there is no placement "
+                         "to show (the lowering's validate_operators names what cannot run)")
+    with tempfile.TemporaryDirectory(prefix="axdrive-ops-") as tmp:
+        result = run_compile(args.model, cfg, output_dir=tmp, input_shapes=_parse_shapes(args.input_shapes),
+                             plugins=args.plugins, disable_passes=args.disable_passes, stop_after="graph_cleaned")
+    placement = result.report.get("placement")
+    if placement is None:
+        raise UsageError("axdrive ops: no pass of the pipeline reported a placement (is the graph cleaner installed "
+                         "and enabled? see axdrive passes)")
+    doc = {"model": result.report.get("model"), **placement}
+    core = placement.get("device", [])
+    if args.format == "json":
+        print(json.dumps(doc, indent=1))
+        return 0
+    rows = [(h["node"], h["op"], h["part"].replace("_", " "), h["reason"]) for h in placement["host"]]
+    if args.all_nodes:
+        rows = [(n["node"], n["op"], "AIPU", "") for n in core] + rows
+    total_macs = placement["device_macs"] + placement["host_macs"]
+    summary = (f"{doc['model']}: {placement['device_nodes']} node(s) on the AIPU, {placement['host_nodes']} on the "
+               f"host; {placement['device_macs']:,} of {total_macs:,} MACs on the AIPU "
+               f"({100 * placement['device_mac_share']:.2f} %)")
+    if args.format == "md":
+        print(f"{summary}\n\n| node | op | runs on | why |\n|---|---|---|---|")
+        for row in rows:
+            print("| " + " | ".join(str(c).replace("|", "/") for c in row) + " |")
+        return 0
+    print(summary)
+    if rows:
+        widths = [max(len(str(r[i])) for r in rows + [("node", "op", "runs on", "why")]) for i in range(3)]
+        print(f"  {'node':<{widths[0]}}  {'op':<{widths[1]}}  {'runs on':<{widths[2]}}  why")
+        for node, op, part, why in rows:
+            print(f"  {node:<{widths[0]}}  {op:<{widths[1]}}  {part:<{widths[2]}}  {why}")
+    return 0
+
+
 # -- trace ---------------------------------------------------------------------
 def cmd_trace(args: Namespace) -> int:
     from ..tracing import format_critical_path, format_dot, format_tree, load_graph

@@ -113,6 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(handler=c.cmd_config_docs)
     p.set_defaults(handler=lambda a: (p.print_help(), 2)[1])
 
+    p = sub.add_parser("ops", help="where every node of a model will run (AIPU or host) and why",
+                       description="Run the compile up to the graph cleaner's placement (no calibration, nothing "
+                       "written) and print, for every node, whether it runs on the AIPU or in a host part and "
+                       "the reason, with the nodes and MACs on each side.")
+    p.add_argument("model", metavar="MODEL.onnx", help="the float ONNX model")
+    p.add_argument("--input-shape", metavar="NAME=SHAPE", action="append", default=[], dest="input_shapes",
+                   help="fix a dynamic input shape, e.g. images=1x3x320x320 (repeatable)")
+    p.add_argument("--format", choices=("text", "md", "json"), default="text")
+    p.add_argument("--all", action="store_true", dest="all_nodes", help="list the AIPU's nodes too (text, md)")
+    _config_options(p)
+    _plugin_options(p)
+    _common(p)
+    p.set_defaults(handler=c.cmd_ops)
+
     p = sub.add_parser("trace", help="inspect a pass_dependency_graph.json")
     p.add_argument("file", metavar="FILE.json", help="a pass_dependency_graph.json written with trace_tvm_passes")
     p.add_argument("--format", choices=("tree", "dot", "critical-path"), default="tree")

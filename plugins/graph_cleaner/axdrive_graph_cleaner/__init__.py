@@ -160,6 +160,7 @@ def placement_report(graph: Any, split: Split) -> dict[str, Any]:
         "device_mac_share": round(device / total, 4) if total else 1.0,
         "host": [{"node": name, "op": nodes[name].qualified_op, "part": part[name], "reason": split.reasons[name]}
                  for name in (*split.pre, *split.post)],
+        "device": [{"node": name, "op": nodes[name].qualified_op} for name in split.core],
     }
 
 

@@ -229,6 +229,8 @@ def find_split(graph: Graph, *, split_pre: bool, layout_preamble_to_host: bool,
                    else "post-processing: after the model's decoding or shaping tail") for n in post}
     reasons.update({n: "pre-processing: input normalisation or layout" for n in pre})
     reasons.update(place_host_nodes(graph, pre, post, host_reasons or {}))
+    # a node the tail or the preamble took anyway still says what it cannot do itself (an LSTM in a tail)
+    reasons.update({n: r for n, r in (host_reasons or {}).items() if n in pre or n in post})
 
     split = Split(
         reasons={n.name: reasons[n.name] for n in graph.nodes if n.name in pre or n.name in post},
