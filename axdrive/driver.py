@@ -228,6 +228,7 @@ def compile(
     dump_ir_passes: Iterable[str] = (),
     inputs: Mapping[str, Any] | None = None,
     host_fallback: bool = True,
+    placement: Mapping[str, Iterable[str]] | None = None,
 ) -> CompileResult:
     """Compile ``model`` (a path or an ``onnx.ModelProto``) per ``config``.
 
@@ -238,7 +239,9 @@ def compile(
     verifier after every pass (default: the ``AXDRIVE_VERIFY`` environment
     variable). With ``host_fallback`` (the default) a node the accelerator
     cannot run goes to a host part with its reason; ``False`` keeps the strict
-    behaviour: every such node is listed in one error. Raises an
+    behaviour: every such node is listed in one error. ``placement`` is what
+    the user decides (``host_nodes``, ``device_inputs``, ``device_outputs``:
+    ONNX node and tensor names; see :mod:`axdrive.config._tables`). Raises an
     :class:`~axdrive.errors.AxdriveError` subclass on failure.
     """
     import os
@@ -281,7 +284,8 @@ def compile(
                 model_path=Path(model) if isinstance(model, (str, Path)) else None,
                 inputs={"calibration": calibration, "input_shapes": dict(input_shapes or {}), **dict(inputs or {})},
                 options={"verify": bool(verify), "dump_ir_dir": dump_ir_dir, "dump_ir_passes": set(dump_ir_passes),
-                         "host_fallback": bool(host_fallback)},
+                         "host_fallback": bool(host_fallback),
+                         "placement": {k: list(v) for k, v in (placement or {}).items()}},
             )
             session.pipeline = pipeline
             manager = PassManager(session, disabled=disabled)

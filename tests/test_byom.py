@@ -178,3 +178,63 @@ def test_axdrive_ops_prints_where_every_node_runs_and_why(tmp_path: Path) -> Non
     doc = _json.loads(run_cli("ops", str(tmp_path / "m.onnx"), "--format", "json").stdout)
     assert doc["device_macs"] == 13824 and {h["node"] for h in doc["host"]} == {"hardmax", "conv2"}
     assert list(tmp_path.iterdir()) == [tmp_path / "m.onnx"]  # nothing written beside the model
+
+
+def _three_convs(tmp_path: Path) -> Path:
+    """conv1 -> relu1 -> conv2 -> relu2 -> conv3, all of which the AIPU runs."""
+    rng = np.random.default_rng(9)
+    inits = {"w1": rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3,
+             "w2": rng.standard_normal((8, 8, 3, 3)).astype(np.float32) * 0.3,
+             "w3": rng.standard_normal((4, 8, 1, 1)).astype(np.float32) * 0.3}
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1], name="conv2"),
+             helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+             helper.make_node("Conv", ["r2", "w3"], ["y"], name="conv3")]
+    onnx.save(toy_model(nodes, inits), tmp_path / "three.onnx")
+    return tmp_path / "three.onnx"
+
+
+def test_the_user_keeps_nodes_on_the_host_and_cuts_the_device_part_from_the_cli_and_a_config_file(tmp_path: Path):
+    import json as _json
+
+    from _support import run_cli
+
+    model = _three_convs(tmp_path)
+    doc = _json.loads(run_cli("ops", str(model), "--format", "json", "--host-node", "conv3").stdout)
+    assert {h["node"]: h["reason"] for h in doc["host"]} == {"conv3": "kept on the host by the user (host_nodes)"}
+    doc = _json.loads(run_cli("ops", str(model), "--format", "json", "--device-output", "r1").stdout)
+    assert {h["node"] for h in doc["host"]} == {"conv2", "relu2", "conv3"}
+    assert "where the user ends the device part (device_outputs)" in doc["host"][0]["reason"]
+    (tmp_path / "placement.toml").write_text('[placement]\ndevice_inputs = ["r1"]\n')
+    doc = _json.loads(run_cli("ops", str(model), "--format", "json", "--config", str(tmp_path / "placement.toml")).stdout)
+    assert {h["node"]: h["part"] for h in doc["host"]} == {"conv1": "host_preprocess", "relu1": "host_preprocess"}
+    # the same placement compiles and runs, bit-exactly on the AIPU's part
+    out = tmp_path / "out"
+    proc = run_cli("compile", str(model), "-o", str(out), "--config", str(tmp_path / "placement.toml"))
+    assert proc.returncode == 0, proc.stderr
+    assert "placement: device_nodes=3, host_nodes=2" in proc.stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("--host-node", "conv_3"), "host_nodes: the model has no node 'conv_3' (after constant folding) (did you mean 'conv3'?)"),
+    (("--device-output", "r_1"), "device_outputs: the model has no run-time tensor 'r_1' (after constant folding) (did you mean 'r1'?)"),
+    (("--device-output", "x"), "found nothing to run on the accelerator"),
+])
+def test_a_placement_naming_nothing_or_leaving_nothing_is_one_line(tmp_path: Path, args, needle) -> None:
+    from _support import one_error_line, run_cli
+
+    proc = run_cli("ops", str(_three_convs(tmp_path)), *args)
+    assert proc.returncode in (1, 2)
+    one_error_line(proc.stderr, needle)
+
+
+def test_an_unknown_key_of_the_placement_table_is_a_config_problem_with_did_you_mean(tmp_path: Path) -> None:
+    from axdrive.config import CompilerConfig
+    from axdrive.errors import ConfigError
+
+    (tmp_path / "c.toml").write_text('aipu_cores_used = 2\n[placement]\nhost_node = ["a"]\n')
+    with pytest.raises(ConfigError, match=r"placement\.host_node.*did you mean 'host_nodes'"):
+        CompilerConfig.from_file(tmp_path / "c.toml")
+    (tmp_path / "d.toml").write_text('[placement]\nhost_nodes = ["a"]\n')
+    assert CompilerConfig.from_file(tmp_path / "d.toml").aipu_cores_used == CompilerConfig().aipu_cores_used

@@ -15,12 +15,20 @@ def _setup_logging(args: Namespace) -> None:
 
 
 def _load_config(args: Namespace) -> Any:
-    from ..config import CompilerConfig
+    return _load_config_and_placement(args)[0]
 
-    cfg = CompilerConfig.from_file(args.config) if getattr(args, "config", None) else CompilerConfig()
+
+def _load_config_and_placement(args: Namespace) -> tuple[Any, dict[str, list[str]]]:
+    """The config (file, then ``--set``) and the placement the user asked for (the file's ``[placement]``
+    table, then ``--host-node`` / ``--device-input`` / ``--device-output``, appended)."""
+    from ..config import PLACEMENT_KEYS, CompilerConfig, load_config_file
+
+    cfg, tables = load_config_file(args.config) if getattr(args, "config", None) else (CompilerConfig(), {})
     if getattr(args, "set_values", None):
         cfg.set_from_strings(args.set_values)
-    return cfg
+    placement = {k: list(tables.get("placement", {}).get(k, [])) + list(getattr(args, k, None) or [])
+                 for k in PLACEMENT_KEYS}
+    return cfg, {k: v for k, v in placement.items() if v}
 
 
 # -- compile -------------------------------------------------------------------
@@ -48,7 +56,7 @@ def cmd_compile(args: Namespace) -> int:
     from ..passes import PluginHost
     from ._progress import Progress
 
-    cfg = _load_config(args)
+    cfg, placement = _load_config_and_placement(args)
     if args.output_dir:
         cfg.output_dir = args.output_dir
     host = PluginHost.from_args(args.plugins)
@@ -68,6 +76,7 @@ def cmd_compile(args: Namespace) -> int:
             dump_ir_dir=args.dump_ir,
             dump_ir_passes=args.dump_ir_passes,
             host_fallback=not args.no_host_fallback,
+            placement=placement,
         )
     finally:
         progress.stop()
@@ -342,13 +351,14 @@ def cmd_ops(args: Namespace) -> int:
     from ..driver import compile as run_compile
     from ..errors import UsageError
 
-    cfg = _load_config(args)
+    cfg, placement = _load_config_and_placement(args)
     if not cfg.run_graph_cleaner:
         raise UsageError("axdrive ops: run_graph_cleaner=false keeps every node in the core: there is no placement "
                          "to show (the lowering's validate_operators names what cannot run)")
     with tempfile.TemporaryDirectory(prefix="axdrive-ops-") as tmp:
         result = run_compile(args.model, cfg, output_dir=tmp, input_shapes=_parse_shapes(args.input_shapes),
-                             plugins=args.plugins, disable_passes=args.disable_passes, stop_after="graph_cleaned")
+                             plugins=args.plugins, disable_passes=args.disable_passes, stop_after="graph_cleaned",
+                             placement=placement)
     placement = result.report.get("placement")
     if placement is None:
         raise UsageError("axdrive ops: no pass of the pipeline reported a placement (is the graph cleaner installed "

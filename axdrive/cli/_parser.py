@@ -25,6 +25,16 @@ def _plugin_options(p: argparse.ArgumentParser) -> None:
                    help="do not run this pass (repeatable); recorded as skipped")
 
 
+def _placement_options(p: argparse.ArgumentParser) -> None:
+    """What the user decides about placement (also a config file's ``[placement]`` table: docs/cli.md)."""
+    p.add_argument("--host-node", metavar="NAME", action="append", default=[], dest="host_nodes",
+                   help="run this ONNX node on the host, in float (repeatable)")
+    p.add_argument("--device-input", metavar="TENSOR", action="append", default=[], dest="device_inputs",
+                   help="the AIPU's part starts at this tensor: what computes it runs on the host (repeatable)")
+    p.add_argument("--device-output", metavar="TENSOR", action="append", default=[], dest="device_outputs",
+                   help="the AIPU's part ends at this tensor: what reads it runs on the host (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import _commands as c  # light: defines handlers, imports lazily inside them
 
@@ -47,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", metavar="NAME=SHAPE", action="append", default=[], dest="input_shapes",
                    help="fix a dynamic input shape, e.g. images=1x3x320x320 (repeatable)")
     _plugin_options(p)
+    _placement_options(p)
     p.add_argument("--no-host-fallback", action="store_true",
                    help="every node must run on the AIPU: fail, listing each node that cannot and why, instead of "
                    "moving it to a host part (the graph cleaner's pre/post split still applies)")
@@ -122,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fix a dynamic input shape, e.g. images=1x3x320x320 (repeatable)")
     p.add_argument("--format", choices=("text", "md", "json"), default="text")
     p.add_argument("--all", action="store_true", dest="all_nodes", help="list the AIPU's nodes too (text, md)")
+    _placement_options(p)
     _config_options(p)
     _plugin_options(p)
     _common(p)

@@ -58,6 +58,25 @@ artifact appears in `DIR` as a symlink, e.g. `DIR/program.bin -> .axdrive/curren
   manifest's sha256 and refuses a host part the manifest does not list, each with one line.
 
 See [reliability](reliability.md) for every hostile case tried and what it gets.
+
+## Placement: what runs on the host (options beside the 93 properties)
+
+A node the AIPU cannot run goes to a host part (`host_preprocess.onnx` before the device program,
+`host_postprocess.onnx` after it, run by onnxruntime in float), with the reason in `compile_report.json`
+(`placement`); `axdrive ops MODEL` prints the same placement without compiling, `--no-host-fallback` makes
+any such node an error. What the user decides about placement names nodes and tensors of *their* model, so
+it is not one of the 93 compiler properties: it is given by flags of `compile` and `ops`, or by a
+`[placement]` table in the `--config` file (TOML; the same keys in YAML or JSON), the flags adding to the
+file's lists:
+
+| table key | flag | meaning |
+|---|---|---|
+| `host_nodes` | `--host-node NAME` | run this ONNX node on the host (with the cheaper of its closures) |
+| `device_inputs` | `--device-input TENSOR` | the AIPU's part starts here: what computes it runs on the host, before |
+| `device_outputs` | `--device-output TENSOR` | the AIPU's part ends here: what reads it runs on the host, after |
+
+Names are checked against the model after constant folding; an unknown one is an error with a did-you-mean,
+and so is a cut that leaves the AIPU nothing or that the chain pre -> AIPU -> post cannot honour.
 """
 
 

@@ -6,7 +6,7 @@ reference in ``docs/config-reference.md``.
 """
 
 from ._checks import cross_check
-from ._config import CompilerConfig, read_config_file
+from ._config import CompilerConfig, load_config_file, read_config_file
 from ._docs import json_schema, markdown_reference
 from ._enums import (
     ENUMS,
@@ -20,6 +20,7 @@ from ._enums import (
 )
 from ._property import BadValue, Property
 from ._table import BY_NAME, MEMORY_POOLS, PROPERTIES, SECTIONS
+from ._tables import PLACEMENT_KEYS, TABLES
 
 __all__ = [
     "BY_NAME",
@@ -41,4 +42,7 @@ __all__ = [
     "json_schema",
     "markdown_reference",
     "read_config_file",
+    "load_config_file",
+    "TABLES",
+    "PLACEMENT_KEYS",
 ]

@@ -10,7 +10,7 @@ model-name presets from plugins only fill the others.
 
 from __future__ import annotations
 
-__all__ = ["CompilerConfig"]
+__all__ = ["CompilerConfig", "load_config_file", "read_config_file"]
 
 import difflib
 import hashlib
@@ -23,6 +23,7 @@ from ..files import read_input_file
 from ._checks import cross_check
 from ._property import BadValue, Property
 from ._table import BY_NAME, PROPERTIES
+from ._tables import split_tables
 
 
 #: the largest config file read: the 93 properties fit in a few KiB, and a YAML file this size already takes
@@ -230,8 +231,25 @@ class CompilerConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "CompilerConfig":
-        """Load a TOML, YAML or JSON file (chosen by extension)."""
-        return cls.from_dict(read_config_file(path), source=str(path))
+        """Load a TOML, YAML or JSON file (chosen by extension); its tables (``[placement]``) are checked and
+        left to :func:`load_config_file`."""
+        return load_config_file(path)[0]
+
+
+def load_config_file(path: str | Path) -> tuple[CompilerConfig, dict[str, dict[str, list[str]]]]:
+    """A config file's properties as a :class:`CompilerConfig` and its tables beside them (see
+    :mod:`axdrive.config._tables`); every problem of both in one :class:`ConfigError`."""
+    data = read_config_file(path)
+    if not isinstance(data, Mapping):
+        return CompilerConfig.from_dict(data, source=str(path)), {}
+    props, tables, problems = split_tables(data, str(path))
+    try:
+        cfg = CompilerConfig.from_dict(props, source=str(path))
+    except ConfigError as exc:
+        raise ConfigError(exc.problems + problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return cfg, tables
 
 
 def read_config_file(path: str | Path) -> Any:

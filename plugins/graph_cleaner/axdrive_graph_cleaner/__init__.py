@@ -23,7 +23,7 @@ __all__ = ["SPLIT", "split_host_parts", "axdrive_passes"]
 
 from typing import Any
 
-from axdrive.errors import ConfigError, ConfigProblem, ModelError, UnsupportedOperatorError
+from axdrive.errors import ConfigError, ConfigProblem, ModelError, UnsupportedOperatorError, UsageError
 from axdrive.passes import Phase, StashKey, compiler_pass, hookimpl, when
 
 from ._split import (Split, boundary_inputs, boundary_outputs, choose_condition_node, extract, find_split,
@@ -90,10 +90,17 @@ def split_host_parts(ctx: Any) -> dict[str, Any]:
             ctx.warn(f"no {cfg.graph_cleaner_node} node has a weight measure above graph_cleaner_threshold="
                      f"{cfg.graph_cleaner_threshold}; split at the first host-only operation instead")
     reasons = host_reasons(ctx, graph)
+    user = ctx.session.options.get("placement") or {}
+    kept = {name: "kept on the host by the user (host_nodes)" for name in _user_nodes(graph, user.get("host_nodes", ()))}
+    reasons.update(kept)
+    cuts = {key: _user_tensors(graph, key, user.get(key, ())) for key in ("device_inputs", "device_outputs")}
     strict = not ctx.session.options.get("host_fallback", True)
-    split = find_split(graph, split_pre=cfg.graph_cleaner_split_pre_post_processing,
-                       layout_preamble_to_host=cfg.remove_layout_transform_from_preamble, cut_after=cut,
-                       host_reasons={} if strict else reasons)
+    try:  # strict: only what the user asked for leaves the core; everything else must run on the AIPU
+        split = find_split(graph, split_pre=cfg.graph_cleaner_split_pre_post_processing,
+                           layout_preamble_to_host=cfg.remove_layout_transform_from_preamble, cut_after=cut,
+                           host_reasons=kept if strict else reasons, **cuts)
+    except ValueError as exc:  # a cut the chain cannot honour
+        raise UsageError(str(exc)) from None
     if strict:
         left = [(n, reasons[n.name]) for n in graph.nodes if n.name in reasons and n.name in set(split.core)]
         if left:
@@ -132,6 +139,34 @@ def split_host_parts(ctx: Any) -> dict[str, Any]:
     }
     return {"pre_nodes": len(split.pre), "core_nodes": len(split.core), "post_nodes": len(split.post),
             "core_outputs": len(split.core_outputs)}
+
+
+def _did_you_mean(name: str, known: Any) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _user_nodes(graph: Any, names: Any) -> list[str]:
+    """The IR nodes the user named (by ONNX node name: a fused node answers to each name it came from)."""
+    found = []
+    for name in names:
+        hits = [n.name for n in graph.nodes if n.name == name or name in n.source]
+        if not hits:
+            known = {n.name for n in graph.nodes} | {s for n in graph.nodes for s in n.source}
+            raise UsageError(f"host_nodes: the model has no node {name!r} (after constant folding){_did_you_mean(name, known)}")
+        found.extend(hits)
+    return found
+
+
+def _user_tensors(graph: Any, key: str, names: Any) -> list[str]:
+    runtime = {t for t in graph.tensors if not graph.is_constant(t)}
+    for name in names:
+        if name not in runtime:
+            raise UsageError(f"{key}: the model has no run-time tensor {name!r} (after constant folding)"
+                             f"{_did_you_mean(name, runtime)}")
+    return list(names)
 
 
 def host_reasons(ctx: Any, graph: Any) -> dict[str, str]:

@@ -200,9 +200,13 @@ def place_host_nodes(graph: Graph, pre: set[str], post: set[str], host_reasons: 
 
 def find_split(graph: Graph, *, split_pre: bool, layout_preamble_to_host: bool,
                cut_after: Node | None = None, keep_final_softmax: bool = True,
-               host_reasons: Mapping[str, str] | None = None) -> Split:
+               host_reasons: Mapping[str, str] | None = None,
+               device_inputs: Iterable[str] = (), device_outputs: Iterable[str] = ()) -> Split:
     """Partition ``graph`` into pre, core and post (see the module docstring); then every node with a
-    ``host_reasons`` entry leaves the core with the cheaper of its closures (:func:`place_host_nodes`)."""
+    ``host_reasons`` entry leaves the core with the cheaper of its closures (:func:`place_host_nodes`).
+
+    ``device_outputs`` / ``device_inputs`` are the user's cuts: what reads such a tensor goes to post
+    (with everything after it), what computes one goes to pre (with everything before it)."""
     # a layout change or softmax *before* the first MAC op is preamble, not tail
     after_mac = _downstream(graph, [n for n in graph.nodes if n.op in MAC_OPS])
     users = graph.consumer_map()
@@ -210,8 +214,12 @@ def find_split(graph: Graph, *, split_pre: bool, layout_preamble_to_host: bool,
              and not (keep_final_softmax and is_lowerable_final_softmax(graph, n, users))]
     if cut_after is not None:
         seeds += [u for out in cut_after.outputs for u in users.get(out, ())]
+    seed_ops = {n.name: f"{n.op} leaves the feature maps" for n in seeds}
+    for tensor in device_outputs:
+        for reader in users.get(tensor, ()):
+            seeds.append(reader)
+            seed_ops[reader.name] = f"it reads {tensor!r}, where the user ends the device part (device_outputs)"
     post = _downstream(graph, seeds)
-    seed_ops = {n.name: n.op for n in seeds}
 
     pre: set[str] = set()
     if split_pre:
@@ -225,9 +233,26 @@ def find_split(graph: Graph, *, split_pre: bool, layout_preamble_to_host: bool,
                 pre.add(node.name)
                 available.update(o for o in node.outputs if o)
 
-    reasons = {n: (f"post-processing: {seed_ops[n]} leaves the feature maps" if n in seed_ops
+    reasons = {n: (f"post-processing: {seed_ops[n]}" if n in seed_ops
                    else "post-processing: after the model's decoding or shaping tail") for n in post}
     reasons.update({n: "pre-processing: input normalisation or layout" for n in pre})
+    producers = graph.producers()
+    for tensor in device_inputs:
+        if tensor not in producers:
+            continue  # a model input: nothing computes it
+        before = _upstream(graph, producers[tensor])
+        clash = sorted(before & post)
+        if clash:
+            raise ValueError(f"device_inputs {tensor!r}: node {clash[0]!r}, which computes it, also runs after "
+                             "the device part (post-processing or device_outputs)")
+        made = sorted(o for n in graph.nodes if n.name in before for o in n.outputs if o in graph.outputs)
+        if made:
+            raise ValueError(f"device_inputs {tensor!r}: what computes it also computes the model output "
+                             f"{made[0]!r}, which host pre-processing cannot return")
+        for name in before - pre:
+            reasons[name] = f"pre-processing: it computes {tensor!r}, where the user starts the device part " \
+                            "(device_inputs)"
+        pre |= before
     reasons.update(place_host_nodes(graph, pre, post, host_reasons or {}))
     # a node the tail or the preamble took anyway still says what it cannot do itself (an LSTM in a tail)
     reasons.update({n: r for n, r in (host_reasons or {}).items() if n in pre or n in post})
