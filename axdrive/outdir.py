@@ -90,10 +90,12 @@ def committed_dir(out: str | Path) -> Path:
     it is ``out`` itself: reading never harms anything.
     """
     out = Path(out)
-    pointer = out / STORE / CURRENT
-    if os.path.islink(pointer):
-        return Path(os.path.realpath(pointer))
-    return out
+    try:
+        text = os.readlink(out / STORE / CURRENT)
+    except OSError:
+        return out
+    # only a folder of the store itself: a pointer elsewhere (a hostile store) is not followed
+    return out / STORE / text if "/" not in text and text not in ("", ".", "..") else out
 
 
 def _log() -> Any:
@@ -431,7 +433,7 @@ class OutputDir:
             elif entry.startswith("staging-") and p.is_dir() and self._abandoned(p):
                 self._remove_folder(p)
 
-    def _publish(self, folder: Path, pointer: str, names: Iterable[str]) -> None:
+    def _publish(self, pointer: str, names: Iterable[str]) -> None:
         """Link ``DIR/name`` through ``pointer`` for each name (before the switch: dangling until then)."""
         for name in names:
             link = self.path / name
@@ -465,7 +467,7 @@ class OutputDir:
             gen = out / STORE / ("gen-" + stage.staging.name.split("-", 1)[1])
             try:
                 os.rename(stage.staging, gen)
-                self._publish(gen, CURRENT, names)
+                self._publish(CURRENT, names)
                 self._switch(CURRENT, gen.name)
                 self._switch(FAILED, None)
                 _fsync_path(out / STORE)
@@ -497,7 +499,7 @@ class OutputDir:
                     _fsync_path(folder / name)
                     names.append(name)
                 _fsync_path(folder)
-                self._publish(folder, FAILED, names)
+                self._publish(FAILED, names)
                 self._switch(FAILED, folder.name)
                 written = [self.path / n for n in names]
             except BaseException:

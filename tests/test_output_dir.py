@@ -347,6 +347,19 @@ def test_run_refuses_an_artifact_changed_after_the_compile(compiled: Path) -> No
     _one_error_line(_run(compiled), 1, "host_preprocess.onnx", "differs from the manifest")
 
 
+def test_a_store_pointer_out_of_the_store_is_not_followed(compiled: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "manifest.json").write_text('{"schema": "axdrive.manifest/1"}')
+    pointer = compiled / STORE / "current"
+    pointer.unlink()
+    pointer.symlink_to(elsewhere)
+    assert committed_dir(compiled) == compiled  # read as a directory without a store: its own files
+    before = _digest(elsewhere)
+    _compile(compiled.parent, compiled)  # the next compile repairs the store and touches nothing out of it
+    assert _digest(elsewhere) == before and committed_dir(compiled).parent == compiled / STORE
+
+
 def test_a_users_own_file_named_like_a_host_part_beside_the_links_is_never_run(work: Path) -> None:
     out = work / "out"
     _compile(work, out, run_graph_cleaner=False)
