@@ -238,3 +238,13 @@ def test_an_unknown_key_of_the_placement_table_is_a_config_problem_with_did_you_
         CompilerConfig.from_file(tmp_path / "c.toml")
     (tmp_path / "d.toml").write_text('[placement]\nhost_nodes = ["a"]\n')
     assert CompilerConfig.from_file(tmp_path / "d.toml").aipu_cores_used == CompilerConfig().aipu_cores_used
+
+
+def test_placement_with_the_graph_cleaner_off_is_refused_not_ignored(tmp_path: Path) -> None:
+    from _support import one_error_line, run_cli
+
+    proc = run_cli("compile", str(_three_convs(tmp_path)), "-o", str(tmp_path / "out"), "--host-node", "conv3",
+                   "--set", "run_graph_cleaner=false")
+    assert proc.returncode == 2
+    one_error_line(proc.stderr, "placement (host_nodes) needs run_graph_cleaner=true")
+    assert not (tmp_path / "out").exists()

@@ -200,5 +200,15 @@ def placement_report(graph: Any, split: Split) -> dict[str, Any]:
 
 
 @hookimpl
+def axdrive_compile_start(session: Any) -> None:
+    """The user's placement is read by ``graph_cleaner.split``: with the cleaner off it would be ignored."""
+    placement = session.options.get("placement") or {}
+    if any(placement.values()) and not session.config.run_graph_cleaner:
+        given = ", ".join(k for k, v in placement.items() if v)
+        raise UsageError(f"placement ({given}) needs run_graph_cleaner=true: the graph cleaner is the pass that "
+                         "moves nodes to the host")
+
+
+@hookimpl
 def axdrive_passes() -> list:
     return [split_host_parts]
