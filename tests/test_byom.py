@@ -248,3 +248,63 @@ def test_placement_with_the_graph_cleaner_off_is_refused_not_ignored(tmp_path: P
     assert proc.returncode == 2
     one_error_line(proc.stderr, "placement (host_nodes) needs run_graph_cleaner=true")
     assert not (tmp_path / "out").exists()
+
+
+# -- the common shapes of real exports: each lowers, or falls back with its reason, and runs bit-exactly -------------
+def _export_shape(kind: str, rng: np.random.Generator) -> onnx.ModelProto:
+    """One small model per pattern exporters emit (PyTorch, Paddle), around a 3x3 convolution on 1x3x8x8."""
+    w = {"w": rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3}
+    conv = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv")]
+    f = np.float32
+    if kind == "hardswish_clip_mul_div":
+        inits = {**w, "three": np.array(3, f), "zero": np.array(0, f), "six": np.array(6, f)}
+        nodes = conv + [helper.make_node("Add", ["c", "three"], ["a"], name="add3"),
+                        helper.make_node("Clip", ["a", "zero", "six"], ["cl"], name="clip"),
+                        helper.make_node("Mul", ["c", "cl"], ["m"], name="mul"),
+                        helper.make_node("Div", ["m", "six"], ["y"], name="div")]
+    elif kind == "squeeze_excitation":
+        inits = {**w, "w1": rng.standard_normal((2, 8, 1, 1)).astype(f) * 0.3,
+                 "w2": rng.standard_normal((8, 2, 1, 1)).astype(f) * 0.3}
+        nodes = conv + [helper.make_node("GlobalAveragePool", ["c"], ["g"], name="squeeze"),
+                        helper.make_node("Conv", ["g", "w1"], ["s1"], name="reduce"),
+                        helper.make_node("Relu", ["s1"], ["s2"], name="relu"),
+                        helper.make_node("Conv", ["s2", "w2"], ["s3"], name="expand"),
+                        helper.make_node("HardSigmoid", ["s3"], ["gate"], alpha=0.2, beta=0.5, name="gate"),
+                        helper.make_node("Mul", ["c", "gate"], ["y"], name="excite")]
+    elif kind in ("resize_nearest_x2", "resize_bilinear_x2"):
+        mode = "nearest" if kind.startswith("resize_nearest") else "linear"
+        inits = {**w, "scales": np.array([1, 1, 2, 2], f)}
+        nodes = conv + [helper.make_node("Resize", ["c", "", "scales"], ["y"], mode=mode, name="resize")]
+    elif kind == "focus_strided_slices":
+        starts = {"s00": (0, 0), "s10": (1, 0), "s01": (0, 1), "s11": (1, 1)}
+        inits = {"wf": rng.standard_normal((8, 12, 3, 3)).astype(f) * 0.2, "axes": np.array([2, 3], np.int64),
+                 "steps": np.array([2, 2], np.int64), "ends": np.array([8, 8], np.int64)}
+        nodes = []
+        for name, (h, w0) in starts.items():
+            inits[f"{name}_st"] = np.array([h, w0], np.int64)
+            nodes.append(helper.make_node("Slice", ["x", f"{name}_st", "ends", "axes", "steps"], [name], name=name))
+        nodes += [helper.make_node("Concat", list(starts), ["cat"], axis=1, name="focus"),
+                  helper.make_node("Conv", ["cat", "wf"], ["y"], pads=[1, 1, 1, 1], name="conv")]
+    elif kind == "flatten_gemm":
+        inits = {**w, "fc": rng.standard_normal((5, 8)).astype(f) * 0.3, "fb": np.zeros(5, f)}
+        nodes = conv + [helper.make_node("GlobalAveragePool", ["c"], ["g"], name="gap"),
+                        helper.make_node("Flatten", ["g"], ["fl"], name="flatten"),
+                        helper.make_node("Gemm", ["fl", "fc", "fb"], ["y"], transB=1, name="fc")]
+    else:
+        raise ValueError(kind)
+    return toy_model(nodes, inits)
+
+
+@pytest.mark.parametrize("kind,on_device", [
+    ("hardswish_clip_mul_div", True), ("squeeze_excitation", True), ("resize_nearest_x2", True),
+    ("resize_bilinear_x2", False), ("focus_strided_slices", True), ("flatten_gemm", True),
+])
+def test_a_common_export_shape_lowers_or_falls_back_with_its_reason(tmp_path: Path, kind: str, on_device: bool):
+    got = _compile_and_compare(_export_shape(kind, np.random.default_rng(10)), tmp_path)
+    placement = got["result"].report["placement"]
+    host = _host(got["result"])
+    if on_device:
+        assert placement["host_nodes"] == 0, host
+    else:
+        assert host and all(h["reason"] for h in host.values()), host
+    assert got["float_sqnr_db"] > 20
