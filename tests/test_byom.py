@@ -285,6 +285,10 @@ def _export_shape(kind: str, rng: np.random.Generator) -> onnx.ModelProto:
             nodes.append(helper.make_node("Slice", ["x", f"{name}_st", "ends", "axes", "steps"], [name], name=name))
         nodes += [helper.make_node("Concat", list(starts), ["cat"], axis=1, name="focus"),
                   helper.make_node("Conv", ["cat", "wf"], ["y"], pads=[1, 1, 1, 1], name="conv")]
+    elif kind == "scalar_first_mul_sub":  # Paddle's learnable hard-swish: Mul(w, x), then Sub(b, x)
+        inits = {**w, "k": np.array([0.7], f), "b": np.array([0.25], f)}
+        nodes = conv + [helper.make_node("Mul", ["k", "c"], ["m"], name="scale_first"),
+                        helper.make_node("Sub", ["b", "m"], ["y"], name="sub_first")]
     elif kind == "flatten_gemm":
         inits = {**w, "fc": rng.standard_normal((5, 8)).astype(f) * 0.3, "fb": np.zeros(5, f)}
         nodes = conv + [helper.make_node("GlobalAveragePool", ["c"], ["g"], name="gap"),
@@ -298,6 +302,7 @@ def _export_shape(kind: str, rng: np.random.Generator) -> onnx.ModelProto:
 @pytest.mark.parametrize("kind,on_device", [
     ("hardswish_clip_mul_div", True), ("squeeze_excitation", True), ("resize_nearest_x2", True),
     ("resize_bilinear_x2", False), ("focus_strided_slices", True), ("flatten_gemm", True),
+    ("scalar_first_mul_sub", True),
 ])
 def test_a_common_export_shape_lowers_or_falls_back_with_its_reason(tmp_path: Path, kind: str, on_device: bool):
     got = _compile_and_compare(_export_shape(kind, np.random.default_rng(10)), tmp_path)

@@ -97,3 +97,30 @@ def test_picodet_layout_compiles_and_runs_bit_exactly_on_the_aipu(picodet_model,
                   float_model=picodet_model)
     integer = [c for c in run.comparisons if c.reference == "integer reference"]
     assert integer and all(c.max_abs_error == 0.0 for c in integer)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key,shape,mean,std,host", [
+    # the two failures: a standalone BatchNormalization early (det), a crash in Conv (rec: a table
+    # reading input 1 of Mul(w, x)); the recognizer's attention (rank-3 tensors) runs on the host
+    ("ppocrv4_det", (1, 3, 320, 320), IMAGENET_MEAN, IMAGENET_STD, False),
+    ("ppocrv4_rec", (1, 3, 48, 320), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), True),
+])
+def test_pp_ocr_v4_models_compile_with_host_fallback_and_run_bit_exactly(key, shape, mean, std, host, tmp_path):
+    from axdrive import driver
+    from axdrive.calibration import ImagePreprocessing, load_images
+    from axdrive.config import CompilerConfig
+    from axdrive.models import fetch_model, fetch_photos
+    from axdrive.runner import execute
+
+    model = fetch_model(key)
+    prep = ImagePreprocessing(mean=mean, std=std)
+    cal = load_images(fetch_photos(["text.png", "page.png", "camera.png"]), shape, prep).astype(np.float32)
+    res = driver.compile(model, CompilerConfig(), output_dir=tmp_path / "out", calibration={"x": cal},
+                         input_shapes={"x": shape})
+    placement = res.report["placement"]
+    assert (placement["host_nodes"] > 0) == host and placement["device_mac_share"] > 0.9
+    x = load_images(fetch_photos(["coins.png"]), shape, prep).astype(np.float32)
+    run = execute(tmp_path / "out", {"x": x}, compare=True, float_model=model)
+    integer = [c for c in run.comparisons if c.reference == "integer reference"]
+    assert integer and all(c.max_abs_error == 0.0 for c in integer)

@@ -52,7 +52,7 @@ requantization.
 
 from __future__ import annotations
 
-__all__ = ["run_integer", "INTEGER_ATTRS", "INTEGER_OPS", "SOFTMAX_FRAC_BITS", "SOFTMAX_LEVELS", "softmax_exp_table",
+__all__ = ["run_integer", "INTEGER_ATTRS", "lut_source", "INTEGER_OPS", "SOFTMAX_FRAC_BITS", "SOFTMAX_LEVELS", "softmax_exp_table",
            "QDQ_KERNELS"]
 
 from typing import Any, Callable, Mapping
@@ -70,8 +70,15 @@ from ._executor import run_node
 INTEGER_ATTRS = (
     "integer_op", "in_zero_point", "in_zero_points", "in_multipliers", "in_shifts", "requant_multiplier",
     "requant_shift", "out_zero_point", "clamp_min", "clamp_max", "channel_axis", "lut", "fused_activation",
-    "scale", "zero_point", "quant_axis", "exp_table", "softmax_channels", "softmax_pad_value",
+    "scale", "zero_point", "quant_axis", "exp_table", "softmax_channels", "softmax_pad_value", "lut_input",
 )
+
+
+def lut_source(node: Node) -> str:
+    """The tensor a ``lut`` node's table reads: its one run-time input. That is input 0 unless the quantizer
+    recorded another (``lut_input``: an exporter may put the constant first, as in ``Mul(w, x)``); the other
+    inputs are the constants the table was computed with, kept so the node still exports as its ONNX op."""
+    return node.inputs[int(node.attrs.get("lut_input", 0))]
 
 
 def _requant(acc: np.ndarray, node: Node, channel_axis: int | None = None) -> np.ndarray:
@@ -161,7 +168,7 @@ def _concat(node: Node, args: list[Any], opset: int) -> np.ndarray:
 
 
 def _lut(node: Node, args: list[Any], opset: int) -> np.ndarray:
-    return apply_lut(args[0], node.attrs["lut"])
+    return apply_lut(args[int(node.attrs.get("lut_input", 0))], node.attrs["lut"])
 
 
 def _avgpool(node: Node, args: list[Any], opset: int) -> np.ndarray:

@@ -34,6 +34,7 @@ import numpy as np
 
 from axdrive.ir import Graph, Node, VInstr, VProgram
 from axdrive.numerics import INT32_MAX, INT32_MIN, QMAX, QMIN, SOFTMAX_LEVELS, requantize
+from axdrive.reference.integer import lut_source
 
 from ._rules_spatial import ZERO_INSERTION
 
@@ -150,7 +151,7 @@ def _node(w: _Writer, node: Node) -> int:
         return _softmax(w, node)
     if kind == "lut":
         w.luts.append(np.asarray(node.attrs["lut"], np.int8))
-        return w.emit("lut", (w.tensor(node.inputs[0]),), (len(w.luts) - 1,))
+        return w.emit("lut", (w.tensor(lut_source(node)),), (len(w.luts) - 1,))
     if kind == "mul":
         a, b = _operand(w, node, 0, rescale=False), _operand(w, node, 1, rescale=False)
         return w.output_step(w.emit("mul", (a, b)), node)

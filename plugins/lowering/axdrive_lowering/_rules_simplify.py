@@ -34,6 +34,7 @@ import numpy as np
 from axdrive.ir import Graph, Node
 from axdrive.ir.rewrite import Match, Rule, const, op, var
 from axdrive.numerics import INT32_MAX, INT32_MIN, QMAX, QMIN, quantize_multiplier, requantize
+from axdrive.reference.integer import lut_source
 
 from ._nodes import is_identity_requant
 
@@ -69,7 +70,8 @@ def elementwise_table(g: Graph, n: Node) -> np.ndarray:
 
 def _lut_node(m: Match, x: str, table: np.ndarray) -> list[Node]:
     """The root's operator, now reading ``x`` through the composed table (only ``lut`` is read)."""
-    return [m.node(m.root.op, [x], {**m.root.attrs, "integer_op": "lut", "lut": table.astype(np.int8)},
+    attrs = {k: v for k, v in m.root.attrs.items() if k != "lut_input"}  # one input now: the table's
+    return [m.node(m.root.op, [x], {**attrs, "integer_op": "lut", "lut": table.astype(np.int8)},
                    domain=m.root.domain)]
 
 
@@ -78,10 +80,13 @@ def _compose_after(m: Match) -> list[Node] | None:
     inner = m["inner"]
     if inner.attrs.get("integer_op") != "lut" and not _scalar_const(m.graph, inner):
         return None
-    if m.graph.tensors[inner.inputs[0]].qparams is None or m.graph.tensors[inner.inputs[0]].qparams.axis is not None:
+    source = lut_source(inner) if inner.attrs.get("integer_op") == "lut" else inner.inputs[0]
+    if m.root.inputs[int(m.root.attrs.get("lut_input", 0))] != inner.outputs[0]:
+        return None  # the root's table reads another input
+    if m.graph.tensors[source].qparams is None or m.graph.tensors[source].qparams.axis is not None:
         return None
     outer = np.asarray(m.root.attrs["lut"], np.int8)
-    return _lut_node(m, inner.inputs[0], outer[elementwise_table(m.graph, inner).astype(np.int16) + 128])
+    return _lut_node(m, source, outer[elementwise_table(m.graph, inner).astype(np.int16) + 128])
 
 
 def _compose_before(m: Match) -> list[Node] | None:
@@ -89,7 +94,7 @@ def _compose_before(m: Match) -> list[Node] | None:
     if not _scalar_const(m.graph, m.root) or m.root.inputs[0] != m["lut"].outputs[0]:
         return None
     first = np.asarray(m["lut"].attrs["lut"], np.int8)
-    return _lut_node(m, m["lut"].inputs[0], elementwise_table(m.graph, m.root)[first.astype(np.int16) + 128])
+    return _lut_node(m, lut_source(m["lut"]), elementwise_table(m.graph, m.root)[first.astype(np.int16) + 128])
 
 
 def _is_lut(n: Node) -> bool:

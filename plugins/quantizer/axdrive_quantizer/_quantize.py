@@ -245,7 +245,10 @@ class _Builder:
         table = make_lut(fn, float(xq.scale), int(xq.zero_point), float(yq.scale), int(yq.zero_point))
         inputs = [x if n == x else self.keep_constant(n) for n in node.inputs]
         self.activation(out, yq)
-        self.emit(node, inputs, [out], {"integer_op": "lut", "lut": table})
+        attrs: dict[str, Any] = {"integer_op": "lut", "lut": table}
+        if node.inputs.index(x) != 0:  # e.g. Mul(w, x): the table reads input 1 (axdrive.reference.integer.lut_source)
+            attrs["lut_input"] = node.inputs.index(x)
+        self.emit(node, inputs, [out], attrs)
         self.stats["luts_built"] += 1
 
     def operand(self, name: str, node: Node, symmetric: bool) -> tuple[str, QParams]:
