@@ -44,6 +44,7 @@ bench: install
 docs: install
 	$(BIN)/axdrive config docs > docs/config-reference.md
 	$(BIN)/python -m axdrive.cli._reference > docs/cli.md
+	$(BIN)/axdrive ops --format md > docs/supported-operators.md
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

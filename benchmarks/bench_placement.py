@@ -1,6 +1,7 @@
 """Bring your own model: per model, how much runs on the AIPU, how close the result is, how fast it simulates.
 
-For the visible corpus (YOLOv8n, PP-OCR classifier, PicoDet layout detector, each with its own
+For the visible corpus (YOLOv8n, PP-OCR classifier, PicoDet layout detector) and the PP-OCRv4 text
+detector and recognizer (public models the compiler was not built with), each with its own
 preprocessing, calibrated on the 8 calibration photos and evaluated on the 4 evaluation photos) and for toy
 models with what the corpus lacks (an LSTM after the backbone, a TopK at the end, an operator without an
 int8 kernel in the middle, a channel Transpose inside): compile (``quantize_and_lower``, host fallback on),
@@ -37,6 +38,9 @@ REAL: dict[str, tuple[str, tuple[int, ...], ImagePreprocessing]] = {
     "yolov8n": ("images", (1, 3, 320, 320), ImagePreprocessing(resize="letterbox")),
     "ppocr_cls": ("x", (1, 3, 48, 192), ImagePreprocessing(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))),
     "picodet_layout": ("image", (1, 3, 800, 608), IMAGENET),
+    # public models the compiler was not built with (the same wheel as the classifier)
+    "ppocrv4_det": ("x", (1, 3, 320, 320), IMAGENET),
+    "ppocrv4_rec": ("x", (1, 3, 48, 320), ImagePreprocessing(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))),
 }
 
 

@@ -313,3 +313,33 @@ def test_a_common_export_shape_lowers_or_falls_back_with_its_reason(tmp_path: Pa
     else:
         assert host and all(h["reason"] for h in host.values()), host
     assert got["float_sqnr_db"] > 20
+
+
+# -- the supported-operators report --------------------------------------------------------------------------------
+def test_the_supported_operators_report_in_docs_is_current() -> None:
+    from _support import REPO, run_cli
+
+    proc = run_cli("ops", "--format", "md")
+    assert proc.returncode == 0, proc.stderr
+    assert (REPO / "docs" / "supported-operators.md").read_text() == proc.stdout, \
+        "docs/supported-operators.md is stale: run `make docs`"
+
+
+def test_the_report_joins_the_float_int8_and_aipu_sides_and_takes_a_plugins_operator() -> None:
+    from axdrive.operators import OperatorSupport, operator_report
+    from axdrive.passes import PluginHost, hookimpl
+
+    class Einsum:
+        @hookimpl
+        def axdrive_operator_support(self):
+            return [OperatorSupport("Einsum", "int8", "mac: a plugin's kernel"),
+                    OperatorSupport("Einsum", "aipu", "MVM, by a plugin", ("two operands",))]
+
+    host = PluginHost.from_args([])
+    before = {r["op"]: r for r in operator_report(host)}
+    assert before["Conv"]["float"] == "numpy" and before["Conv"]["aipu"][0]["summary"].startswith("MVM conv2d")
+    assert before["Sigmoid"]["aipu"] == [{"summary": "DPU program (table lookup)", "constraints": []}]  # by kind
+    assert before["Einsum"]["aipu"] == [] and "LSTM" not in before  # host only: onnxruntime runs it
+    host.register(Einsum(), name="einsum-plugin")
+    after = {r["op"]: r for r in operator_report(host)}
+    assert after["Einsum"]["aipu"] == [{"summary": "MVM, by a plugin", "constraints": ["two operands"]}]

@@ -351,6 +351,12 @@ def cmd_ops(args: Namespace) -> int:
     from ..driver import compile as run_compile
     from ..errors import UsageError
 
+    if args.model is None:
+        from ..operators import format_report, operator_report
+        from ..passes import PluginHost
+
+        sys.stdout.write(format_report(operator_report(PluginHost.from_args(args.plugins)), args.format))
+        return 0
     cfg, placement = _load_config_and_placement(args)
     if not cfg.run_graph_cleaner:
         raise UsageError("axdrive ops: run_graph_cleaner=false keeps every node in the core: there is no placement "

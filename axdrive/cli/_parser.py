@@ -124,11 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(handler=c.cmd_config_docs)
     p.set_defaults(handler=lambda a: (p.print_help(), 2)[1])
 
-    p = sub.add_parser("ops", help="where every node of a model will run (AIPU or host) and why",
-                       description="Run the compile up to the graph cleaner's placement (no calibration, nothing "
-                       "written) and print, for every node, whether it runs on the AIPU or in a host part and "
-                       "the reason, with the nodes and MACs on each side.")
-    p.add_argument("model", metavar="MODEL.onnx", help="the float ONNX model")
+    p = sub.add_parser("ops", help="the supported operators, or where every node of a model will run and why",
+                       description="Without MODEL: the supported-operators report (per operator: float reference, "
+                       "int8 kernel, AIPU unit, each constraint in words, from the installed plugins). With MODEL: "
+                       "run the compile up to the graph cleaner's placement (no calibration, nothing written) and "
+                       "print, for every node, whether it runs on the AIPU or in a host part and the reason, with "
+                       "the nodes and MACs on each side.")
+    p.add_argument("model", metavar="MODEL.onnx", nargs="?", help="a float ONNX model (omit for the report)")
     p.add_argument("--input-shape", metavar="NAME=SHAPE", action="append", default=[], dest="input_shapes",
                    help="fix a dynamic input shape, e.g. images=1x3x320x320 (repeatable)")
     p.add_argument("--format", choices=("text", "md", "json"), default="text")

@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..config import CompilerConfig
     from ._context import CompileSession, PassContext
     from ..ir import Graph, Node
+    from ..operators import OperatorSupport
     from ..runner import DeviceRuntime
     from ._pass import Pass
 
@@ -119,6 +120,18 @@ def axdrive_host_reason(graph: "Graph", node: "Node", config: "CompilerConfig") 
     supports answers ``None`` for it; a plugin never needs to know the others.
     ``config`` is the compile's configuration (a lowering plugin has nothing
     to say when ``compiler_mode`` stops before lowering).
+    """
+
+
+@hookspec
+def axdrive_operator_support() -> "list[OperatorSupport]":
+    """Return what this plugin does with ONNX operators, for the supported-operators report.
+
+    Called by ``axdrive ops`` (without a model) and when ``docs/supported-operators.md``
+    is generated. Each :class:`axdrive.operators.OperatorSupport` names an
+    operator, a role (``"int8"``: an integer kernel quantizes it; ``"aipu"``: a
+    unit runs it), one line of summary and the constraints in words. Say here
+    in general what ``axdrive_host_reason`` decides per node.
     """
 
 

@@ -41,7 +41,7 @@ from ._layout import PWORD
 from ._padding import pad_graph, softmax_is_neutral
 from ._rules_dense import DENSE_RULES
 from ._rules_simplify import LUT_RULES, SIMPLIFY_RULES
-from ._validate import check_operators, float_reason
+from ._validate import check_operators, float_reason, operator_support
 
 LOWERING_MODES = ("quantize_and_lower", "lower_only")
 LOWERING = when_mode(*LOWERING_MODES)
@@ -188,3 +188,8 @@ def axdrive_host_reason(graph: Any, node: Any, config: Any) -> str | None:
     if str(config.compiler_mode) != "quantize_and_lower":
         return None
     return float_reason(graph, node)
+
+
+@hookimpl
+def axdrive_operator_support() -> list:
+    return operator_support()

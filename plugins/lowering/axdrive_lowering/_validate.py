@@ -8,7 +8,7 @@ rewrite or the code generator happens to trip over.
 
 from __future__ import annotations
 
-__all__ = ["unsupported_nodes", "check_operators", "float_reason"]
+__all__ = ["unsupported_nodes", "check_operators", "float_reason", "operator_support"]
 
 from typing import Callable
 
@@ -194,6 +194,43 @@ _FLOAT_CHECKS: dict[str, Callable[[Graph, Node], str | None]] = {
     **dict.fromkeys(("MaxPool", "Resize", "Split", "Slice", "Gather", "Transpose", "Expand", "GlobalMaxPool",
                      "DepthToSpace", "SpaceToDepth", "Pad", "Tile", *_ALIAS_OPS), _move),
 }
+
+
+#: The mapping and the constraints of ``_FLOAT_CHECKS`` and ``_CHECKS`` in words, per operator, for the
+#: supported-operators report (docs/lowering.md, "emit_program", has the tasks). Every operator besides: batch 1,
+#: tensors of rank 4 (NCHW) or 2 (NC).
+_AIPU: dict[str, tuple[str, tuple[str, ...]]] = {
+    "Conv": ("MVM conv2d (depthwise: DWPU), requantization fused",
+             ("2-D (rank-4 tensors)", "groups divide the channels", "explicit pads (no auto_pad SAME_*)")),
+    "ConvTranspose": ("DMA zero insertion, then an MVM stride-1 conv2d",
+                      ("group 1", "pads up to dilation x (kernel - 1)")),
+    "Gemm": ("MVM matmul (or conv2d: rewrite_dense_to_conv2d)", ("2-D input", "no transA")),
+    "MatMul": ("MVM matmul (or conv2d: rewrite_dense_to_conv2d)", ("2-D input", "a constant weight")),
+    **dict.fromkeys(("Add", "Sub", "Mul", "Div"), (
+        "DPU program", ("a constant operand is a scalar or per channel",
+                        "a run-time operand has the output's shape or is a 1x1 map broadcast over it"))),
+    "Concat": ("strided DMA into channel slices", ("along the channels of rank-4 tensors",)),
+    **dict.fromkeys(("AveragePool", "GlobalAveragePool"), ("DWPU depthwise with unit weights", ("2-D",))),
+    "MaxPool": ("DWPU maxpool", ("2-D", "no ceil_mode, no dilations")),
+    "Resize": ("DWPU resize_nearest", ("nearest", "whole factors", "asymmetric/floor, else factor 2 only")),
+    "Expand": ("DWPU resize_nearest", ("a 1x1 map to HxW",)),
+    "Split": ("DMA copies", ("along the channels, rows or columns of an NCHW tensor",)),
+    "Slice": ("DMA copies", ("constant starts, ends, axes and steps", "not along the batch axis", "rank 4")),
+    "Gather": ("DMA copies", ("constant 1-D indices", "not along the batch axis", "rank 4")),
+    "Transpose": ("DMA copies", ("only the H/W swap [0, 1, 3, 2]",)),
+    **dict.fromkeys(("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"), (
+        "nothing: a view of the same bytes", ("only between NCHW and NC of 1x1 maps",))),
+    "Softmax": ("DPU program (pixel reductions)", ("over the channels (axis 1)", "a final Softmax of the model")),
+}
+
+
+def operator_support() -> list:
+    """:data:`_AIPU` as report entries, plus the table-driven element-wise operators the DPU runs."""
+    from axdrive.operators import OperatorSupport
+
+    entries = [OperatorSupport(op, "aipu", summary, constraints) for op, (summary, constraints) in sorted(_AIPU.items())]
+    entries.append(OperatorSupport("", "aipu", "DPU program (table lookup)", kind="lut"))
+    return entries
 
 
 def float_reason(graph: Graph, node: Node) -> str | None:

@@ -243,3 +243,10 @@ def axdrive_host_reason(graph: Any, node: Any, config: Any) -> str | None:
     if integer_kind(graph, node) is None:
         return f"{node.qualified_op} has no int8 kernel"
     return None
+
+
+@hookimpl
+def axdrive_operator_support() -> list:
+    from ._rules import operator_support
+
+    return operator_support()

@@ -9,7 +9,7 @@ questions of a float node ("is this a MAC with constant weights?", "can an
 from __future__ import annotations
 
 __all__ = ["MAC_OPS", "MOVE_OPS", "FUSABLE_ACTIVATIONS", "LUT_OPS", "is_mac", "is_depthwise", "lut_input",
-           "activation_bounds", "fusions", "per_channel_candidates", "integer_kind"]
+           "activation_bounds", "fusions", "per_channel_candidates", "integer_kind", "operator_support"]
 
 import numpy as np
 
@@ -60,6 +60,30 @@ def integer_kind(graph: Graph, node: Node) -> str | None:
     if node.op == "Softmax":
         return "softmax"
     return None
+
+
+def operator_support() -> list:
+    """What :func:`integer_kind` quantizes, in words, for the supported-operators report."""
+    from axdrive.operators import OperatorSupport
+
+    def each(ops, summary, *constraints):  # noqa: ANN001, ANN202
+        kind = summary.split(":", 1)[0] if ":" in summary else ""
+        return [OperatorSupport(op, "int8", summary, tuple(constraints), kind=kind) for op in sorted(ops)]
+
+    return [
+        *each(MAC_OPS - {"MatMul"}, "mac: int8 x int8 summed in int32, requantized per output channel",
+              "the weight (input 1) and the bias are constants"),
+        *each({"MatMul"}, "mac with a constant weight of rank 2; or matmul of two run-time tensors"),
+        *each(MOVE_OPS, "move: int8 values moved or selected, the output on the input's grid"),
+        *each(LUT_OPS - {"Add", "Sub", "Mul", "Div"}, "lut: a table of 256 int8 entries",
+              "one run-time input; any other operand a scalar constant"),
+        *each({"Add", "Sub"}, "add: both operands rescaled to the output's grid (a scalar constant: a table)"),
+        *each({"Mul", "Div"}, "mul: the product requantized (a scalar constant: a table)",
+              "Div only by a constant"),
+        *each({"Concat"}, "concat: every input rescaled to the output's grid"),
+        *each({"AveragePool", "GlobalAveragePool"}, "avgpool: the window sum requantized by 1/count"),
+        *each({"Softmax"}, "softmax: a 256-entry exponent table and an integer normalisation"),
+    ]
 
 
 def is_depthwise(graph: Graph, node: Node) -> bool:
