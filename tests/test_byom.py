@@ -340,6 +340,7 @@ def test_the_report_joins_the_float_int8_and_aipu_sides_and_takes_a_plugins_oper
     assert before["Conv"]["float"] == "numpy" and before["Conv"]["aipu"][0]["summary"].startswith("MVM conv2d")
     assert before["Sigmoid"]["aipu"] == [{"summary": "DPU program (table lookup)", "constraints": []}]  # by kind
     assert before["Einsum"]["aipu"] == [] and "LSTM" not in before  # host only: onnxruntime runs it
+    assert "frontend.fold_batchnorm" in before["BatchNormalization"]["rewrite"][0]["summary"]
     host.register(Einsum(), name="einsum-plugin")
     after = {r["op"]: r for r in operator_report(host)}
     assert after["Einsum"]["aipu"] == [{"summary": "MVM, by a plugin", "constraints": ["two operands"]}]
