@@ -14,6 +14,7 @@ from __future__ import annotations
 __all__ = [
     "short_repr",
     "clip_text",
+    "did_you_mean",
     "InputFileError",
     "AxdriveError",
     "UsageError",
@@ -52,6 +53,18 @@ def short_repr(value: object, limit: int = 80) -> str:
         except Exception:  # a __repr__ that raises; an int over the digit limit inside a container
             text = f"<{type(value).__name__}>"
     return clip_text(text.replace("\r", "\\r").replace("\n", "\\n"), limit)
+
+
+def did_you_mean(value: object, choices: object) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or ``""``; bounded work for any ``value``."""
+    import difflib
+
+    names = [str(c) for c in choices]  # type: ignore[attr-defined]
+    # a value over 2.4x the longest choice cannot reach the 0.6 ratio: skip difflib, whose cost grows with it
+    if not names or len(str(value)) > 3 * max(len(n) for n in names):
+        return ""
+    close = difflib.get_close_matches(str(value), names, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def clip_text(text: str, limit: int = 80) -> str:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
+from ..errors import did_you_mean
+
 Kind = Literal["bool", "int", "float", "str", "path", "enum", "enum_list"]
 
 _TRUE = {"true", "1", "yes", "on"}
@@ -254,11 +256,4 @@ def _num(x: float) -> str:
 
 
 def _suggest(value: str, choices: Any) -> str:
-    import difflib
-
-    names = [str(c) for c in choices]
-    # a value over 2.4x the longest choice cannot reach the 0.6 ratio: skip difflib, whose cost grows with it
-    if not names or len(value) > 3 * max(len(n) for n in names):
-        return ""
-    close = difflib.get_close_matches(str(value), names, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return did_you_mean(value, choices)

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 __all__ = ["TABLES", "PLACEMENT_KEYS", "split_tables"]
 
-import difflib
 from typing import Any, Mapping
 
-from ..errors import ConfigProblem, short_repr
+from ..errors import ConfigProblem, did_you_mean, short_repr
 
 #: ``host_nodes``: ONNX node names to run on the host; ``device_inputs`` / ``device_outputs``: tensors where the
 #: accelerator's part begins / ends (what computes an input, and what reads an output, runs on the host).
@@ -46,9 +45,8 @@ def split_tables(data: Mapping[str, Any], source: str | None) -> tuple[dict[str,
         for name, names in value.items():
             where = f"{key}.{name}"
             if name not in TABLES[key]:
-                close = difflib.get_close_matches(str(name), TABLES[key], n=1)
-                hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(TABLES[key])}"
-                problems.append(ConfigProblem(where, ..., f"unknown key; {hint}", source))
+                hint = did_you_mean(name, TABLES[key]) or f" (known: {', '.join(TABLES[key])})"
+                problems.append(ConfigProblem(where, ..., f"unknown key{hint}", source))
             elif not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
                 problems.append(ConfigProblem(where, short_repr(names), "must be a list of names (strings)", source))
             else:

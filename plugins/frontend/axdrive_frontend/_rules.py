@@ -68,14 +68,19 @@ SIMPLIFY_RULES = [
 ]
 
 
+def _bn_factor(m: Match) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """BatchNormalization as ``y = (x - mean) * factor + offset`` per channel (float64): factor, mean, offset."""
+    scale, offset, mean, var_ = (m.value(k).astype(np.float64) for k in ("scale", "bias", "mean", "var"))
+    return scale / np.sqrt(var_ + float(m.root.attrs.get("epsilon", 1e-5))), mean, offset
+
+
 def _fold_bn(m: Match) -> list[Node] | None:
     conv, graph = m["conv"], m.graph
     bias_name = conv.input(2)
     if bias_name and not graph.is_constant(bias_name):
         return None
     w = m.value("w").astype(np.float64)
-    scale, offset, mean, var_ = (m.value(k).astype(np.float64) for k in ("scale", "bias", "mean", "var"))
-    factor = scale / np.sqrt(var_ + float(m.root.attrs.get("epsilon", 1e-5)))
+    factor, mean, offset = _bn_factor(m)
     bias = graph.constant(bias_name).astype(np.float64) if bias_name else np.zeros(w.shape[0])
     dtype = m.value("w").dtype
     new_w = graph.add_constant(f"{conv.name}/weight_bn", (w * factor.reshape(-1, *([1] * (w.ndim - 1)))).astype(dtype))
@@ -87,8 +92,7 @@ def _bn_as_affine(m: Match) -> list[Node]:
     """A BatchNormalization no convolution absorbs (after an activation, on the input) is a per-channel
     ``x * factor + shift``: two elementwise ops with constants, which the quantizer and the DPU handle."""
     graph, x = m.graph, m["x"]
-    scale, offset, mean, var_ = (m.value(k).astype(np.float64) for k in ("scale", "bias", "mean", "var"))
-    factor = scale / np.sqrt(var_ + float(m.root.attrs.get("epsilon", 1e-5)))
+    factor, mean, offset = _bn_factor(m)
     rank = len(graph.tensors[x].shape)
     dtype = graph.tensors[x].dtype
     per_channel = (1, -1, *([1] * (rank - 2)))

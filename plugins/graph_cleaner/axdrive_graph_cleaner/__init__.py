@@ -23,7 +23,7 @@ __all__ = ["SPLIT", "split_host_parts", "axdrive_passes"]
 
 from typing import Any
 
-from axdrive.errors import ConfigError, ConfigProblem, ModelError, UnsupportedOperatorError, UsageError
+from axdrive.errors import ConfigError, ConfigProblem, ModelError, UnsupportedOperatorError, UsageError, did_you_mean
 from axdrive.passes import Phase, StashKey, compiler_pass, hookimpl, when
 
 from ._split import (Split, boundary_inputs, boundary_outputs, choose_condition_node, extract, find_split,
@@ -141,13 +141,6 @@ def split_host_parts(ctx: Any) -> dict[str, Any]:
             "core_outputs": len(split.core_outputs)}
 
 
-def _did_you_mean(name: str, known: Any) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, sorted(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _user_nodes(graph: Any, names: Any) -> list[str]:
     """The IR nodes the user named (by ONNX node name: a fused node answers to each name it came from)."""
     found = []
@@ -155,7 +148,7 @@ def _user_nodes(graph: Any, names: Any) -> list[str]:
         hits = [n.name for n in graph.nodes if n.name == name or name in n.source]
         if not hits:
             known = {n.name for n in graph.nodes} | {s for n in graph.nodes for s in n.source}
-            raise UsageError(f"host_nodes: the model has no node {name!r} (after constant folding){_did_you_mean(name, known)}")
+            raise UsageError(f"host_nodes: the model has no node {name!r} (after constant folding){did_you_mean(name, sorted(known))}")
         found.extend(hits)
     return found
 
@@ -165,7 +158,7 @@ def _user_tensors(graph: Any, key: str, names: Any) -> list[str]:
     for name in names:
         if name not in runtime:
             raise UsageError(f"{key}: the model has no run-time tensor {name!r} (after constant folding)"
-                             f"{_did_you_mean(name, runtime)}")
+                             f"{did_you_mean(name, sorted(runtime))}")
     return list(names)
 
 

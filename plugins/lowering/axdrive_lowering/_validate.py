@@ -158,14 +158,12 @@ _CHECKS: dict[str, Callable[[Graph, Node], str | None]] = {
 }
 
 
-def _reason(graph: Graph, node: Node) -> str | None:
-    kind = node.attrs.get("integer_op")
-    if kind in ("quantize", "dequantize"):
-        return None  # the float edges: removed by lowering.remove_float_io
-    if kind is None:
-        return "the node has no integer semantics (was the graph quantized?)"
+def _output_shapes(graph: Graph, node: Node) -> str | None:
+    """Every output is a batch-1 tensor of rank 4 (NCHW) or 2 (NC): the layouts the device stores."""
     for name in node.outputs:
-        shape = graph.tensors[name].shape
+        shape = graph.tensors[name].shape if name in graph.tensors else None
+        if not name or shape is None:
+            continue
         if device_shape(shape) is None:
             why = f"output {name!r} has rank {len(shape)}; the AIPU stores NCHW (rank 4) or NC (rank 2) tensors"
             if node.op == "Gather" and graph.is_constant(node.inputs[1]) and graph.constant(node.inputs[1]).ndim == 0:
@@ -173,7 +171,16 @@ def _reason(graph: Graph, node: Node) -> str | None:
             return why
         if shape[0] != 1:
             return f"output {name!r} has batch {shape[0]}; programs run one frame (batch 1) at a time"
-    why = _per_tensor(graph, node)
+    return None
+
+
+def _reason(graph: Graph, node: Node) -> str | None:
+    kind = node.attrs.get("integer_op")
+    if kind in ("quantize", "dequantize"):
+        return None  # the float edges: removed by lowering.remove_float_io
+    if kind is None:
+        return "the node has no integer semantics (was the graph quantized?)"
+    why = _output_shapes(graph, node) or _per_tensor(graph, node)
     if why:
         return why
     if kind == "mac":
@@ -239,14 +246,9 @@ def float_reason(graph: Graph, node: Node) -> str | None:
         return None  # a QDQ model's grid markers (lower_only): the quantizer's import removes them
     if all(not i or graph.is_constant(i) for i in node.inputs):
         return None  # a computation on constants (a QDQ weight) is folded, never run
-    for name in node.outputs:
-        shape = graph.tensors[name].shape if name in graph.tensors else None
-        if not name or shape is None:
-            continue
-        if device_shape(shape) is None:
-            return f"output {name!r} has rank {len(shape)}; the AIPU stores NCHW (rank 4) or NC (rank 2) tensors"
-        if shape[0] != 1:
-            return f"output {name!r} has batch {shape[0]}; programs run one frame (batch 1) at a time"
+    why = _output_shapes(graph, node)
+    if why:
+        return why
     if node.op == "MatMul":
         return _dense(graph, node) if graph.is_constant(node.input(1)) else None
     if node.op == "Softmax":
