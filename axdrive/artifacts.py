@@ -204,6 +204,7 @@ class ArtifactStage:
         self._claims: dict[str, str] = {}
         self._is_foreign = is_foreign or (lambda name: None)
         self._writer = writer
+        self._prefix = ""
 
     def for_writer(self, writer: str) -> "ArtifactStage":
         """The same stage, with claims attributed to ``writer`` (a pass or a property name)."""
@@ -212,10 +213,30 @@ class ArtifactStage:
         view._writer = writer
         return view
 
+    def for_prefix(self, prefix: str) -> "ArtifactStage":
+        """The same stage, with every name a writer gives stored as ``prefix + name``.
+
+        A model the graph cleaner splits into several device segments runs the
+        back-end passes once per segment; each pass writes ``program.bin`` as
+        always, and the second segment's copy lands as ``device2.program.bin``.
+        """
+        if prefix:
+            check_artifact_name(prefix)
+        view = object.__new__(ArtifactStage)
+        view.__dict__.update(self.__dict__)
+        view._prefix = prefix
+        return view
+
+    @property
+    def prefix(self) -> str:
+        """What this view puts before every name (``""`` for the compile's own names)."""
+        return self._prefix
+
     # -- writing -------------------------------------------------------------
     def path(self, name: str) -> Path:
         """Claim ``name`` and return its path in the staging folder (for writers that need a path)."""
         check_artifact_name(name)
+        name = self._prefix + name
         first = self._claims.get(name)
         if first is not None:
             raise UsageError(f"artifact {name!r} is written twice in one compile: by {first} and by {self._writer}; "
@@ -250,6 +271,7 @@ class ArtifactStage:
     # -- reading what earlier passes staged -------------------------------------
     def staged(self, name: str) -> Path:
         """The path of an artifact an earlier pass of this compile wrote (``KeyError`` if none did)."""
+        name = self._prefix + name
         if name not in self._claims or not (self.staging / name).is_file():
             raise KeyError(name)
         return self.staging / name

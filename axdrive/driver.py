@@ -432,6 +432,31 @@ def _environment(cfg: Any) -> dict[str, str]:
     return {name: str(getattr(cfg, name)) for name in ENVIRONMENT_PROPERTIES if getattr(cfg, name)}
 
 
+#: The artifacts of one device segment that ``axdrive run`` reads, by role (a further segment's carry its prefix).
+DEVICE_PART_FILES = {"program": "program.bin", "host_io": "host_io.json", "quantized_model": "quantized_model.onnx"}
+
+
+def _parts(session: CompileSession) -> list[dict[str, Any]]:
+    """The chain ``axdrive run`` executes, in order: host parts (an ONNX file and the tensors it reads and
+    computes) and device segments (their files, and their I/O signature with quantization parameters)."""
+    stage = session.artifacts
+    assert stage is not None
+    staged = set(stage.names)
+    graphs = {s.name: s.final_graph for s in session.segments}
+    parts = []
+    for part in session.parts:
+        entry = dict(part)
+        if part.get("kind") == "device":
+            prefix = str(part.get("prefix", ""))
+            entry.pop("prefix", None)
+            for role, name in DEVICE_PART_FILES.items():
+                if prefix + name in staged:
+                    entry[role] = prefix + name
+            entry.update(_io_signature(graphs.get(part["name"], session.graph) if prefix else session.graph))
+        parts.append(entry)
+    return parts
+
+
 def _manifest(
     session: CompileSession, model_name: str, model_entry: dict[str, Any], presets: list[dict[str, Any]], pipeline: Pipeline
 ) -> dict[str, Any]:
@@ -472,6 +497,7 @@ def _manifest(
             for e in pipeline
         ],
         **_io_signature(session.graph),
+        **({"parts": _parts(session), "model_outputs": list(session.model_outputs)} if session.parts else {}),
         "artifacts": artifacts,
         "reports": reports,
     }

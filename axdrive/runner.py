@@ -123,6 +123,11 @@ def load_manifest(output_dir: str | Path) -> dict[str, Any]:
 _VERIFIED: dict[tuple[str, int, int, int], str] = {}  # (path, inode, size, mtime_ns) -> sha256 already checked
 
 
+def _is_host_part(name: str) -> bool:
+    """A name the graph cleaner gives host parts (``host_preprocess.onnx``, ``host_part1.onnx``, ...)."""
+    return name.startswith("host_") and name.endswith(".onnx")
+
+
 class CompiledFiles:
     """The committed files of an output directory, each checked against the manifest's sha256 before use.
 
@@ -144,7 +149,7 @@ class CompiledFiles:
         """``name`` is an artifact of this compile; an unlisted host part present on disk is an error."""
         if name in self.listed:
             return True
-        if name in (_PRE, _POST) and (self.folder / name).exists():
+        if _is_host_part(name) and (self.folder / name).exists():
             raise UsageError(f"{self.out / name}: a host part that the manifest does not list; refusing to run it "
                              "(it belongs to no compile of this directory: recompile, or remove the file)")
         return False
@@ -199,10 +204,10 @@ def dequantize(v: np.ndarray, q: Mapping[str, Any]) -> np.ndarray:
 
 
 # -- layout at the device boundary ----------------------------------------------------------------------------
-def _host_io(files: "CompiledFiles") -> dict[str, Any]:
-    if not files.has(HOST_IO_FILE):
+def _host_io(files: "CompiledFiles", name: str = HOST_IO_FILE) -> dict[str, Any]:
+    if not files.has(name):
         return {}
-    path = files.path(HOST_IO_FILE)
+    path = files.path(name)
     try:
         doc = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -313,15 +318,15 @@ def _onnx_io_names(path: Path) -> tuple[list[str], list[str]]:
 
 
 # -- the run --------------------------------------------------------------------------------------------------
-def _check_program(out: Path, manifest: Mapping[str, Any], files: "CompiledFiles") -> None:
-    if files.has(PROGRAM_FILE):
-        files.path(PROGRAM_FILE)
+def _check_program(out: Path, manifest: Mapping[str, Any], files: "CompiledFiles", program: str = PROGRAM_FILE) -> None:
+    if files.has(program):
+        files.path(program)
         return
     mode = str(manifest.get("config", {}).get("compiler_mode", "unknown"))
     if mode in _LOWERING_MODES:
-        raise UsageError(f"{out}: no {PROGRAM_FILE} although compiler_mode={mode!r} wrote it; the lowering produced "
+        raise UsageError(f"{out}: no {program} although compiler_mode={mode!r} wrote it; the lowering produced "
                          "no program (recompile, or check that a lowering plugin is installed: axdrive passes)")
-    raise UsageError(f"{out}: no {PROGRAM_FILE} to run: compiler_mode={mode!r} wrote this directory and stops "
+    raise UsageError(f"{out}: no {program} to run: compiler_mode={mode!r} wrote this directory and stops "
                      f"before lowering; compile with compiler_mode=quantize_and_lower (or run {_QDQ} in onnxruntime)")
 
 
@@ -375,92 +380,228 @@ def _named_inputs(inputs: Any, specs: list[InputSpec], where: str) -> dict[str, 
     return check_inputs(given, specs)
 
 
+def _chain(out: Path, manifest: Mapping[str, Any], files: "CompiledFiles") -> list[dict[str, Any]]:
+    """The parts ``axdrive run`` executes, in order (the manifest's ``parts``; a manifest without them, from a
+    compile that split nothing or an earlier version, is host pre-processing, one device part, post-processing)."""
+    parts = manifest.get("parts")
+    if isinstance(parts, list) and parts:
+        try:  # a host part on disk that the manifest does not list belongs to no compile of this directory
+            strays = sorted(p.name for p in files.folder.iterdir() if _is_host_part(p.name))
+        except OSError:
+            strays = []
+        for name in strays:
+            files.has(name)
+        chain = []
+        for i, p in enumerate(parts):
+            kind = p.get("kind") if isinstance(p, dict) else None
+            key = "file" if kind == "host" else "program"
+            if kind not in ("host", "device") or not isinstance(p.get(key, PROGRAM_FILE if kind == "device" else None), str):
+                raise UsageError(f"{out / 'manifest.json'}: part {i} is not a host part with a 'file' or a device "
+                                 "part; the manifest is damaged (recompile)")
+            chain.append(p)
+        return chain
+    device = {"kind": "device", "name": "device1", "program": PROGRAM_FILE, "host_io": HOST_IO_FILE,
+              "quantized_model": _QDQ, "inputs": manifest.get("inputs") or [], "outputs": manifest.get("outputs") or []}
+    chain = [{"kind": "host", "name": "host_preprocess", "file": _PRE}] if files.has(_PRE) else []
+    chain.append(device)
+    if files.has(_POST):
+        chain.append({"kind": "host", "name": "host_postprocess", "file": _POST})
+    return chain
+
+
+def _entries(p: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
+    return [e for e in p.get(key) or [] if isinstance(e, dict) and "name" in e]
+
+
+def _part_label(p: Mapping[str, Any]) -> str:
+    name = str(p.get("name", ""))
+    return {"host_preprocess": "host pre-processing", "host_postprocess": "host post-processing"}.get(
+        name, f"host part {name}" if p.get("kind") == "host" else f"device segment {name}")
+
+
+def _input_specs(out: Path, chain: list[dict[str, Any]], files: "CompiledFiles") -> tuple[list[InputSpec], str]:
+    """The run's inputs: what the parts read that no earlier part computes, in first-use order."""
+    produced: set[str] = set()
+    specs: dict[str, InputSpec] = {}
+    for p in chain:
+        if p["kind"] == "host":
+            path = files.path(p["file"])
+            part_specs = onnx_input_specs(path)
+            outputs = p.get("outputs") if isinstance(p.get("outputs"), list) else _onnx_io_names(path)[1]
+        else:
+            part_specs = manifest_input_specs(_entries(p, "inputs"))
+            outputs = [e["name"] for e in _entries(p, "outputs")]
+        for spec in part_specs:
+            if spec.name not in produced:
+                specs.setdefault(spec.name, spec)
+        produced.update(str(o) for o in outputs)
+    first = chain[0]
+    where = f"{out} ({first['file']})" if first["kind"] == "host" else f"{out} (accelerator part)"
+    return list(specs.values()), where
+
+
+@dataclass
+class _DeviceStep:
+    """One device segment's run: its part, the device-typed feeds and raw outputs, the runtime's run."""
+
+    part: dict[str, Any]
+    feeds: dict[str, np.ndarray]
+    raw: dict[str, np.ndarray]
+    run: Any
+
+
+def _run_device(part: dict[str, Any], env: Mapping[str, np.ndarray], files: "CompiledFiles", runtime: Any,
+                config: Mapping[str, Any], profile: Any) -> tuple[_DeviceStep, dict[str, np.ndarray]]:
+    """Quantize the segment's inputs from ``env``, run its program, return the step and its dequantized outputs."""
+    device_in = _entries(part, "inputs")
+    device_out = {e["name"]: e for e in _entries(part, "outputs")}
+    program = str(part.get("program", PROGRAM_FILE))
+    files.path(program)  # checked against the manifest's sha256 before the runtime reads it
+    host_io = _host_io(files, str(part.get("host_io", HOST_IO_FILE)))
+    feeds: dict[str, np.ndarray] = {}
+    for e in device_in:
+        if e["name"] not in env:
+            raise UsageError(f"the accelerator input {e['name']!r} ({part.get('name', 'device')}) is neither a given "
+                             "input nor computed by an earlier part")
+        v = np.asarray(env[e["name"]])
+        q = e.get("quantization")
+        feeds[e["name"]] = quantize(v, q) if isinstance(q, dict) and v.dtype.kind == "f" else v
+    if not device_in:  # a manifest without an I/O signature: the program takes the values as given
+        feeds = dict(env)
+    io_in, io_out = host_io.get("inputs") or {}, host_io.get("outputs") or {}
+    device_feeds = {k: to_device_layout(v, io_in.get(k)) for k, v in feeds.items()}
+    extra = {} if program == PROGRAM_FILE else {"program": program}
+    device = runtime.run(files.folder, device_feeds, config=config, profile=profile, **extra)
+    raw = {k: from_device_layout(v, io_out.get(k), device_out.get(k, {}).get("shape")) for k, v in device.outputs.items()}
+    values: dict[str, np.ndarray] = {}
+    for name, v in raw.items():
+        q = device_out.get(name, {}).get("quantization")
+        values[name] = dequantize(v, q) if isinstance(q, dict) else np.asarray(v)
+    return _DeviceStep(part, feeds, raw, device), values
+
+
+_SUMMED = ("cycles", "seconds")
+_SUMMED_SECTIONS = ("unit_busy", "host_link")
+
+
+def _merge_reports(steps: list[_DeviceStep]) -> dict[str, Any]:
+    """One run report for the chain: the first segment's, with cycles, seconds, unit busy cycles and the host
+    link summed over every segment (they run one after the other) and each segment's figures under
+    ``segments``."""
+    report = dict(steps[0].run.report)
+    if len(steps) == 1:
+        return report
+    for step in steps[1:]:
+        rep = step.run.report
+        for key in _SUMMED:
+            if isinstance(rep.get(key), (int, float)) and isinstance(report.get(key), (int, float)):
+                report[key] = report[key] + rep[key]
+        for key in _SUMMED_SECTIONS:
+            mine, theirs = report.get(key), rep.get(key)
+            if isinstance(mine, dict) and isinstance(theirs, dict):
+                report[key] = {k: (mine.get(k, 0) + v if isinstance(v, (int, float)) and
+                                   isinstance(mine.get(k, 0), (int, float)) else mine.get(k, v))
+                               for k, v in {**mine, **theirs}.items()}
+    report["segments"] = [{"name": str(s.part.get("name")), **{k: s.run.report.get(k) for k in _SUMMED}}
+                          for s in steps]
+    return report
+
+
 def execute(output_dir: str | Path, inputs: Any, *, core_only: bool = False, profile: str | Iterable[str] | None = None,
             compare: bool = False, plugins: Any = None, float_model: str | Path | None = None,
             figures: bool = False) -> RunResult:
     """Run ``output_dir`` on ``inputs`` and return everything the run produced (see :class:`RunResult`).
 
     ``inputs`` is a mapping of input names to arrays, or one array for a
-    single-input model. With ``core_only`` the inputs are the accelerator
-    part's inputs (float, or already of the device's dtype) and the result is
-    its dequantized outputs. With ``figures`` the runtime also draws the run
-    (``RunResult.figures``); the core only hands the text on, so drawing stays
-    the hardware distribution's business.
+    single-input model. The parts run in the manifest's order (host parts in
+    onnxruntime, device segments on the runtime), each taking its inputs by
+    name from what the run has computed so far. With ``core_only`` the inputs
+    are the first device segment's inputs (float, or already of the device's
+    dtype) and the result is its dequantized outputs. With ``figures`` the
+    runtime also draws the run (``RunResult.figures``, of the first device
+    segment); the core only hands the text on, so drawing stays the hardware
+    distribution's business.
     """
     out = Path(output_dir)
     manifest = load_manifest(out)
     files = CompiledFiles(out, manifest)
-    _check_program(out, manifest, files)
+    chain = _chain(out, manifest, files)
+    devices = [p for p in chain if p["kind"] == "device"]
+    for p in devices:
+        _check_program(out, manifest, files, str(p.get("program", PROGRAM_FILE)))
+    if not devices:
+        _check_program(out, manifest, files, PROGRAM_FILE)
     config = dict(manifest.get("config") or {})
     # the machine the compile ran for (``device_dir``'s target description, ...): the runtime must simulate it too
     environment = manifest.get("environment")
     if isinstance(environment, dict):
         config.update({str(k): v for k, v in environment.items() if v is not None})
-    device_in = [e for e in manifest.get("inputs") or [] if isinstance(e, dict) and "name" in e]
-    device_out = {e["name"]: e for e in manifest.get("outputs") or [] if isinstance(e, dict) and "name" in e}
-    pre = files.path(_PRE) if files.has(_PRE) else None
-    post = files.path(_POST) if files.has(_POST) else None
-    if core_only or pre is None:
-        specs, where = manifest_input_specs(device_in), f"{out} (accelerator part)"
-    else:
-        specs, where = onnx_input_specs(pre), f"{out} ({_PRE})"
+    if core_only:
+        chain = devices[:1]
+    specs, where = _input_specs(out, chain, files)
     env: dict[str, np.ndarray] = _named_inputs(inputs, specs, where)
     given = dict(env)
-    if pre is not None and not core_only:
-        env.update(_run_onnx(pre, env, "host pre-processing"))
-
-    host_io = _host_io(files)
-    feeds: dict[str, np.ndarray] = {}
-    for e in device_in:
-        if e["name"] not in env:
-            raise UsageError(f"the accelerator input {e['name']!r} is neither a given input nor computed by {_PRE}")
-        v = np.asarray(env[e["name"]])
-        q = e.get("quantization")
-        feeds[e["name"]] = quantize(v, q) if isinstance(q, dict) and v.dtype.kind == "f" else v
-    if not device_in:  # a manifest without an I/O signature: the program takes the values as given
-        feeds = dict(env)
 
     host = _host(plugins)
-    target = str(manifest.get("target") or host_io.get("target") or config.get("target") or DEFAULT_TARGET)
-    io_in, io_out = host_io.get("inputs") or {}, host_io.get("outputs") or {}
-    device_feeds = {k: to_device_layout(v, io_in.get(k)) for k, v in feeds.items()}
+    first_io = _host_io(files, str(devices[0].get("host_io", HOST_IO_FILE)))
+    target = str(manifest.get("target") or first_io.get("target") or config.get("target") or DEFAULT_TARGET)
     runtime = _runtime(host, target)
-    device = runtime.run(files.folder, device_feeds, config=config, profile=profile)
-    device_outputs = {k: from_device_layout(v, io_out.get(k), device_out.get(k, {}).get("shape"))
-                      for k, v in device.outputs.items()}
+    steps: list[_DeviceStep] = []
     core: dict[str, np.ndarray] = {}
-    for name, v in device_outputs.items():
-        q = device_out.get(name, {}).get("quantization")
-        core[name] = dequantize(v, q) if isinstance(q, dict) else np.asarray(v)
-    env.update(core)
+    for p in chain:
+        if p["kind"] == "host":
+            env.update(_run_onnx(files.path(p["file"]), env, _part_label(p)))
+            continue
+        step, values = _run_device(p, env, files, runtime, config, profile)
+        steps.append(step)
+        core.update(values)
+        env.update(values)
 
+    model_outputs = manifest.get("model_outputs")
     if core_only:
         outputs = dict(core)
-    elif post is not None:
-        post_out = _run_onnx(post, env, "host post-processing")
-        env.update(post_out)
-        consumed = set(_onnx_io_names(post)[0])
-        outputs = {**{k: v for k, v in core.items() if k not in consumed}, **post_out}
-    else:
-        outputs = dict(core)
+    elif isinstance(model_outputs, list) and model_outputs and manifest.get("parts"):
+        outputs = {str(n): env[str(n)] for n in model_outputs if str(n) in env}
+    else:  # an earlier manifest: what the device computed and post-processing did not consume, then its outputs
+        post = next((p for p in chain if p["kind"] == "host" and p is not chain[0]), None)
+        if post is not None:
+            path = files.path(post["file"])
+            consumed = set(_onnx_io_names(path)[0])
+            made = _onnx_io_names(path)[1]
+            outputs = {**{k: v for k, v in core.items() if k not in consumed}, **{k: env[k] for k in made}}
+        else:
+            outputs = dict(core)
 
     result = RunResult(outputs)
-    result.report = dict(device.report)
+    result.report = _merge_reports(steps)
     result.core_outputs = core
-    result.trace_lines = device.trace_lines
-    result.chrome_trace = device.chrome_trace
+    result.trace_lines = _joined_traces(steps)
+    result.chrome_trace = steps[0].run.chrome_trace
     result.figures = None
     if figures:
-        render = getattr(device, "figures", None)
+        render = getattr(steps[0].run, "figures", None)
         if not callable(render):
             raise UsageError(f"the runtime of {getattr(runtime, 'distribution', 'an unnamed distribution')} for "
                              f"target {target!r} draws no figures")
         result.figures = {str(k): str(v) for k, v in render().items()}
     result.comparisons, result.notes = [], []
     if compare:
-        qenv = {**env, **feeds, **{k: np.asarray(v) for k, v in device_outputs.items()}}
-        _compare(out, manifest, files, given, env, qenv, device_out, set(outputs) | set(core), result, float_model)
+        _compare(out, manifest, files, given, env, steps, set(outputs) | set(core), result, float_model)
     return result
+
+
+def _joined_traces(steps: list[_DeviceStep]) -> list[str] | None:
+    """The profile's text lines of every segment, each segment's under a heading when there are several."""
+    lines = [s.run.trace_lines for s in steps]
+    if all(x is None for x in lines):
+        return None
+    if len(steps) == 1:
+        return lines[0]
+    joined: list[str] = []
+    for step, text in zip(steps, lines):
+        joined.append(f"# device segment {step.part.get('name')}")
+        joined.extend(text or [])
+    return joined
 
 
 def run(output_dir: str | Path, inputs: Any, *, core_only: bool = False, profile: str | Iterable[str] | None = None,
@@ -539,24 +680,33 @@ def _integer_reference(path: Path, env: Mapping[str, np.ndarray],
 
 
 def _compare(out: Path, manifest: Mapping[str, Any], files: CompiledFiles, given: Mapping[str, np.ndarray],
-             env: Mapping[str, np.ndarray],
-             qenv: Mapping[str, np.ndarray], device_out: Mapping[str, Mapping[str, Any]], names: set[str],
-             result: RunResult, float_model: str | Path | None = None) -> None:
+             env: Mapping[str, np.ndarray], steps: list[_DeviceStep], names: set[str], result: RunResult,
+             float_model: str | Path | None = None) -> None:
+    """Every output against each reference: the integer reference of every device segment (its
+    ``quantized_model.onnx`` rebuilt as the lowering saw it, fed exactly what the device was fed: bit-exact
+    is the claim), onnxruntime on each segment's QDQ model, and onnxruntime on the float model."""
     refs: list[tuple[str, dict[str, np.ndarray]]] = []
-    if files.has(_QDQ):
-        qdq = files.path(_QDQ)
-        ints, note = _integer_reference(qdq, env, qenv)
-        if ints is not None:
-            deq = {}
-            for k, v in ints.items():
+    ints: dict[str, np.ndarray] = {}
+    int_notes: list[str] = []
+    for step in steps:
+        qdq_name = str(step.part.get("quantized_model", _QDQ))
+        if not files.has(qdq_name):
+            result.notes.append(f"integer reference and quantized model: skipped (no {qdq_name} in {out})")
+            continue
+        qdq = files.path(qdq_name)
+        device_out = {e["name"]: e for e in _entries(step.part, "outputs")}
+        qenv = {**env, **step.feeds, **{k: np.asarray(v) for k, v in step.raw.items()}}
+        values, note = _integer_reference(qdq, env, qenv)
+        if values is not None:
+            for k, v in values.items():
                 q = device_out.get(k, {}).get("quantization")
-                deq[k] = dequantize(v, q) if isinstance(q, dict) and np.asarray(v).dtype.kind in "iu" else v
-            refs.append(("integer reference", deq))
+                ints[k] = dequantize(v, q) if isinstance(q, dict) and np.asarray(v).dtype.kind in "iu" else v
         else:
-            result.notes.append(note or "integer reference: skipped")
-        refs.append((f"onnxruntime {_QDQ}", _run_onnx(qdq, env, "quantized model")))
-    else:
-        result.notes.append(f"integer reference and quantized model: skipped (no {_QDQ} in {out})")
+            int_notes.append(note or "integer reference: skipped")
+        refs.append((f"onnxruntime {qdq_name}", _run_onnx(qdq, env, "quantized model")))
+    if ints:
+        refs.insert(0, ("integer reference", ints))
+    result.notes.extend(int_notes)
     model, note = _float_model(out, manifest, float_model)
     if model is not None:
         refs.append((f"onnxruntime float {model.name}", _run_onnx(model, {**env, **given}, "float model")))

@@ -7,10 +7,11 @@ models with what the corpus lacks (an LSTM after the backbone, a TopK at the end
 int8 kernel in the middle, a channel Transpose inside): compile (``quantize_and_lower``, host fallback on),
 then ``axdrive run --compare`` on each evaluation input. Columns:
 
-- nodes and MACs on the AIPU (the compile report's ``placement``);
+- the device segments, nodes and MACs on the AIPU (the compile report's ``placement``);
 - device SQNR against the float model in onnxruntime (dB, every model output pooled; mean and worst input);
 - whether the AIPU's part is bit-exact against the integer reference on every input;
-- the simulated frames/s of the device program at ``frequency`` (the cycle model's estimate).
+- the simulated frames/s of the device programs at ``frequency`` (the cycle model's estimate, the segments'
+  cycles added: they run one after the other).
 
     python benchmarks/bench_placement.py [MODEL ...]
 """
@@ -75,6 +76,22 @@ def toy_lstm_tail(rng: np.random.Generator) -> onnx.ModelProto:
     return _toy(nodes, inits, {"y": onnx.TensorProto.FLOAT}, "toy_lstm_tail")
 
 
+def toy_lstm_mid(rng: np.random.Generator) -> onnx.ModelProto:
+    """An LSTM between two convolutional stages: the feature map becomes a sequence and back."""
+    nodes, inits = _backbone(rng)
+    inits.update({"seq": np.array([1, 16, 256], np.int64), "back": np.array([1, 8, 16, 16], np.int64),
+                  "W": rng.standard_normal((1, 32, 16)).astype(np.float32) * 0.3,
+                  "R": rng.standard_normal((1, 32, 8)).astype(np.float32) * 0.3,
+                  "w3": rng.standard_normal((16, 8, 3, 3)).astype(np.float32) * 0.1})
+    nodes += [helper.make_node("Reshape", ["r2", "seq"], ["s0"], name="to_sequence"),
+              helper.make_node("Transpose", ["s0"], ["s"], perm=[2, 0, 1], name="time_first"),
+              helper.make_node("LSTM", ["s", "W", "R"], ["Y"], hidden_size=8, name="lstm"),
+              helper.make_node("Reshape", ["Y", "back"], ["m"], name="to_map"),
+              helper.make_node("Conv", ["m", "w3"], ["c3"], pads=[1, 1, 1, 1], name="conv3"),
+              helper.make_node("Relu", ["c3"], ["y"], name="relu3")]
+    return _toy(nodes, inits, {"y": onnx.TensorProto.FLOAT}, "toy_lstm_mid")
+
+
 def toy_topk_end(rng: np.random.Generator) -> onnx.ModelProto:
     nodes, inits = _backbone(rng)
     inits.update({"fc": rng.standard_normal((16, 10)).astype(np.float32) * 0.3, "k": np.array([3], np.int64)})
@@ -102,7 +119,7 @@ def toy_channel_transpose(rng: np.random.Generator) -> onnx.ModelProto:
 
 
 TOYS: dict[str, Callable[[np.random.Generator], onnx.ModelProto]] = {
-    "toy_lstm_tail": toy_lstm_tail, "toy_topk_end": toy_topk_end, "toy_hardmax_mid": toy_hardmax_mid,
+    "toy_lstm_tail": toy_lstm_tail, "toy_lstm_mid": toy_lstm_mid, "toy_topk_end": toy_topk_end, "toy_hardmax_mid": toy_hardmax_mid,
     "toy_channel_transpose": toy_channel_transpose,
 }
 
@@ -139,12 +156,22 @@ def measure(key: str, tmp: Path) -> list[Any]:
         want = float_model.run(None, {name: x})
         names = [o.name for o in float_model.get_outputs()]
         sqnrs.append(_sqnr([run[n] for n in names if n in run], [w for n, w in zip(names, want) if n in run]))
-    fps = res.report.get("performance", {}).get("frames_per_second")
+    fps = _frames_per_second(res.report)
     total = placement["device_macs"] + placement["host_macs"]
-    return [key, f"{placement['device_nodes']}/{placement['device_nodes'] + placement['host_nodes']}",
+    return [key, placement.get("device_segments", 1),
+            f"{placement['device_nodes']}/{placement['device_nodes'] + placement['host_nodes']}",
             f"{placement['device_macs']:,}/{total:,}", f"{100 * placement['device_mac_share']:.2f} %",
             round(float(np.mean(sqnrs)), 2), round(float(np.min(sqnrs)), 2), "yes" if exact else "NO",
             round(float(fps), 1) if fps else "-"]
+
+
+def _frames_per_second(report: dict[str, Any]) -> float | None:
+    """The cycle model's frames/s for the whole chain: the device segments run one after the other, so their
+    estimated cycles add up (host parts not included)."""
+    sections = [report.get("performance", {})] + [s.get("performance", {}) for s in report.get("segments", [])]
+    cycles = sum(int(p.get("estimated_cycles", 0)) for p in sections)
+    freq = sections[0].get("frequency_hz")
+    return freq / cycles if cycles and freq else None
 
 
 def main(keys: list[str]) -> None:
@@ -153,7 +180,7 @@ def main(keys: list[str]) -> None:
         for key in keys:
             rows.append(measure(key, Path(tmp)))
     report("placement", "python benchmarks/bench_placement.py " + " ".join(keys),
-           ["model", "nodes on AIPU", "MACs on AIPU", "MAC share", "SQNR mean dB", "SQNR worst dB",
+           ["model", "device segments", "nodes on AIPU", "MACs on AIPU", "MAC share", "SQNR mean dB", "SQNR worst dB",
             "AIPU bit-exact", "simulated frames/s"], rows)
 
 

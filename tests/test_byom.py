@@ -77,20 +77,31 @@ def test_an_lstm_after_the_backbone_runs_on_the_host_and_the_backbone_on_the_aip
     assert got["float_sqnr_db"] > 20
 
 
-def test_an_operator_without_a_numpy_kernel_in_the_middle_sends_the_cheaper_side_to_the_host(tmp_path: Path) -> None:
-    """Hardmax has no integer kernel (nor a numpy one: onnxruntime runs it while compiling). The 1x1 conv after it
-    costs fewer MACs than the 3x3 conv before it, so the downstream side goes to the host."""
+def test_an_operator_without_a_numpy_kernel_in_the_middle_splits_the_device_part_in_two(tmp_path: Path) -> None:
+    """Hardmax has no integer kernel (nor a numpy one: onnxruntime runs it while compiling). Only it goes to the
+    host: the convolutions on both sides stay on the AIPU as two device segments, each its own program, chained
+    through the host part by tensor name; each segment is bit-exact against its integer reference."""
     rng = np.random.default_rng(3)
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
              helper.make_node("Relu", ["c"], ["r"], name="relu"),
              helper.make_node("Hardmax", ["r"], ["h"], axis=1, name="hardmax"),
              helper.make_node("Conv", ["h", "w2"], ["y"], name="conv2")]
     got = _compile_and_compare(toy_model(nodes, _convs(rng)), tmp_path)
-    host = _host(got["result"])
-    assert host["hardmax"]["reason"] == "Hardmax has no int8 kernel"
-    assert host["conv2"]["reason"] == "downstream of host node 'hardmax' (Hardmax has no int8 kernel)"
+    assert _host(got["result"]) == {"hardmax": {"node": "hardmax", "op": "Hardmax", "part": "host_part1",
+                                                "reason": "Hardmax has no int8 kernel"}}
     placement = got["result"].report["placement"]
-    assert placement["device_macs"] == 8 * 8 * 8 * 27 and placement["host_macs"] == 4 * 8 * 8 * 8
+    assert placement["device_macs"] == 8 * 8 * 8 * 27 + 4 * 8 * 8 * 8 and placement["host_macs"] == 0
+    assert placement["device_segments"] == 2
+    parts = got["result"].manifest["parts"]
+    assert [(p["kind"], p["name"]) for p in parts] == [("device", "device1"), ("host", "host_part1"),
+                                                       ("device", "device2")]
+    assert parts[2]["program"] == "device2.program.bin" and [e["name"] for e in parts[2]["inputs"]] == ["h"]
+    # both segments were compared bit-exactly (the helper checks the merged integer reference), y among them
+    ints = {c.output for c in got["run"].comparisons if c.reference == "integer reference"}
+    assert ints == {"r", "y"}
+    assert [s["name"] for s in got["run"].report["segments"]] == ["device1", "device2"]
+    assert got["run"].report["cycles"] == sum(s["cycles"] for s in got["run"].report["segments"])
+    assert got["float_sqnr_db"] > 25
 
 
 def test_a_host_node_on_the_input_goes_to_the_preprocessing_and_calibration_runs_it(tmp_path: Path) -> None:
@@ -172,11 +183,18 @@ def test_axdrive_ops_prints_where_every_node_runs_and_why(tmp_path: Path) -> Non
     text = run_cli("ops", str(tmp_path / "m.onnx"), "--all", cwd=tmp_path)
     assert text.returncode == 0, text.stderr
     lines = text.stdout.splitlines()
-    assert lines[0] == "m: 2 node(s) on the AIPU, 2 on the host; 13,824 of 15,872 MACs on the AIPU (87.10 %)"
-    assert any(ln.split()[:2] == ["conv", "Conv"] and "AIPU" in ln for ln in lines)
-    assert any(ln.split()[:2] == ["hardmax", "Hardmax"] and ln.endswith("Hardmax has no int8 kernel") for ln in lines)
+    assert lines[0] == ("m: 3 node(s) on the AIPU, 1 on the host; 15,872 of 15,872 MACs on the AIPU (100.00 %) "
+                        "in 2 device segments")
+    # every node in the order the run executes them, with the part it runs in
+    assert [ln.split()[:4] for ln in lines[2:]] == [["conv", "Conv", "AIPU", "device1"],
+                                                    ["relu", "Relu", "AIPU", "device1"],
+                                                    ["hardmax", "Hardmax", "host", "part1"],
+                                                    ["conv2", "Conv", "AIPU", "device2"]]
+    assert lines[4].endswith("Hardmax has no int8 kernel")
     doc = _json.loads(run_cli("ops", str(tmp_path / "m.onnx"), "--format", "json").stdout)
-    assert doc["device_macs"] == 13824 and {h["node"] for h in doc["host"]} == {"hardmax", "conv2"}
+    assert doc["device_macs"] == 15872 and {h["node"] for h in doc["host"]} == {"hardmax"}
+    assert [(p["name"], p["macs"]) for p in doc["parts"]] == [("device1", 13824), ("host_part1", 0),
+                                                              ("device2", 2048)]
     assert list(tmp_path.iterdir()) == [tmp_path / "m.onnx"]  # nothing written beside the model
 
 

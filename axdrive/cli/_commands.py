@@ -374,13 +374,24 @@ def cmd_ops(args: Namespace) -> int:
     if args.format == "json":
         print(json.dumps(doc, indent=1))
         return 0
-    rows = [(h["node"], h["op"], h["part"].replace("_", " "), h["reason"]) for h in placement["host"]]
-    if args.all_nodes:
-        rows = [(n["node"], n["op"], "AIPU", "") for n in core] + rows
+    segments = int(placement.get("device_segments", 1))
+
+    def runs_on(part: str) -> str:
+        if part.startswith("host"):
+            return part.replace("_", " ")
+        return "AIPU" if segments == 1 else f"AIPU {part}"
+
+    rows = [(h["node"], h["op"], runs_on(h["part"]), h["reason"]) for h in placement["host"]]
+    if args.all_nodes:  # every node, part by part in the order the run executes them
+        order = {p["name"]: i for i, p in enumerate(placement.get("parts", []))}
+        rows = [(n["node"], n["op"], runs_on(n.get("part", "device1")), "") for n in core] + rows
+        part_of = {n["node"]: n.get("part", "device1") for n in core} | {h["node"]: h["part"] for h in placement["host"]}
+        rows.sort(key=lambda r: order.get(part_of[r[0]], 0))
     total_macs = placement["device_macs"] + placement["host_macs"]
     summary = (f"{doc['model']}: {placement['device_nodes']} node(s) on the AIPU, {placement['host_nodes']} on the "
                f"host; {placement['device_macs']:,} of {total_macs:,} MACs on the AIPU "
-               f"({100 * placement['device_mac_share']:.2f} %)")
+               f"({100 * placement['device_mac_share']:.2f} %)"
+               + (f" in {segments} device segments" if segments > 1 else ""))
     if args.format == "md":
         print(f"{summary}\n\n| node | op | runs on | why |\n|---|---|---|---|")
         for row in rows:

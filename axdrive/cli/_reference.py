@@ -62,8 +62,9 @@ See [reliability](reliability.md) for every hostile case tried and what it gets.
 ## Placement: what runs on the host (options beside the 93 properties)
 
 A node the AIPU cannot run goes to a host part (`host_preprocess.onnx` before the device program,
-`host_postprocess.onnx` after it, run by onnxruntime in float), with the reason in `compile_report.json`
-(`placement`); `axdrive ops MODEL` prints the same placement without compiling, `--no-host-fallback` makes
+`host_partN.onnx` between two device segments, `host_postprocess.onnx` after them, run by onnxruntime in
+float), with the reason in `compile_report.json` (`placement`); every node the AIPU can run stays on it, in
+as many device segments as the host parts divide it into (`device2.program.bin`, ...); `axdrive ops MODEL` prints the same placement without compiling, `--no-host-fallback` makes
 any such node an error. What the user decides about placement names nodes and tensors of *their* model, so
 it is not one of the 93 compiler properties: it is given by flags of `compile` and `ops`, or by a
 `[placement]` table in the `--config` file (TOML; the same keys in YAML or JSON), the flags adding to the
@@ -71,12 +72,12 @@ file's lists:
 
 | table key | flag | meaning |
 |---|---|---|
-| `host_nodes` | `--host-node NAME` | run this ONNX node on the host (with the cheaper of its closures) |
+| `host_nodes` | `--host-node NAME` | run this ONNX node on the host (the nodes around it stay on the AIPU) |
 | `device_inputs` | `--device-input TENSOR` | the AIPU's part starts here: what computes it runs on the host, before |
 | `device_outputs` | `--device-output TENSOR` | the AIPU's part ends here: what reads it runs on the host, after |
 
 Names are checked against the model after constant folding; an unknown one is an error with a did-you-mean,
-and so is a cut that leaves the AIPU nothing or that the chain pre -> AIPU -> post cannot honour.
+and so is a cut that leaves the AIPU nothing or that the chain of parts cannot honour.
 """
 
 

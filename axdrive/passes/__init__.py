@@ -4,7 +4,7 @@ See :mod:`axdrive.passes.hookspec` for the hooks and ``docs/writing-a-pass-plugi
 for a walk-through.
 """
 
-from ._context import CompileSession, PassContext
+from ._context import FIRST_SEGMENT, CompileSession, PassContext, Segment
 from ._pass import Enablement, Pass, Phase, all_of, always, compiler_pass, pass_group, when, when_mode, when_not
 from ._manager import PassManager
 from ._plugins import AUTOLOAD_ENV, ENTRY_POINT_GROUP, PluginHost, PluginInfo
@@ -16,6 +16,7 @@ __all__ = [
     "AUTOLOAD_ENV",
     "CompileSession",
     "ENTRY_POINT_GROUP",
+    "FIRST_SEGMENT",
     "Enablement",
     "Pass",
     "PassContext",
@@ -25,6 +26,7 @@ __all__ = [
     "PipelineEntry",
     "PluginHost",
     "PluginInfo",
+    "Segment",
     "Stash",
     "StashKey",
     "WELL_KNOWN_PROVIDERS",

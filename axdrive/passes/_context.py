@@ -8,7 +8,7 @@ the pass's span so every line it logs carries the pass context.
 
 from __future__ import annotations
 
-__all__ = ["CompileSession", "PassContext"]
+__all__ = ["FIRST_SEGMENT", "CompileSession", "PassContext", "Segment"]
 
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +23,34 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._pass import Pass
     from ._plugins import PluginHost
     from ._resolve import Pipeline
+
+
+#: The name of a partitioned model's first device segment (its artifacts keep their plain names).
+FIRST_SEGMENT = "device1"
+
+
+@dataclass
+class Segment:
+    """One device segment of a partitioned model: a float graph the back-end passes compile on their own.
+
+    A partitioning pass (the graph cleaner) keeps the first device segment in
+    ``ctx.graph`` and appends the others to ``session.segments``; once the
+    pipeline has run, the pass manager runs every pass after the partitioning
+    one again for each further segment, with the stash and the provided
+    properties as the partitioning pass left them, and the segment's artifacts
+    named ``prefix + name`` (``device2.program.bin``). This is how TVM's
+    partitioned functions and onnxruntime's execution providers compile each
+    device subgraph on its own.
+    """
+
+    name: str  # "device1", "device2", ...
+    graph: Any  # the segment's float graph (axdrive.ir.Graph)
+    prefix: str = ""  # artifact name prefix ("" for the first segment)
+    #: a float graph from the model's inputs to this segment's inputs (calibration runs it to see real
+    #: activations at the segment's boundary); ``None`` when the inputs come from the model or host pre-processing
+    feeder: Any = None
+    final_graph: Any = None  # the IR once the segment's passes ran (for the manifest's I/O signature)
+    report: dict[str, Any] = field(default_factory=dict)  # the report sections the segment's passes wrote
 
 
 @dataclass
@@ -44,6 +72,13 @@ class CompileSession:
     pipeline: "Pipeline | None" = None
     provided: dict[str, list[str]] = field(default_factory=dict)  # property -> passes that ran and provide it
     log_records: list[dict[str, Any]] = field(default_factory=list)
+    #: further device segments to compile after the first (see :class:`Segment`); the one being compiled
+    segments: list[Segment] = field(default_factory=list)
+    segment: Segment | None = None
+    #: how ``axdrive run`` chains the compiled parts, in order (host ONNX files and device segments), as the
+    #: partitioning pass describes them; empty: one device part (the manifest says so)
+    parts: list[dict[str, Any]] = field(default_factory=list)
+    model_outputs: list[str] = field(default_factory=list)  # the model's outputs by name, in order, with ``parts``
 
 
 class PassContext:
@@ -87,7 +122,13 @@ class PassContext:
     def inputs(self) -> dict[str, Any]:
         return self.session.inputs
 
+    @property
+    def segment(self) -> Segment | None:
+        """The device segment being compiled, or ``None`` for the first (or only) one."""
+        return self.session.segment
+
     def warn(self, message: str, **fields: Any) -> None:
         """A warning for the user: logged now and listed in the compile report."""
-        self.session.warnings.append(f"{self.pass_.name}: {message}")
+        where = f" [{self.session.segment.name}]" if self.session.segment is not None else ""
+        self.session.warnings.append(f"{self.pass_.name}{where}: {message}")
         self.log.warning(message, **fields)

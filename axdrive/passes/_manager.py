@@ -11,12 +11,14 @@ from __future__ import annotations
 
 __all__ = ["PassManager", "CorePassRunner"]
 
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ..errors import AxdriveError, PluginError
-from ._context import CompileSession, PassContext
+from ._context import FIRST_SEGMENT, CompileSession, PassContext
 from ._pass import Pass
 from ._resolve import Pipeline, evaluate
+from ._stash import Stash
 from .hookspec import hookimpl
 
 
@@ -24,6 +26,16 @@ def _bound_logger(pass_: Pass) -> Any:
     import structlog
 
     return structlog.get_logger("axdrive.pass").bind()
+
+
+@dataclass
+class _Fork:
+    """Where the pipeline forks for further device segments, and the state the first run had there."""
+
+    index: int  # the first entry to run again for each segment
+    stash: Stash
+    provided: dict[str, list[str]]
+    report: dict[str, Any]
 
 
 class CorePassRunner:
@@ -59,18 +71,71 @@ class PassManager:
     def run(self, pipeline: Pipeline, *, stop_after: str | None = None) -> None:
         """Run every entry in order. ``stop_after`` (a pass name or a property a
         pass provides) ends the compile once that pass has run or the property
-        has been provided; the rest is recorded as skipped, with the option."""
+        has been provided; the rest is recorded as skipped, with the option.
+
+        A pass that partitions the model into several device segments (appends
+        :class:`~axdrive.passes.Segment` objects to ``session.segments``) forks
+        the pipeline: once every entry has run for the first segment, the
+        entries after that pass run again for each further segment (see
+        :meth:`_run_segments`)."""
         self.session.pipeline = pipeline
+        entries = list(pipeline)
+        fork = self._run_entries(entries, stop_after)
+        if fork is not None and self.session.segments:
+            self._run_segments(entries, fork, stop_after)
+
+    def _run_entries(self, entries: list[Any], stop_after: str | None) -> "_Fork | None":
+        session = self.session
         stopped = False
-        for entry in pipeline:
+        fork: _Fork | None = None
+        for index, entry in enumerate(entries):
             if stopped:
-                ctx = PassContext(self.session, entry.pass_, _bound_logger(entry.pass_))
-                self.session.host.hook.axdrive_pass_skipped(pass_=entry.pass_, ctx=ctx,
-                                                            reason=f"--stop-after {stop_after}")
+                ctx = PassContext(session, entry.pass_, _bound_logger(entry.pass_))
+                session.host.hook.axdrive_pass_skipped(pass_=entry.pass_, ctx=ctx, reason=f"--stop-after {stop_after}")
                 continue
-            self.run_pass(entry.pass_, self.session, enablement=entry.enablement)
-            if stop_after is not None and (entry.name == stop_after or stop_after in self.session.provided):
+            self.run_pass(entry.pass_, session, enablement=entry.enablement)
+            if stop_after is not None and (entry.name == stop_after or stop_after in session.provided):
                 stopped = True
+            if fork is None and session.segment is None and session.segments and not stopped:
+                # the partitioning pass just ran: what every further segment starts from
+                fork = _Fork(index + 1, session.stash.copy(), {k: list(v) for k, v in session.provided.items()},
+                             dict(session.report))
+                session.tracer.segment = FIRST_SEGMENT
+        return fork
+
+    def _run_segments(self, entries: list[Any], fork: "_Fork", stop_after: str | None) -> None:
+        """Compile each further device segment with the passes after the partitioning one.
+
+        Each segment starts from the stash, the provided properties and the
+        report as the partitioning pass left them; its artifacts are named
+        ``segment.prefix + name`` and its report sections go to the compile
+        report's ``segments`` list. Spans carry the segment's name. The first
+        segment's graph, stash and report are what the session holds after.
+        """
+        session = self.session
+        main = (session.graph, session.stash, session.provided, session.report, session.artifacts)
+        count = len(session.segments)
+        try:
+            for segment in session.segments:
+                session.segment = segment
+                session.graph = segment.graph
+                session.stash = fork.stash.copy()
+                session.provided = {k: list(v) for k, v in fork.provided.items()}
+                session.report = dict(fork.report)
+                session.artifacts = main[4].for_prefix(segment.prefix) if main[4] is not None else None
+                session.tracer.segment = segment.name
+                self._run_entries(entries[fork.index:], stop_after)
+                if len(session.segments) != count:
+                    raise PluginError(f"segment {segment.name}: a pass added device segments while a segment was "
+                                      "being compiled; only the partitioning pass of the first run may")
+                segment.final_graph = session.graph
+                segment.report = {k: v for k, v in session.report.items()
+                                  if k not in fork.report or v is not fork.report[k]}
+        finally:
+            session.graph, session.stash, session.provided, session.report, session.artifacts = main
+            session.segment = None
+            session.tracer.segment = None
+        session.report["segments"] = [{"name": s.name, **s.report} for s in session.segments]
 
     def run_pass(self, pass_: Pass, session: CompileSession, *, enablement=None, disabled=None) -> None:
         hook = session.host.hook

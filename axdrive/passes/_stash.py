@@ -64,3 +64,10 @@ class Stash:
 
     def __len__(self) -> int:
         return len(self._data)
+
+    def copy(self) -> "Stash":
+        """A shallow copy: the same values under the same keys (each device segment of a partitioned
+        model starts from the stash as the partitioning pass left it)."""
+        new = Stash()
+        new._data = dict(self._data)
+        return new

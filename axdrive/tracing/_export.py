@@ -48,6 +48,8 @@ def dependency_graph(tracer: Tracer, *, model: str, config_sha256: str | None = 
         }
         if s.reason:
             entry["reason"] = s.reason
+        if s.segment:
+            entry["segment"] = s.segment
         passes.append(entry)
     edges = [{"from": s.parent, "to": s.id, "kind": "parent"} for s in tracer.spans if s.parent is not None]
     edges += [{"from": a, "to": b, "kind": "requires", "property": prop} for a, b, prop in tracer.requires_edges()]
@@ -69,6 +71,8 @@ def chrome_trace(tracer: Tracer, *, model: str) -> dict[str, Any]:
             args["reason"] = s.reason
         if s.stats:
             args["stats"] = _jsonable(s.stats)
+        if s.segment:
+            args["segment"] = s.segment
         if s.status == "skipped":
             events.append({"ph": "i", "s": "t", "name": f"{s.name} (skipped)", "cat": "skipped",
                            "ts": s.start_ns / 1000, "pid": 0, "tid": s.worker, "args": args})

@@ -34,6 +34,7 @@ class Span:
     reason: str = ""
     stats: dict[str, Any] = field(default_factory=dict)
     worker: int = 0
+    segment: str | None = None  # the device segment being compiled when the pass ran (partitioned models)
 
     @property
     def duration_ns(self) -> int:
@@ -46,6 +47,8 @@ class Tracer:
     def __init__(self) -> None:
         self._t0 = time.perf_counter_ns()
         self.spans: list[Span] = []
+        #: the device segment new spans belong to (set by the pass manager while it compiles a further segment)
+        self.segment: str | None = None
 
     def now(self) -> int:
         return time.perf_counter_ns() - self._t0
@@ -64,6 +67,7 @@ class Tracer:
             requires=tuple(requires),
             provides=tuple(provides),
             start_ns=self.now(),
+            segment=self.segment,
         )
         self.spans.append(span)
         return span
@@ -106,6 +110,8 @@ class Tracer:
                 for other in self.spans:
                     if other.id == span.id or other.start_ns > span.start_ns:
                         continue
+                    if other.segment not in (None, span.segment):
+                        continue  # another device segment's compile: not what this one ran on
                     if req in other.provides and other.status == "ok":
                         provider = other
                 if provider is not None:

@@ -566,9 +566,11 @@ class AipuRuntime:
             raise UsageError(f"axdrive-hw has no target {target!r} (built-in: {', '.join(builtin_targets())})")
         self.target = target
 
-    def load(self, output_dir: str | Path, config: Mapping[str, Any] | None = None) -> LoadedProgram:
-        """Read and check ``output_dir/program.bin``; raises a one-line ``ProgramFormatError`` if it is damaged."""
-        path = Path(output_dir) / PROGRAM_FILE
+    def load(self, output_dir: str | Path, config: Mapping[str, Any] | None = None, *,
+             program: str = PROGRAM_FILE) -> LoadedProgram:
+        """Read and check ``output_dir/program`` (``program.bin``, or a further device segment's
+        ``device2.program.bin``); raises a one-line ``ProgramFormatError`` if it is damaged."""
+        path = Path(output_dir) / program
         key = _cache_key(str(path), self.target, config)
         try:
             st = path.stat()
@@ -602,6 +604,8 @@ class AipuRuntime:
         return loaded
 
     def run(self, output_dir: str | Path, inputs: Mapping[str, np.ndarray], *,
-            config: Mapping[str, Any] | None = None, profile: str | Iterable[str] | None = None) -> RuntimeResult:
-        """Load ``output_dir``'s program under ``config`` and run ``inputs`` (device dtypes) on it."""
-        return self.load(output_dir, config).run(inputs, profile=profile)
+            config: Mapping[str, Any] | None = None, profile: str | Iterable[str] | None = None,
+            program: str = PROGRAM_FILE) -> RuntimeResult:
+        """Load ``output_dir``'s program (file name ``program``) under ``config`` and run ``inputs`` (device
+        dtypes) on it."""
+        return self.load(output_dir, config, program=program).run(inputs, profile=profile)

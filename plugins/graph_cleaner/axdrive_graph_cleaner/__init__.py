@@ -2,11 +2,15 @@
 
 One pass, ``graph_cleaner.split``, cuts the optimized float model into host
 pre-processing, the accelerator core and host post-processing (see
-:mod:`axdrive_graph_cleaner._split` for the rules). The host parts are written
-as ``host_preprocess.onnx`` / ``host_postprocess.onnx``, which onnxruntime runs
-around the accelerator program; the core replaces ``ctx.graph`` for every
-later pass. The chosen split is in the stash (:data:`SPLIT`) and in the
-compile report under ``graph_cleaner``.
+:mod:`axdrive_graph_cleaner._split` for the rules), and every node some plugin
+says the AIPU cannot run into host parts of its own, so the model becomes a
+chain of host parts and device segments. The host parts are written as
+``host_preprocess.onnx`` / ``host_partN.onnx`` / ``host_postprocess.onnx``,
+which onnxruntime runs between the device programs; the first device segment
+replaces ``ctx.graph`` for every later pass, and each further one is a
+:class:`~axdrive.passes.Segment` that the pass manager compiles with the same
+passes. The chosen split is in the stash (:data:`SPLIT`) and in the compile
+report under ``graph_cleaner`` and ``placement``.
 
 Example: YOLOv8n at 320x320 keeps its 64 convolutions and the channel concats
 of its three detection heads on the accelerator; the anchor/DFL decoding tail
@@ -24,9 +28,9 @@ __all__ = ["SPLIT", "split_host_parts", "axdrive_passes"]
 from typing import Any
 
 from axdrive.errors import ConfigError, ConfigProblem, ModelError, UnsupportedOperatorError, UsageError, did_you_mean
-from axdrive.passes import Phase, StashKey, compiler_pass, hookimpl, when
+from axdrive.passes import FIRST_SEGMENT, Phase, Segment, StashKey, compiler_pass, hookimpl, when
 
-from ._split import (Split, boundary_inputs, boundary_outputs, choose_condition_node, extract, find_split,
+from ._split import (Split, choose_condition_node, extract, find_split,
                      is_lowerable_final_softmax)
 
 #: The split the cleaner chose, for later passes (e.g. reports naming host parts).
@@ -102,7 +106,8 @@ def split_host_parts(ctx: Any) -> dict[str, Any]:
     except ValueError as exc:  # a cut the chain cannot honour
         raise UsageError(str(exc)) from None
     if strict:
-        left = [(n, reasons[n.name]) for n in graph.nodes if n.name in reasons and n.name in set(split.core)]
+        device = set(split.device)
+        left = [(n, reasons[n.name]) for n in graph.nodes if n.name in reasons and n.name in device]
         if left:
             listed = ", ".join(f"{n.name!r} ({why})" for n, why in left)
             raise UnsupportedOperatorError(f"{len(left)} node(s) cannot run on the AIPU and host fallback is off "
@@ -111,19 +116,12 @@ def split_host_parts(ctx: Any) -> dict[str, Any]:
         raise ModelError("the graph cleaner found nothing to run on the accelerator: every node is host "
                          "pre- or post-processing (set run_graph_cleaner=false to keep the whole model)",
                          node=graph.nodes[0].name if graph.nodes else None)
-    if split.pre:
-        pre_in = [i for i in graph.inputs if any(i in n.inputs for n in graph.nodes if n.name in set(split.pre))]
-        pre_out = boundary_outputs(graph, split.pre, split.core + split.post)
-        _write_onnx(ctx, None, "host_preprocess.onnx", extract(graph, split.pre, pre_in, pre_out, f"{graph.name}_pre"))
-    if split.post:
-        produced = {o for n in graph.nodes if n.name in set(split.post) for o in n.outputs if o}
-        post = extract(graph, split.post, boundary_inputs(graph, split.post),
-                       [o for o in graph.outputs if o in produced], f"{graph.name}_post")
-        _write_onnx(ctx, None, "host_postprocess.onnx", post)
+    segments = _write_parts(ctx, graph, split)
     core = extract(graph, split.core, split.core_inputs, split.core_outputs, graph.name)
     if cfg.graph_cleaner_dump_core_onnx:
         _write_onnx(ctx, "graph_cleaner_dump_core_onnx", cfg.graph_cleaner_dump_core_onnx, core)
     ctx.graph = core
+    ctx.session.segments.extend(segments)
     ctx.stash[SPLIT] = split
     ctx.report["placement"] = placement_report(graph, split)
     ctx.report["graph_cleaner"] = {
@@ -132,13 +130,58 @@ def split_host_parts(ctx: Any) -> dict[str, Any]:
         "post_nodes": len(split.post),
         "core_inputs": split.core_inputs,
         "core_outputs": split.core_outputs,
+        "parts": [{"name": p.name, "kind": p.kind, "nodes": len(p.nodes)} for p in split.parts],
         "cut_after": split.cut_after,
         # a final Softmax over the channels stays in the core: the AIPU lowers it (see _split)
-        "final_softmax_on_device": [n.name for n in graph.nodes if n.name in set(split.core)
+        "final_softmax_on_device": [n.name for n in graph.nodes if n.name in set(split.device)
                                     and is_lowerable_final_softmax(graph, n)],
     }
     return {"pre_nodes": len(split.pre), "core_nodes": len(split.core), "post_nodes": len(split.post),
-            "core_outputs": len(split.core_outputs)}
+            "core_outputs": len(split.core_outputs), "device_segments": 1 + len(segments),
+            "host_parts": sum(1 for p in split.parts if p.kind == "host")}
+
+
+def _write_parts(ctx: Any, graph: Any, split: Split) -> list[Segment]:
+    """Write every host part as ONNX, describe the chain for ``axdrive run`` (``session.parts``) and return the
+    device segments after the first, each with the float graph that computes its inputs (for calibration)."""
+    segments: list[Segment] = []
+    ctx.session.model_outputs = list(graph.outputs)
+    done: list[str] = []  # the nodes of the parts before the current one
+    for part in split.parts:
+        if part.kind == "host":
+            inputs = part.inputs
+            if part.name == "host_preprocess":  # the model's inputs in the model's order
+                inputs = [i for i in graph.inputs if any(i in n.inputs for n in graph.nodes if n.name in set(part.nodes))]
+            file = f"{part.name}.onnx"
+            suffix = {"host_preprocess": "pre", "host_postprocess": "post"}.get(part.name, part.name)
+            _write_onnx(ctx, None, file, extract(graph, part.nodes, inputs, part.outputs, f"{graph.name}_{suffix}"))
+            ctx.session.parts.append({"kind": "host", "name": part.name, "file": file, "inputs": inputs,
+                                      "outputs": part.outputs})
+        else:
+            prefix = "" if part.name == FIRST_SEGMENT else f"{part.name}."
+            ctx.session.parts.append({"kind": "device", "name": part.name, "prefix": prefix})
+            if prefix:
+                segments.append(Segment(part.name, extract(graph, part.nodes, part.inputs, part.outputs,
+                                                           f"{graph.name}_{part.name}"),
+                                        prefix=prefix, feeder=_feeder(graph, done, part.inputs)))
+        done.extend(part.nodes)
+    return segments
+
+
+def _feeder(graph: Any, earlier: list[str], inputs: list[str]) -> Any:
+    """The float graph from the model's inputs to ``inputs``: the nodes of earlier parts they depend on."""
+    producers = graph.producers()
+    allowed, need, todo = set(earlier), set(), [producers[i] for i in inputs if i in producers]
+    while todo:
+        node = todo.pop()
+        if node.name in need or node.name not in allowed:
+            continue
+        need.add(node.name)
+        todo.extend(producers[i] for i in node.inputs if i in producers)
+    names = [n.name for n in graph.nodes if n.name in need]
+    used = {i for n in graph.nodes if n.name in need for i in n.inputs}
+    return extract(graph, names, [i for i in graph.inputs if i in used], [i for i in inputs if i in producers],
+                   f"{graph.name}_feeder")
 
 
 def _user_nodes(graph: Any, names: Any) -> list[str]:
@@ -177,18 +220,24 @@ def placement_report(graph: Any, split: Split) -> dict[str, Any]:
     from axdrive.ir import graph_macs
 
     total = graph_macs(graph)
-    device = graph_macs(graph, split.core)
-    part = {**{n: "host_preprocess" for n in split.pre}, **{n: "host_postprocess" for n in split.post}}
+    device = graph_macs(graph, set(split.device))
+    part = split.part_of()
     nodes = {n.name: n for n in graph.nodes}
+    device_nodes = set(split.device)
+    host_nodes = [n.name for n in graph.nodes if n.name not in device_nodes]
     return {
-        "device_nodes": len(split.core),
-        "host_nodes": len(split.pre) + len(split.post),
+        "device_nodes": len(device_nodes),
+        "host_nodes": len(host_nodes),
+        "device_segments": sum(1 for p in split.parts if p.kind == "device"),
+        # the chain axdrive run executes, in order, with what each part costs
+        "parts": [{"name": p.name, "kind": p.kind, "nodes": len(p.nodes), "macs": graph_macs(graph, set(p.nodes))}
+                  for p in split.parts],
         "device_macs": device,
         "host_macs": total - device,
         "device_mac_share": round(device / total, 4) if total else 1.0,
         "host": [{"node": name, "op": nodes[name].qualified_op, "part": part[name], "reason": split.reasons[name]}
-                 for name in (*split.pre, *split.post)],
-        "device": [{"node": name, "op": nodes[name].qualified_op} for name in split.core],
+                 for name in host_nodes],
+        "device": [{"node": name, "op": nodes[name].qualified_op, "part": part[name]} for name in split.device],
     }
 
 

@@ -21,11 +21,17 @@ compute exactly what the whole model computes:
 
 Because post is closed under consumers and pre under producers, no tensor
 flows back from a later part to an earlier one, so the three parts chain.
+
+A node with a host reason in the core (an operator without an int8 kernel or
+an AIPU mapping, or one the user keeps on the host) then splits the core:
+:func:`assign_levels` gives every node the earliest level of its kind (even:
+host, odd: AIPU) not before its producers', and the levels become the parts,
+in run order (:func:`build_parts`).
 """
 
 from __future__ import annotations
 
-__all__ = ["Split", "find_split", "place_host_nodes", "is_lowerable_final_softmax", "choose_condition_node", "extract", "boundary_inputs", "boundary_outputs"]
+__all__ = ["Part", "Split", "assign_levels", "build_parts", "find_split", "place_host_nodes", "is_lowerable_final_softmax", "choose_condition_node", "extract", "boundary_inputs", "boundary_outputs"]
 
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
@@ -58,8 +64,20 @@ class Split:
     core_inputs: list[str] = field(default_factory=list)
     core_outputs: list[str] = field(default_factory=list)
     cut_after: str | None = None  # the node chosen by a graph_cleaner_condition
-    #: why each node of pre and post runs on the host, in the user's terms
+    #: why each node of a host part runs on the host, in the user's terms
     reasons: dict[str, str] = field(default_factory=dict)
+    #: every part in run order; ``core`` is the first device part, ``pre``/``post`` the host parts before
+    #: every device part and after all of them
+    parts: list["Part"] = field(default_factory=list)
+
+    @property
+    def device(self) -> list[str]:
+        """The nodes of every device part."""
+        return [n for p in self.parts if p.kind == "device" for n in p.nodes]
+
+    def part_of(self) -> dict[str, str]:
+        """The name of the part each node runs in."""
+        return {n: p.name for p in self.parts for n in p.nodes}
 
 
 def _is_flatten_of_vector(graph: Graph, node: Node) -> bool:
@@ -166,36 +184,106 @@ def _upstream(graph: Graph, node: Node) -> set[str]:
     return seen
 
 
-def place_host_nodes(graph: Graph, pre: set[str], post: set[str], host_reasons: Mapping[str, str]) -> dict[str, str]:
-    """Move every node with a host reason out of the core, with the side of it that costs fewer MACs.
+@dataclass
+class Part:
+    """One part of the chain ``axdrive run`` executes: host ONNX (onnxruntime, float) or a device segment."""
 
-    A node the accelerator cannot run takes either its upstream closure into
-    pre (everything it depends on) or its downstream closure into post
-    (everything that depends on it): either way the three parts still chain.
-    The side chosen keeps more multiply-accumulates on the accelerator; a tie
-    goes to post (the front of a network is where its convolutions are). Pre
-    cannot take a node whose closure reaches into post or produces a model
-    output (the chain returns the outputs of core and post). Updates ``pre``
-    and ``post``; returns, for every node moved, why.
+    kind: str  # "host" | "device"
+    name: str  # host_preprocess, host_part1, host_postprocess; device1, device2, ...
+    nodes: list[str]
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+
+
+#: Why a device segment goes to the host when the model has several (see :func:`assign_levels`).
+NO_MACS_REASON = ("a device segment between host parts with no multiply-accumulate work: two boundary "
+                  "crossings would cost more than running it on the host")
+
+
+def assign_levels(graph: Graph, pre: set[str], post: set[str], host: Mapping[str, str]) -> dict[str, int]:
+    """The part of every node: even levels run on the host, odd ones on the AIPU; the chain runs them in order.
+
+    Each node goes to the earliest level of its kind that is not before any of
+    its producers' levels, so every tensor flows from a level to the same or a
+    later one and the parts chain (TVM's and onnxruntime's partitioners keep
+    the same invariant). ``pre`` is level 0; ``post`` (closed under consumers)
+    joins the last host level after the last device one. Every node the AIPU
+    can run stays on it: a host node in the middle of a network gives two
+    device segments, not a host closure.
     """
-    by_name = {n.name: n for n in graph.nodes}
-    outputs = set(graph.outputs)
-    why: dict[str, str] = {}
-    for node in graph.nodes:  # topological order: an earlier placement may already have taken a later node
-        reason = host_reasons.get(node.name)
-        if reason is None or node.name in pre or node.name in post:
+    producers = graph.producers()
+    level: dict[str, int] = {}
+    for node in graph.nodes:  # topological order
+        if node.name in post:
             continue
-        up, down = _upstream(graph, node), _downstream(graph, [node])
-        cost_up = graph_macs(graph, up - pre)
-        cost_down = graph_macs(graph, down - post)
-        pre_ok = not (up & post) and not any(o in outputs for n in up for o in by_name[n].outputs)
-        side, taken = ("pre", up - pre) if pre_ok and cost_up < cost_down else ("post", down - post)
-        (pre if side == "pre" else post).update(taken)
-        why[node.name] = reason
-        relation = "upstream" if side == "pre" else "downstream"
-        for name in taken - {node.name}:
-            why.setdefault(name, f"{relation} of host node {node.name!r} ({reason})")
-    return why
+        lo = max((level[producers[i].name] for i in node.inputs if i in producers and producers[i].name in level),
+                 default=0)
+        if node.name in pre:
+            level[node.name] = 0
+            continue
+        parity = 0 if node.name in host else 1
+        level[node.name] = lo if lo % 2 == parity else lo + 1
+    top = max(level.values(), default=1)
+    last_host = top + 1 if top % 2 else top
+    level.update({name: last_host for name in post})
+    return level
+
+
+def _device_levels(graph: Graph, level: Mapping[str, int]) -> dict[int, list[str]]:
+    found: dict[int, list[str]] = {}
+    for node in graph.nodes:
+        if level.get(node.name, 0) % 2:
+            found.setdefault(level[node.name], []).append(node.name)
+    return found
+
+
+def place_host_nodes(graph: Graph, pre: set[str], post: set[str],
+                     host_reasons: Mapping[str, str]) -> tuple[dict[str, int], dict[str, str]]:
+    """Levels for every node (:func:`assign_levels`), with each node that has a host reason on the host.
+
+    When that leaves several device segments, a segment without
+    multiply-accumulate work (a lone activation between two host nodes) goes
+    to the host too, as long as one with MACs remains: it would cost two
+    quantize/dequantize crossings and a program of its own for no MACs. Returns
+    the levels and the reason of every node that runs on the host because of
+    this placement (not pre- or post-processing).
+    """
+    host = {n: r for n, r in host_reasons.items() if n not in pre and n not in post}
+    while True:
+        level = assign_levels(graph, pre, post, host)
+        segments = _device_levels(graph, level)
+        costs = {lvl: graph_macs(graph, set(names)) for lvl, names in segments.items()}
+        idle = [lvl for lvl, macs in costs.items() if macs == 0]
+        if len(segments) < 2 or not idle or len(idle) == len(segments):
+            return level, host
+        for lvl in idle:
+            host.update({name: NO_MACS_REASON for name in segments[lvl]})
+
+
+def build_parts(graph: Graph, level: Mapping[str, int]) -> list[Part]:
+    """The non-empty levels as :class:`Part` objects in run order, with the tensors crossing each boundary."""
+    by_level: dict[int, list[str]] = {}
+    for node in graph.nodes:
+        by_level.setdefault(level[node.name], []).append(node.name)
+    order = sorted(by_level)
+    last_device = max((lvl for lvl in order if lvl % 2), default=-1)
+    parts: list[Part] = []
+    middle = device = 0
+    for lvl in order:
+        names = by_level[lvl]
+        if lvl % 2:
+            device += 1
+            kind, name = "device", f"device{device}"
+        elif lvl == 0:
+            kind, name = "host", "host_preprocess"
+        elif lvl > last_device:
+            kind, name = "host", "host_postprocess"
+        else:
+            middle += 1
+            kind, name = "host", f"host_part{middle}"
+        later = [n for lv in order if lv > lvl for n in by_level[lv]]
+        parts.append(Part(kind, name, names, boundary_inputs(graph, names), boundary_outputs(graph, names, later)))
+    return parts
 
 
 def find_split(graph: Graph, *, split_pre: bool, layout_preamble_to_host: bool,
@@ -253,19 +341,24 @@ def find_split(graph: Graph, *, split_pre: bool, layout_preamble_to_host: bool,
             reasons[name] = f"pre-processing: it computes {tensor!r}, where the user starts the device part " \
                             "(device_inputs)"
         pre |= before
-    reasons.update(place_host_nodes(graph, pre, post, host_reasons or {}))
+    level, host = place_host_nodes(graph, pre, post, host_reasons or {})
+    reasons.update(host)
     # a node the tail or the preamble took anyway still says what it cannot do itself (an LSTM in a tail)
     reasons.update({n: r for n, r in (host_reasons or {}).items() if n in pre or n in post})
 
+    parts = build_parts(graph, level)
+    first = next((p for p in parts if p.kind == "device"), None)
+    on_host = {n for p in parts if p.kind == "host" for n in p.nodes}
     split = Split(
-        reasons={n.name: reasons[n.name] for n in graph.nodes if n.name in pre or n.name in post},
-        pre=[n.name for n in graph.nodes if n.name in pre],
-        core=[n.name for n in graph.nodes if n.name not in pre and n.name not in post],
-        post=[n.name for n in graph.nodes if n.name in post],
+        reasons={n.name: reasons[n.name] for n in graph.nodes if n.name in on_host},
+        pre=next((p.nodes for p in parts if p.name == "host_preprocess"), []),
+        core=first.nodes if first else [],
+        post=next((p.nodes for p in parts if p.name == "host_postprocess"), []),
         cut_after=cut_after.name if cut_after is not None else None,
+        parts=parts,
     )
-    split.core_inputs = boundary_inputs(graph, split.core)
-    split.core_outputs = boundary_outputs(graph, split.core, split.post)
+    if first is not None:
+        split.core_inputs, split.core_outputs = first.inputs, first.outputs
     return split
 
 

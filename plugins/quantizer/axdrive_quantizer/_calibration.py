@@ -80,12 +80,19 @@ def _shape_of(value_info: Any) -> tuple[int, ...]:
 def calibration_feeds(ctx: Any, graph: Graph) -> CalibrationData:
     """Load, check and (through the host pre-processing) map the calibration input onto ``graph``'s inputs."""
     source = ctx.inputs.get("calibration")
-    pre_model = _host_preprocess(ctx)
+    segment = getattr(ctx, "segment", None)
+    feeder = getattr(segment, "feeder", None)
+    pre_model = _host_preprocess(ctx) if feeder is None else None
     pre_outputs = {o.name for o in pre_model.graph.output} if pre_model is not None else set()
+    if feeder is not None:
+        pre_outputs = set(feeder.outputs)
     shapes = {name: graph.tensors[name].shape for name in graph.inputs if name not in pre_outputs}
     if pre_model is not None:
         for vi in pre_model.graph.input:
             shapes.setdefault(vi.name, _shape_of(vi))
+    if feeder is not None:
+        for name in feeder.inputs:
+            shapes.setdefault(name, feeder.tensors[name].shape)
     memory = _check_memory(ctx, graph, shapes, source)
     if source is None:
         from axdrive.models import CALIBRATION_PHOTOS, fetch_photos
@@ -112,6 +119,8 @@ def calibration_feeds(ctx: Any, graph: Graph) -> CalibrationData:
                                f"{ {k: int(v.shape[0]) for k, v in data.items()} }")
     if pre_model is not None:
         data = _run_preprocess(pre_model, data, label)
+    if feeder is not None:
+        data = _run_feeder(feeder, data, label, segment.name)
     return CalibrationData({name: data[name] for name in graph.inputs}, label, samples, memory)
 
 
@@ -169,6 +178,25 @@ def _run_preprocess(model: Any, data: dict[str, np.ndarray], label: str) -> dict
                                f"{str(exc).splitlines()[0]}") from None
     out = dict(data)
     out.update({name: np.concatenate([r[j] for r in rows]) for j, name in enumerate(out_names)})
+    return out
+
+
+def _run_feeder(feeder: Graph, data: dict[str, np.ndarray], label: str, segment: str) -> dict[str, np.ndarray]:
+    """The float values at a further device segment's inputs: the model's earlier parts (host parts and the
+    device segments before, all in float, with onnxruntime for what the float executor has no kernel for) run on
+    each calibration sample, one at a time (an earlier part may have the batch of 1 baked into a Reshape)."""
+    if not feeder.outputs:
+        return dict(data)
+    n = int(next(iter(data.values())).shape[0])
+    rows: list[dict[str, np.ndarray]] = []
+    for i in range(n):
+        try:
+            rows.append(run_float(feeder, {k: data[k][i:i + 1] for k in feeder.inputs}))
+        except (ModelError, ValueError) as exc:
+            raise CalibrationError(f"{label}: the parts before device segment {segment} failed on calibration "
+                                   f"sample {i}: {str(exc).splitlines()[0]}") from None
+    out = dict(data)
+    out.update({name: np.concatenate([r[name] for r in rows]) for name in feeder.outputs})
     return out
 
 
