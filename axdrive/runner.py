@@ -60,12 +60,16 @@ class DeviceRun(Protocol):
 
 
 class DeviceRuntime(Protocol):
-    """What the ``axdrive_runtime`` hook returns: runs ``output_dir``'s program on device-typed inputs."""
+    """What the ``axdrive_runtime`` hook returns: runs ``output_dir``'s program on device-typed inputs.
+
+    ``program`` names the program file; the runner passes it only for a further device segment of a
+    partitioned model (``device2.program.bin``), so a runtime that takes no such keyword still runs every
+    model with one device segment."""
 
     distribution: str
 
     def run(self, output_dir: str | Path, inputs: Mapping[str, np.ndarray], *, config: Mapping[str, Any],
-            profile: str | Iterable[str] | None) -> DeviceRun: ...
+            profile: str | Iterable[str] | None, program: str = PROGRAM_FILE) -> DeviceRun: ...
 
 
 @dataclass(frozen=True)

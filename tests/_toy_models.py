@@ -49,9 +49,9 @@ def classifier(preamble: str = "none"):
     nodes = []
     x = "x"
     shape = [1, 3, 8, 8]
-    if preamble == "layout":
-        nodes.append(helper.make_node("Transpose", ["x"], ["x_nchw"], perm=[0, 3, 1, 2], name="to_nchw"))
-        x, shape = "x_nchw", [1, 8, 8, 3]
+    if preamble == "layout":  # a layout change the AIPU can run (DMA copies): only the config moves it to the host
+        nodes.append(helper.make_node("Transpose", ["x"], ["x_nchw"], perm=[0, 1, 3, 2], name="to_nchw"))
+        x = "x_nchw"
     if preamble in ("normalise", "layout"):
         nodes += [helper.make_node("Mul", [x, "scale"], ["xs"], name="scale255"),
                   helper.make_node("Sub", ["xs", "mean"], ["xn"], name="submean")]

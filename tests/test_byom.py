@@ -145,8 +145,10 @@ def test_no_host_fallback_lists_every_node_the_aipu_cannot_run_in_one_line(tmp_p
                    str(tmp_path / "cal.npy"), "--set", "graph_cleaner_split_pre_post_processing=false",
                    "--no-host-fallback")
     assert proc.returncode == 1
-    one_error_line(proc.stderr, "1 node(s) cannot run on the AIPU and host fallback is off",
-                   "'hardmax' (Hardmax has no int8 kernel)")
+    # every offender in one line: the Hardmax, and the Transpose to NHWC at the end (a layout op is judged
+    # node by node, not taken as the start of a decoding tail)
+    one_error_line(proc.stderr, "2 node(s) cannot run on the AIPU and host fallback is off",
+                   "'hardmax' (Hardmax has no int8 kernel)", "'to_nhwc' (Transpose perm [0, 2, 3, 1] moves the channels")
     assert not (tmp_path / "out").exists()
 
 

@@ -85,6 +85,7 @@ def test_normalisation_preamble_goes_to_host_preprocess_unless_splitting_pre_is_
 
 
 def test_layout_transform_in_the_preamble_moves_to_the_host_only_when_asked(tmp_path):
+    """An H/W swap the AIPU runs with DMA copies: it stays in the core unless the config moves it."""
     model = classifier("layout")
     kept = compile_(model, tmp_path / "kept")
     assert "Transpose" in {n.op for n in kept.graph.nodes}
@@ -93,7 +94,7 @@ def test_layout_transform_in_the_preamble_moves_to_the_host_only_when_asked(tmp_
     assert "Transpose" not in {n.op for n in moved.graph.nodes}
     pre = onnx.load(moved.output_dir / "host_preprocess.onnx")
     assert [n.op_type for n in pre.graph.node] == ["Transpose", "Mul", "Sub"]
-    x = np.random.default_rng(3).random((1, 8, 8, 3), dtype=np.float32)
+    x = np.random.default_rng(3).random((1, 3, 8, 8), dtype=np.float32)
     got = run_chain(moved.output_dir, {"x": x})["prob"]
     assert np.max(np.abs(got - reference(model, {"x": x})["prob"])) <= 1e-5
 

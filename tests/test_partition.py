@@ -153,3 +153,132 @@ def test_the_cli_keeps_a_middle_node_on_the_host_and_runs_the_chain_bit_exactly(
     exact = {ln.split()[0] for ln in proc.stdout.splitlines() if "integer reference" in ln and "max-abs 0 " in ln}
     assert exact == {"r1", "y"}, proc.stdout  # device1's output and device2's, each bit-exact
     assert set(np.load(tmp_path / "y.npz")) == {"y"}  # the model's outputs, by name
+
+
+def _compile_run_compare(model: onnx.ModelProto, tmp_path: Path):
+    from axdrive import driver
+    from axdrive.config import CompilerConfig
+    from axdrive.runner import execute
+
+    onnx.save(model, tmp_path / "m.onnx")
+    rng = np.random.default_rng(0)
+    cal = {"x": rng.uniform(-1, 1, (4, 3, 8, 8)).astype(np.float32)}
+    res = driver.compile(tmp_path / "m.onnx", CompilerConfig(), output_dir=tmp_path / "out", calibration=cal)
+    run = execute(tmp_path / "out", {"x": rng.uniform(-1, 1, (1, 3, 8, 8)).astype(np.float32)}, compare=True,
+                  float_model=tmp_path / "m.onnx")
+    ints = [c for c in run.comparisons if c.reference == "integer reference"]
+    assert ints and all(c.max_abs_error == 0.0 for c in ints), run.comparisons
+    floats = [c for c in run.comparisons if c.reference.startswith("onnxruntime float")]
+    return res, run, floats
+
+
+@pytest.mark.parametrize("layout", ["channel_transpose", "flatten_of_a_map"])
+def test_a_layout_change_between_maps_is_judged_alone_and_the_network_after_it_stays_on_the_aipu(tmp_path, layout):
+    """A Transpose that moves the channels, or a Flatten of an 8x8 map before a dense layer, stays among the
+    tensors the AIPU stores (rank 4 or 2): it is no decoding tail. The lowering says why it cannot run it, it
+    alone goes to the host, and the layer after it is a second device segment."""
+    rng = np.random.default_rng(11)
+    inits = {"w": rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Relu", ["c"], ["r"], name="relu")]
+    if layout == "channel_transpose":
+        inits["w2"] = rng.standard_normal((4, 8, 3, 3)).astype(np.float32) * 0.2
+        nodes += [helper.make_node("Transpose", ["r"], ["t"], perm=[0, 3, 2, 1], name="move"),
+                  helper.make_node("Conv", ["t", "w2"], ["y"], pads=[1, 1, 1, 1], name="after")]
+    else:
+        inits["fc"] = rng.standard_normal((5, 512)).astype(np.float32) * 0.05
+        nodes += [helper.make_node("Flatten", ["r"], ["t"], name="move"),
+                  helper.make_node("Gemm", ["t", "fc"], ["y"], transB=1, name="after")]
+    res, run, floats = _compile_run_compare(toy_model(nodes, inits), tmp_path)
+    placement = res.report["placement"]
+    assert [h["node"] for h in placement["host"]] == ["move"] and placement["device_mac_share"] == 1.0
+    assert [(p["name"], p["nodes"]) for p in placement["parts"]] == [("device1", 2), ("host_part1", 1),
+                                                                     ("device2", 1)]
+    assert floats and floats[0].sqnr_db > 20
+
+
+def test_a_pass_failing_on_a_further_segment_names_it_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    from axdrive import driver
+    from axdrive.config import CompilerConfig
+    from axdrive.errors import PluginError
+    from axdrive.passes import Phase, PluginHost, compiler_pass, hookimpl
+
+    @compiler_pass("fragile.check", requires=("quantized",), phase=Phase.LEGALIZE)
+    def check(ctx):
+        if ctx.segment is not None:
+            raise RuntimeError(f"cannot handle {ctx.segment.name}")
+
+    class Fragile:
+        @hookimpl
+        def axdrive_passes(self):
+            return [check]
+
+    host = PluginHost()
+    host.register(Fragile(), name="fragile")
+    cal = {"x": np.random.default_rng(0).uniform(-1, 1, (2, 3, 8, 8)).astype(np.float32)}
+    with pytest.raises(PluginError, match=r"pass 'fragile.check' \(plugin fragile\) on device segment device2 "
+                                          r"failed: RuntimeError: cannot handle device2"):
+        driver.compile(_hardmax_in_the_middle(tmp_path), CompilerConfig(), output_dir=tmp_path / "out",
+                       calibration=cal, plugins=host)
+    assert not (tmp_path / "out").exists()  # a compile into a new path leaves no folder when it fails
+
+
+def test_stop_after_stops_every_segment_at_the_same_point(tmp_path: Path) -> None:
+    from axdrive import driver
+    from axdrive.config import CompilerConfig
+
+    cal = {"x": np.random.default_rng(0).uniform(-1, 1, (2, 3, 8, 8)).astype(np.float32)}
+    res = driver.compile(_hardmax_in_the_middle(tmp_path), CompilerConfig(), output_dir=tmp_path / "out",
+                         calibration=cal, stop_after="quantizer.write_qdq")
+    names = set(res.artifacts)
+    assert {"quantized_model.onnx", "device2.quantized_model.onnx", "host_part1.onnx"} <= names
+    assert not {"program.bin", "device2.program.bin"} & names
+    ran = [(p["name"], p["status"]) for p in res.report["passes"] if p["name"] == "lowering.emit_program"]
+    assert ran == [("lowering.emit_program", "skipped")] * 2
+
+
+def test_an_lstm_between_two_convolutional_stages_leaves_both_stages_on_the_aipu(tmp_path: Path) -> None:
+    """conv -> Reshape into a sequence -> LSTM -> Reshape back into a map -> conv: the sequence part runs on the
+    host (rank-3 tensors, no int8 LSTM), each convolutional stage is a device segment, bit-exact."""
+    rng = np.random.default_rng(12)
+    hidden = 8
+    inits = {"w": rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3,
+             "seq": np.array([1, 8, 64], np.int64), "back": np.array([1, 8, 8, 8], np.int64),
+             "W": rng.standard_normal((1, 4 * hidden, 8)).astype(np.float32) * 0.3,
+             "R": rng.standard_normal((1, 4 * hidden, hidden)).astype(np.float32) * 0.3,
+             "w2": rng.standard_normal((4, 8, 3, 3)).astype(np.float32) * 0.2}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Reshape", ["r", "seq"], ["s0"], name="to_sequence"),
+             helper.make_node("Transpose", ["s0"], ["s"], perm=[2, 0, 1], name="time_first"),
+             helper.make_node("LSTM", ["s", "W", "R"], ["Y"], hidden_size=hidden, name="lstm"),
+             helper.make_node("Reshape", ["Y", "back"], ["m"], name="to_map"),
+             helper.make_node("Conv", ["m", "w2"], ["c2"], pads=[1, 1, 1, 1], name="conv2"),
+             helper.make_node("Relu", ["c2"], ["y"], name="relu2")]
+    res, run, floats = _compile_run_compare(toy_model(nodes, inits), tmp_path)
+    placement = res.report["placement"]
+    assert [(p["name"], p["nodes"]) for p in placement["parts"]] == [("device1", 2), ("host_part1", 4),
+                                                                     ("device2", 2)]
+    assert placement["device_mac_share"] == 1.0
+    assert {h["node"]: h["reason"] for h in placement["host"]}["lstm"].startswith("LSTM has no int8 kernel")
+    assert floats and floats[0].sqnr_db > 20
+
+
+def test_a_model_with_nothing_for_the_aipu_is_one_line_and_quantize_only_writes_every_segment(tmp_path) -> None:
+    from _support import one_error_line, run_cli
+
+    nodes = [helper.make_node("Hardmax", ["x"], ["h"], axis=1, name="hardmax"),
+             helper.make_node("TopK", ["h", "k"], ["y", "i"], axis=3, name="topk")]
+    model = toy_model(nodes, {"k": np.array([2], np.int64)}, outputs=("y",))
+    onnx.save(model, tmp_path / "none.onnx")
+    proc = run_cli("compile", str(tmp_path / "none.onnx"), "-o", str(tmp_path / "out"))
+    assert proc.returncode != 0
+    one_error_line(proc.stderr, "found nothing to run on the accelerator")
+    assert not (tmp_path / "out").exists()
+    # quantize_only: the quantizer's reasons alone place the Hardmax; each device segment gets its QDQ model
+    np.save(tmp_path / "cal.npy", np.random.default_rng(0).uniform(-1, 1, (2, 3, 8, 8)).astype(np.float32))
+    proc = run_cli("compile", str(_hardmax_in_the_middle(tmp_path)), "-o", str(tmp_path / "q"), "--calibration",
+                   str(tmp_path / "cal.npy"), "--set", "compiler_mode=quantize_only")
+    assert proc.returncode == 0, proc.stderr
+    assert {"quantized_model.onnx", "host_part1.onnx", "device2.quantized_model.onnx"} <= set(
+        p.name for p in (tmp_path / "q").iterdir())

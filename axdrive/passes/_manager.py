@@ -22,6 +22,11 @@ from ._stash import Stash
 from .hookspec import hookimpl
 
 
+def _segment_of(session: CompileSession) -> str:
+    """`` on device segment device2`` while a further segment is compiled (errors name it), else ``""``."""
+    return f" on device segment {session.segment.name}" if session.segment is not None else ""
+
+
 def _bound_logger(pass_: Pass) -> Any:
     import structlog
 
@@ -160,13 +165,14 @@ class PassManager:
                 raise
             # Keep the error's class (its exit code), but say where it happened.
             exc._axdrive_pass = pass_.name  # type: ignore[attr-defined]
-            exc.args = (f"{pass_.name} ({pass_.plugin or '?'}): {exc}",)
+            exc.args = (f"{pass_.name} ({pass_.plugin or '?'}){_segment_of(session)}: {exc}",)
             raise
         except Exception as exc:
             node = getattr(exc, "node", None)
             where = f", node {node!r}" if node else ""
             raise PluginError(
-                f"pass {pass_.name!r} (plugin {pass_.plugin or '?'}) failed{where}: {type(exc).__name__}: {exc}",
+                f"pass {pass_.name!r} (plugin {pass_.plugin or '?'}){_segment_of(session)} failed{where}: "
+                f"{type(exc).__name__}: {exc}",
                 plugin=pass_.plugin,
                 pass_name=pass_.name,
                 node=node,

@@ -73,9 +73,8 @@ def _write_onnx(ctx: Any, prop: str | None, filename: str, graph: Any) -> None:
 def split_host_parts(ctx: Any) -> dict[str, Any]:
     """Split host pre- and post-processing off the accelerator core.
 
-    Post-processing is everything downstream of the first node that leaves
-    the world of feature maps (softmax, shape arithmetic, a reshape that is
-    more than a flatten of a 1x1 map) or, with ``graph_cleaner_condition``,
+    Post-processing is everything downstream of the first decoding operator
+    (softmax, argmax, shape arithmetic, gathers) or, with ``graph_cleaner_condition``,
     downstream of the chosen MatMul/Gemm/Clip. A final Softmax over the
     channels is not such a node: the AIPU runs it (the report lists it under
     ``final_softmax_on_device``). Pre-processing is the run of

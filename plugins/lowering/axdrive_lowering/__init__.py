@@ -182,10 +182,11 @@ def axdrive_passes() -> list[Any]:
 @hookimpl
 def axdrive_host_reason(graph: Any, node: Any, config: Any) -> str | None:
     """A float node whose operator, shape or attributes no AIPU mapping takes (the checks of
-    ``lowering.validate_operators`` that do not depend on quantization) stays on the host. Only when the
-    compile quantizes the float model itself: a ``lower_only`` model arrives in QDQ form, whose weights
-    and biases are run-time DequantizeLinear outputs until the quantizer's import folds them."""
-    if str(config.compiler_mode) != "quantize_and_lower":
+    ``lowering.validate_operators`` that do not depend on quantization) stays on the host. Also in
+    ``quantize_only``: the quantized core is what a later ``lower_only`` compile lowers, so both modes place
+    the model alike. Not in ``lower_only``: that model arrives in QDQ form, whose weights and biases are
+    run-time DequantizeLinear outputs until the quantizer's import folds them."""
+    if str(config.compiler_mode) == "lower_only":
         return None
     return float_reason(graph, node)
 

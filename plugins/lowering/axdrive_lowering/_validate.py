@@ -22,6 +22,7 @@ from ._rules_moves import move_reason
 from ._rules_spatial import conv_pads_of_transpose
 
 _ALIAS_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
+_RUNTIME_WEIGHTS = "a product of two run-time tensors has no MVM mapping (weights must be constant)"
 
 
 def _shape(graph: Graph, name: str) -> tuple[int, ...]:
@@ -186,7 +187,7 @@ def _reason(graph: Graph, node: Node) -> str | None:
     if kind == "mac":
         return _conv(graph, node) if node.op in ("Conv", "ConvTranspose") else _dense(graph, node)
     if kind == "matmul":
-        return "a product of two run-time tensors has no MVM mapping (weights must be constant)"
+        return _RUNTIME_WEIGHTS
     check = _CHECKS.get(kind)
     return check(graph, node) if check else f"integer_op {kind!r} has no AIPU mapping"
 
@@ -249,14 +250,14 @@ def float_reason(graph: Graph, node: Node) -> str | None:
     why = _output_shapes(graph, node)
     if why:
         return why
+    if node.op in ("MatMul", "Conv", "ConvTranspose", "Gemm") and not graph.is_constant(node.input(1)):
+        return _RUNTIME_WEIGHTS  # the quantizer makes the same product an integer "matmul": no MVM mapping
     if node.op == "MatMul":
-        return _dense(graph, node) if graph.is_constant(node.input(1)) else None
+        return _dense(graph, node)
     if node.op == "Softmax":
         return _softmax_axis(graph, node)
     check = _FLOAT_CHECKS.get(node.op)
-    if check is None or (node.op in ("Conv", "ConvTranspose", "Gemm") and not graph.is_constant(node.input(1))):
-        return None
-    return check(graph, node)
+    return None if check is None else check(graph, node)
 
 
 def unsupported_nodes(graph: Graph) -> list[tuple[Node, str]]:
