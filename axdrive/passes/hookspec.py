@@ -112,14 +112,16 @@ def axdrive_host_reason(graph: "Graph", node: "Node", config: "CompilerConfig") 
 
     Asked of every plugin for every node by a partitioning pass (the graph
     cleaner's ``graph_cleaner.split``) before quantization; every answer is
-    collected. A node with a reason runs on the host in float (in a host part,
-    with its upstream or downstream closure), and the reason is what the
+    collected. A node with a reason runs on the host in float, in a host part
+    of its own between the device segments around it, and the reason is what the
     compile report and ``axdrive run`` users read, so say it in the user's
     terms: ``"LSTM has no integer kernel"``, ``"output rank 3; the AIPU stores
     NCHW or NC tensors"``. A plugin that lowers an operator no other plugin
     supports answers ``None`` for it; a plugin never needs to know the others.
-    ``config`` is the compile's configuration (a lowering plugin has nothing
-    to say when ``compiler_mode`` stops before lowering).
+    ``config`` is the compile's configuration (the built-in lowering answers
+    in ``quantize_only`` too, so that mode's core is what a later
+    ``lower_only`` compile lowers; not in ``lower_only``, whose QDQ model places
+    nothing anew).
     """
 
 
