@@ -148,6 +148,9 @@ def test_the_cli_keeps_a_middle_node_on_the_host_and_runs_the_chain_bit_exactly(
                    "--host-node", "conv2")
     assert proc.returncode == 0, proc.stderr
     assert "device_segments=2" in proc.stdout and "device2.program.bin" in proc.stdout
+    # each segment's estimate on a line of its own, named
+    assert "  performance [device1]: estimated_cycles=" in proc.stdout
+    assert "  performance [device2]: estimated_cycles=" in proc.stdout
     proc = run_cli("run", str(out), "--input", str(tmp_path / "x.npy"), "--compare", "-o", str(tmp_path / "y.npz"))
     assert proc.returncode == 0, proc.stderr
     exact = {ln.split()[0] for ln in proc.stdout.splitlines() if "integer reference" in ln and "max-abs 0 " in ln}

@@ -89,10 +89,19 @@ def _print_summary(result: Any) -> None:
     ran = sum(1 for p in rep["passes"] if p["status"] == "ok" and p["parent"] is None)
     skipped = sum(1 for p in rep["passes"] if p["status"] == "skipped" and p["parent"] is None)
     print(f"compiled {rep['model']} in {rep['wall_s']:.2f} s: {ran} passes ran, {skipped} skipped")
+    segments = [s for s in rep.get("segments", []) if isinstance(s, dict)]
     for key in ("placement", "performance", "memory"):
         section = rep.get(key)
         if isinstance(section, dict):
-            print(f"  {key}: " + ", ".join(f"{k}={v}" for k, v in section.items() if not isinstance(v, (dict, list))))
+            label = f"{key} [device1]" if segments and key != "placement" else key
+            print(f"  {label}: " + ", ".join(f"{k}={v}" for k, v in section.items() if not isinstance(v, (dict, list))))
+        if key == "placement":
+            continue
+        for segment in segments:  # each further device segment's own figures (they run one after the other)
+            part = segment.get(key)
+            if isinstance(part, dict):
+                print(f"  {key} [{segment.get('name')}]: " + ", ".join(
+                    f"{k}={v}" for k, v in part.items() if not isinstance(v, (dict, list))))
     for w in rep.get("warnings", []):
         print(f"  warning: {w}")
     print(f"artifacts in {result.output_dir}:")
