@@ -213,6 +213,11 @@ def _error_zip(session: CompileSession, error: BaseException, trace_doc: dict[st
     return buf.getvalue()
 
 
+#: How many times a compile may start again with nodes the back end refused on the host (each round must refuse
+#: new nodes; a model needing more rounds than this is refused with the last error).
+FALLBACK_ROUNDS = 3
+
+
 def compile(
     model: Any,
     config: Any = None,
@@ -243,7 +248,56 @@ def compile(
     the user decides (``host_nodes``, ``device_inputs``, ``device_outputs``:
     ONNX node and tensor names; see :mod:`axdrive.config._tables`). Raises an
     :class:`~axdrive.errors.AxdriveError` subclass on failure.
+
+    With host fallback, a pass after the graph cleaner that refuses nodes
+    (an :class:`~axdrive.errors.UnsupportedOperatorError` naming them, such as
+    a check that depends on the quantized grid, which the cleaner cannot ask
+    before quantization) does not end the compile: it starts again with those
+    nodes on the host, up to :data:`FALLBACK_ROUNDS` times, and the compile
+    report says so. A compile is deterministic, so the second attempt sees
+    what the first saw, with the refused nodes moved.
     """
+    from .errors import UnsupportedOperatorError
+
+    refused: dict[str, str] = {}
+    rounds = 0
+    while True:
+        try:
+            result = _compile_once(model, config, output_dir=output_dir, calibration=calibration,
+                                   input_shapes=input_shapes, plugins=plugins, disable_passes=disable_passes,
+                                   stop_after=stop_after, verify=verify, dump_ir_dir=dump_ir_dir,
+                                   dump_ir_passes=dump_ir_passes, inputs=inputs, host_fallback=host_fallback,
+                                   placement=placement, refused=refused)
+        except UnsupportedOperatorError as exc:
+            new = {k: v for k, v in exc.reasons.items() if k not in refused}
+            if not host_fallback or not new or rounds >= FALLBACK_ROUNDS:
+                raise
+            refused.update(new)
+            rounds += 1
+            continue
+        return result
+
+
+def _compile_once(
+    model: Any,
+    config: Any = None,
+    *,
+    refused: Mapping[str, str] | None = None,
+    output_dir: str | Path | None = None,
+    calibration: Any = None,
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    plugins: PluginHost | Iterable[str] | None = None,
+    disable_passes: Iterable[str] = (),
+    stop_after: str | None = None,
+    verify: bool | None = None,
+    dump_ir_dir: str | Path | None = None,
+    dump_ir_passes: Iterable[str] = (),
+    inputs: Mapping[str, Any] | None = None,
+    host_fallback: bool = True,
+    placement: Mapping[str, Iterable[str]] | None = None,
+) -> CompileResult:
+    """One attempt of :func:`compile`, with its arguments; ``refused`` maps ONNX node names an earlier
+    attempt's back end refused to why (the graph cleaner places them on the host)."""
     import os
 
     import structlog
@@ -284,7 +338,7 @@ def compile(
                 model_path=Path(model) if isinstance(model, (str, Path)) else None,
                 inputs={"calibration": calibration, "input_shapes": dict(input_shapes or {}), **dict(inputs or {})},
                 options={"verify": bool(verify), "dump_ir_dir": dump_ir_dir, "dump_ir_passes": set(dump_ir_passes),
-                         "host_fallback": bool(host_fallback),
+                         "host_fallback": bool(host_fallback), "refused_nodes": dict(refused or {}),
                          "placement": {k: list(v) for k, v in (placement or {}).items()}},
             )
             session.pipeline = pipeline

@@ -162,7 +162,17 @@ class ModelError(AxdriveError):
 
 
 class UnsupportedOperatorError(ModelError):
-    """An operator the pipeline (or the hardware) cannot handle."""
+    """An operator the pipeline (or the hardware) cannot handle.
+
+    ``reasons`` maps the ONNX node names of the user's model the error is about to why each cannot run:
+    with host fallback on, the driver compiles again with those nodes on the host
+    (:func:`axdrive.driver.compile`), so a back-end refusal the graph cleaner could not foresee costs a
+    recompile, not the compile."""
+
+    def __init__(self, message: str, *, file: str | None = None, node: str | None = None,
+                 reasons: "dict[str, str] | None" = None):
+        super().__init__(message, file=file, node=node)
+        self.reasons = dict(reasons or {})
 
 
 class CalibrationError(AxdriveError):

@@ -14,11 +14,26 @@ one model.
 
 from __future__ import annotations
 
-__all__ = ["OperatorSupport", "operator_report", "format_report"]
+__all__ = ["MAC_OPS", "MOVE_OPS", "VIEW_OPS", "UNIT_MOVES", "OperatorSupport", "operator_report", "format_report"]
 
 import json
 from dataclasses import dataclass
 from typing import Any
+
+# -- operator classes: what an ONNX operator *is*, stated once for every stage that needs it -----------------
+#: Multiply-accumulates against a weight operand (input 1): the work the MVM does, what MAC counts measure,
+#: where the graph cleaner's tail search starts, what the quantizer requantizes per output channel.
+MAC_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+#: Operators that only move or select values (every output element is some input element, or padding): their
+#: int8 output keeps the input's grid, and on the AIPU they are DMA copies, views or unit moves.
+MOVE_OPS = frozenset({"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice", "Split", "Gather",
+                      "MaxPool", "GlobalMaxPool", "Identity", "Dropout", "DepthToSpace", "SpaceToDepth",
+                      "Resize", "Pad", "Tile", "Expand"})
+#: Moves that keep the elements in memory order: a new shape over the same bytes (no copy when the layout allows).
+VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
+#: Moves an AIPU compute unit performs (the DWPU's max-pool, nearest upsampling and broadcast), not DMA:
+#: each starts a layer of its own, so tiling and code generation must agree on them.
+UNIT_MOVES = frozenset({"MaxPool", "Resize", "Expand"})
 
 
 @dataclass(frozen=True)

@@ -531,10 +531,12 @@ def execute(output_dir: str | Path, inputs: Any, *, core_only: bool = False, pro
     files = CompiledFiles(out, manifest)
     chain = _chain(out, manifest, files)
     devices = [p for p in chain if p["kind"] == "device"]
-    for p in devices:
-        _check_program(out, manifest, files, str(p.get("program", PROGRAM_FILE)))
-    if not devices:
-        _check_program(out, manifest, files, PROGRAM_FILE)
+    on_cpu = _runs_on_cpu(manifest, files, devices)
+    if not on_cpu:
+        for p in devices:
+            _check_program(out, manifest, files, str(p.get("program", PROGRAM_FILE)))
+        if not devices:
+            _check_program(out, manifest, files, PROGRAM_FILE)
     config = dict(manifest.get("config") or {})
     # the machine the compile ran for (``device_dir``'s target description, ...): the runtime must simulate it too
     environment = manifest.get("environment")
@@ -546,17 +548,25 @@ def execute(output_dir: str | Path, inputs: Any, *, core_only: bool = False, pro
     env: dict[str, np.ndarray] = _named_inputs(inputs, specs, where)
     given = dict(env)
 
-    host = _host(plugins)
-    first_io = _host_io(files, str(devices[0].get("host_io", HOST_IO_FILE)))
-    target = str(manifest.get("target") or first_io.get("target") or config.get("target") or DEFAULT_TARGET)
-    runtime = _runtime(host, target)
+    if on_cpu:
+        if profile or figures:
+            raise UsageError(f"{out}: compiler_mode={config.get('compiler_mode')!r} wrote no device program: the "
+                             "quantized model runs on the CPU in onnxruntime, which has no profile or figures")
+        runtime, target = None, "cpu"
+    else:
+        first_io = _host_io(files, str(devices[0].get("host_io", HOST_IO_FILE)))
+        target = str(manifest.get("target") or first_io.get("target") or config.get("target") or DEFAULT_TARGET)
+        runtime = _runtime(_host(plugins), target)
     steps: list[_DeviceStep] = []
     core: dict[str, np.ndarray] = {}
     for p in chain:
         if p["kind"] == "host":
             env.update(_run_onnx(files.path(p["file"]), env, _part_label(p)))
             continue
-        step, values = _run_device(p, env, files, runtime, config, profile)
+        if on_cpu:
+            step, values = _run_quantized_on_cpu(p, env, files)
+        else:
+            step, values = _run_device(p, env, files, runtime, config, profile)
         steps.append(step)
         core.update(values)
         env.update(values)
@@ -577,10 +587,13 @@ def execute(output_dir: str | Path, inputs: Any, *, core_only: bool = False, pro
             outputs = dict(core)
 
     result = RunResult(outputs)
-    result.report = _merge_reports(steps)
+    result.report = _merge_reports(steps) if not on_cpu else {
+        "target": "cpu", "runtime": "onnxruntime", "frames": _frames(given),
+        "segments": [{"name": str(s.part.get("name")), "quantized_model": s.part.get("quantized_model", _QDQ)}
+                     for s in steps]}
     result.core_outputs = core
-    result.trace_lines = _joined_traces(steps)
-    result.chrome_trace = steps[0].run.chrome_trace
+    result.trace_lines = _joined_traces(steps) if not on_cpu else None
+    result.chrome_trace = steps[0].run.chrome_trace if not on_cpu else None
     result.figures = None
     if figures:
         render = getattr(steps[0].run, "figures", None)
@@ -592,6 +605,35 @@ def execute(output_dir: str | Path, inputs: Any, *, core_only: bool = False, pro
     if compare:
         _compare(out, manifest, files, given, env, steps, set(outputs) | set(core), result, float_model)
     return result
+
+
+def _runs_on_cpu(manifest: Mapping[str, Any], files: "CompiledFiles", devices: list[dict[str, Any]]) -> bool:
+    """A ``quantize_only`` directory: no device program, and a quantized model for every device segment,
+    which onnxruntime runs on the CPU in its place (the accuracy check that mode is for)."""
+    mode = str(manifest.get("config", {}).get("compiler_mode", ""))
+    return (mode == "quantize_only" and bool(devices)
+            and not any(files.has(str(p.get("program", PROGRAM_FILE))) for p in devices)
+            and all(files.has(str(p.get("quantized_model", _QDQ))) for p in devices))
+
+
+def _frames(given: Mapping[str, np.ndarray]) -> int:
+    shapes = [np.shape(v) for v in given.values()]
+    return int(shapes[0][0]) if shapes and shapes[0] else 1
+
+
+def _run_quantized_on_cpu(part: dict[str, Any], env: Mapping[str, np.ndarray],
+                          files: "CompiledFiles") -> tuple[_DeviceStep, dict[str, np.ndarray]]:
+    """A device segment of a ``quantize_only`` compile: its QDQ model (float in, float out) in onnxruntime. The
+    step keeps the inputs quantized as the device would take them, for ``--compare``'s integer reference."""
+    qdq = files.path(str(part.get("quantized_model", _QDQ)))
+    feeds = {}
+    for e in _entries(part, "inputs"):
+        v = np.asarray(env[e["name"]]) if e["name"] in env else None
+        q = e.get("quantization")
+        if v is not None:
+            feeds[e["name"]] = quantize(v, q) if isinstance(q, dict) and v.dtype.kind == "f" else v
+    values = _run_onnx(qdq, env, f"quantized segment {part.get('name', 'device1')}")
+    return _DeviceStep(part, feeds, dict(values), None), values
 
 
 def _joined_traces(steps: list[_DeviceStep]) -> list[str] | None:
@@ -707,7 +749,8 @@ def _compare(out: Path, manifest: Mapping[str, Any], files: CompiledFiles, given
                 ints[k] = dequantize(v, q) if isinstance(q, dict) and np.asarray(v).dtype.kind in "iu" else v
         else:
             int_notes.append(note or "integer reference: skipped")
-        refs.append((f"onnxruntime {qdq_name}", _run_onnx(qdq, env, "quantized model")))
+        if step.run is not None:  # on the CPU the run *is* onnxruntime on this model
+            refs.append((f"onnxruntime {qdq_name}", _run_onnx(qdq, env, "quantized model")))
     if ints:
         refs.insert(0, ("integer reference", ints))
     result.notes.extend(int_notes)

@@ -285,3 +285,53 @@ def test_a_model_with_nothing_for_the_aipu_is_one_line_and_quantize_only_writes_
     assert proc.returncode == 0, proc.stderr
     assert {"quantized_model.onnx", "host_part1.onnx", "device2.quantized_model.onnx"} <= set(
         p.name for p in (tmp_path / "q").iterdir())
+
+
+def _refusing_plugin(refuse: str):
+    """A plugin whose legalization check refuses the node named ``refuse`` (by its ONNX name), as a check that
+    depends on the quantized grid would: the graph cleaner cannot foresee it."""
+    from axdrive.errors import UnsupportedOperatorError
+    from axdrive.passes import Phase, PluginHost, compiler_pass, hookimpl
+
+    @compiler_pass("picky.check", requires=("quantized",), phase=Phase.LEGALIZE)
+    def check(ctx):
+        for node in ctx.graph.nodes:
+            if refuse in (node.name, *node.source):
+                raise UnsupportedOperatorError(f"node {node.name!r} is not to my taste", node=node.name,
+                                               reasons={refuse: "not to my taste"})
+
+    class Picky:
+        @hookimpl
+        def axdrive_passes(self):
+            return [check]
+
+    host = PluginHost()
+    host.register(Picky(), name="picky")
+    return host
+
+
+def test_a_node_the_back_end_refuses_after_the_split_goes_to_the_host_on_a_second_attempt(tmp_path: Path) -> None:
+    from axdrive import driver
+    from axdrive.config import CompilerConfig
+    from axdrive.errors import UnsupportedOperatorError
+    from axdrive.runner import execute
+    from test_byom import _three_convs
+
+    model = _three_convs(tmp_path)
+    rng = np.random.default_rng(2)
+    cal = {"x": rng.uniform(-1, 1, (2, 3, 8, 8)).astype(np.float32)}
+    res = driver.compile(model, CompilerConfig(), output_dir=tmp_path / "out", calibration=cal,
+                         plugins=_refusing_plugin("conv2"))
+    host = {h["node"]: h for h in res.report["placement"]["host"]}
+    assert set(host) == {"conv2"} and host["conv2"]["reason"] == \
+        "the back end refused it in an earlier attempt (not to my taste)"
+    assert res.report["placement"]["device_segments"] == 2
+    assert any("refused 1 node(s) an earlier attempt left on the AIPU (conv2)" in w for w in res.report["warnings"])
+    run = execute(tmp_path / "out", {"x": rng.uniform(-1, 1, (1, 3, 8, 8)).astype(np.float32)}, compare=True)
+    ints = [c for c in run.comparisons if c.reference == "integer reference"]
+    assert ints and all(c.max_abs_error == 0.0 for c in ints)
+    # strict: the refusal is the error, as before
+    with pytest.raises(UnsupportedOperatorError, match="not to my taste"):
+        driver.compile(model, CompilerConfig(), output_dir=tmp_path / "strict", calibration=cal,
+                       plugins=_refusing_plugin("conv2"), host_fallback=False)
+    assert not (tmp_path / "strict").exists()

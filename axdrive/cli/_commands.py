@@ -222,10 +222,15 @@ def _run_and_write(args: Namespace, execute: Any) -> int:
                      compare=args.compare, plugins=args.plugins, figures=args.figures is not None)
     rep = result.report
     link = rep.get("host_link", {})
-    print(f"ran {args.dir} on {rep.get('target')}: {rep.get('frames')} frame(s), {rep.get('cycles'):,} cycles = "
-          f"{_fmt_seconds(rep.get('seconds', 0.0))} at {rep.get('frequency_hz', 0) / 1e6:g} MHz "
-          f"(host link {link.get('input_cycles', 0):,} + {link.get('output_cycles', 0):,} cycles; "
-          f"{rep.get('multicore_mode')} on {rep.get('host', {}).get('workers', 1)} {rep.get('host', {}).get('kind')})")
+    if rep.get("target") == "cpu":  # a quantize_only directory: the quantized model in onnxruntime
+        models = ", ".join(str(s.get("quantized_model")) for s in rep.get("segments", []))
+        print(f"ran {args.dir} on the CPU: {rep.get('frames')} frame(s) through {models} in onnxruntime "
+              "(compiler_mode=quantize_only wrote no device program)")
+    else:
+        print(f"ran {args.dir} on {rep.get('target')}: {rep.get('frames')} frame(s), {rep.get('cycles'):,} cycles = "
+              f"{_fmt_seconds(rep.get('seconds', 0.0))} at {rep.get('frequency_hz', 0) / 1e6:g} MHz "
+              f"(host link {link.get('input_cycles', 0):,} + {link.get('output_cycles', 0):,} cycles; "
+              f"{rep.get('multicore_mode')} on {rep.get('host', {}).get('workers', 1)} {rep.get('host', {}).get('kind')})")
     busy = rep.get("unit_busy", {})
     if busy:
         print("  busy cycles: " + ", ".join(f"{k}={v:,}" for k, v in busy.items()))

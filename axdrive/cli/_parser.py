@@ -72,9 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=c.cmd_compile)
 
     p = sub.add_parser("run", help="run a compiled output directory on the simulated AIPU",
-                       description="Run DIR's program on the simulated AIPU, with the host pre/post-processing parts "
-                       "in onnxruntime, so the outputs are the original model's, under their original names.")
-    p.add_argument("dir", metavar="DIR", help="an output directory written by axdrive compile (with program.bin)")
+                       description="Run DIR's chain of parts: each device segment's program on the simulated AIPU, "
+                       "the host parts in onnxruntime, so the outputs are the original model's, under their original "
+                       "names. A quantize_only directory has no program: its quantized models run on the CPU in "
+                       "onnxruntime instead.")
+    p.add_argument("dir", metavar="DIR", help="an output directory written by axdrive compile")
     p.add_argument("--input", metavar="X.npy|X.npz", required=True,
                    help=".npy for a single-input model, .npz with one array per input name; a leading batch of "
                    "several frames is split across the cores")

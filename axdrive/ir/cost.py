@@ -23,7 +23,9 @@ def _numel(shape: Iterable[int] | None) -> int:
 
 def node_macs(graph: Graph, node: Node) -> int:
     """Multiply-accumulates of one ``node`` (0 for anything but Conv, ConvTranspose, Gemm and MatMul)."""
-    if node.domain not in ("", "ai.onnx") or node.op not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+    from ..operators import MAC_OPS
+
+    if node.domain not in ("", "ai.onnx") or node.op not in MAC_OPS:
         return 0
     shapes = [graph.tensors[n].shape if n in graph.tensors else None for n in (*node.inputs[:2], node.outputs[0])]
     x, w, y = shapes

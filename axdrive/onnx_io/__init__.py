@@ -9,12 +9,13 @@ loads). Every failure is one line naming the file and, where known, the node.
 
 from __future__ import annotations
 
-__all__ = ["load_model", "to_onnx", "save_model", "infer_shapes", "MIN_OPSET", "MAX_OPSET"]
+__all__ = ["load_model", "to_onnx", "save_model", "infer_shapes", "chain_models", "MIN_OPSET", "MAX_OPSET"]
 
 from typing import Any, Mapping
 
 from ..errors import ModelError
 from ..ir import Graph
+from ._chain import chain_models
 from ._export import save_model, to_onnx
 from ._import import fix_input_shapes, graph_from_proto
 from ._read import MAX_OPSET, MIN_OPSET, read_model

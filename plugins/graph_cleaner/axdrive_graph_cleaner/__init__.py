@@ -96,6 +96,14 @@ def split_host_parts(ctx: Any) -> dict[str, Any]:
     user = ctx.session.options.get("placement") or {}
     kept = {name: "kept on the host by the user (host_nodes)" for name in _user_nodes(graph, user.get("host_nodes", ()))}
     reasons.update(kept)
+    refused = ctx.session.options.get("refused_nodes") or {}
+    for node in graph.nodes:  # what the back end refused in an earlier attempt of this compile
+        why = next((refused[s] for s in (node.name, *node.source) if s in refused), None)
+        if why is not None:
+            reasons[node.name] = f"the back end refused it in an earlier attempt ({why})"
+    if refused:
+        ctx.warn(f"the back end refused {len(refused)} node(s) an earlier attempt left on the AIPU "
+                 f"({', '.join(sorted(refused))}); compiling again with them on the host")
     cuts = {key: _user_tensors(graph, key, user.get(key, ())) for key in ("device_inputs", "device_outputs")}
     strict = not ctx.session.options.get("host_fallback", True)
     try:  # strict: only what the user asked for leaves the core; everything else must run on the AIPU

@@ -37,6 +37,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
+from axdrive import operators
 from axdrive.ir import Graph, Node, Tensor, graph_macs
 
 #: Operators that only shape or decode results: they seed the post-processing tail.
@@ -47,8 +48,8 @@ HOST_TAIL_OPS = frozenset({
 })
 #: Layout operators: part of the preamble with ``remove_layout_transform_from_preamble``.
 LAYOUT_OPS = frozenset({"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"})
-#: Operators that do the learned work; the tail begins after the first of them.
-MAC_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
+#: Operators that do the learned work (the core's operator class); the tail begins after the first of them.
+MAC_OPS = operators.MAC_OPS
 #: Element-wise operators by a constant: input normalisation in a preamble.
 NORMALISE_OPS = frozenset({"Cast", "Div", "Mul", "Sub", "Add", "Identity"})
 

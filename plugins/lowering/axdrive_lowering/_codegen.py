@@ -40,6 +40,7 @@ import numpy as np
 
 from axdrive.errors import MemoryPlanError, UnsupportedOperatorError
 from axdrive.ir import Graph, Node
+from axdrive.operators import VIEW_OPS
 from axdrive.ir.program_plan import SchedulePolicy
 from axdrive_hw.program.model import Program, Ref
 from axdrive_hw.target import Target
@@ -69,7 +70,7 @@ def frames_per_run(policy: SchedulePolicy) -> int:
     return 1
 
 _ALIGN = 64
-_ALIAS_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
+_ALIAS_OPS = VIEW_OPS  # the core's operator class: a new shape over the same bytes
 # work items that are DMA copies (or nothing), no unit
 _MOVES = ("alias", "concat", "spatial_slice", "zero_insertion", "pixel_move", "hw_transpose")
 

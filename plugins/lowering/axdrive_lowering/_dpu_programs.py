@@ -33,13 +33,14 @@ from typing import Any
 import numpy as np
 
 from axdrive.ir import Graph, Node, VInstr, VProgram
+from axdrive.operators import UNIT_MOVES
 from axdrive.numerics import INT32_MAX, INT32_MIN, QMAX, QMIN, SOFTMAX_LEVELS, requantize
 from axdrive.reference.integer import lut_source
 
 from ._rules_spatial import ZERO_INSERTION
 
 ELEMENTWISE = frozenset({"add", "sub", "mul", "lut", "softmax"})
-_UNIT_MOVES = frozenset({"MaxPool", "Resize", "Expand"})
+_UNIT_MOVES = UNIT_MOVES  # the core's operator class (tiling reads the same)
 
 
 def is_head(node: Node) -> bool:

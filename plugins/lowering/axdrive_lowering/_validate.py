@@ -16,12 +16,13 @@ import numpy as np
 
 from axdrive.errors import UnsupportedOperatorError
 from axdrive.ir import Graph, Node
+from axdrive.operators import VIEW_OPS
 
 from ._layout import device_shape
 from ._rules_moves import move_reason
 from ._rules_spatial import conv_pads_of_transpose
 
-_ALIAS_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
+_ALIAS_OPS = VIEW_OPS
 _RUNTIME_WEIGHTS = "a product of two run-time tensors has no MVM mapping (weights must be constant)"
 
 
@@ -276,5 +277,7 @@ def check_operators(graph: Graph) -> dict[str, int]:
     if bad:
         listed = ", ".join(f"{node.name!r} ({node.op}: {why})" for node, why in bad)
         noun = "node cannot" if len(bad) == 1 else "nodes cannot"
-        raise UnsupportedOperatorError(f"{len(bad)} {noun} run on the AIPU: {listed}", node=bad[0][0].name)
+        reasons = {src: f"{node.op}: {why}" for node, why in bad for src in (node.source or (node.name,))}
+        raise UnsupportedOperatorError(f"{len(bad)} {noun} run on the AIPU: {listed}", node=bad[0][0].name,
+                                       reasons=reasons)
     return {"nodes_checked": len(graph.nodes)}

@@ -233,6 +233,19 @@ def axdrive_passes() -> list:
 
 
 @hookimpl
+def axdrive_compile_finish(session: Any, error: BaseException | None) -> None:
+    """Join the chain into ``quantized_full_model.onnx`` once every device segment is quantized (see
+    :mod:`axdrive_quantizer._full_model`); a chain that cannot be joined is a warning, not a failure."""
+    if error is not None or str(session.config.compiler_mode) not in _QUANTIZING_MODES or not session.parts:
+        return
+    from ._full_model import write_full_model
+
+    why = write_full_model(session)
+    if why and "was not written" not in why:
+        session.warnings.append(f"quantizer: no quantized_full_model.onnx: {why}")
+
+
+@hookimpl
 def axdrive_host_reason(graph: Any, node: Any, config: Any) -> str | None:
     """A node no integer kernel quantizes stays on the host, in float (nothing to say when the compile
     does not quantize: ``lower_only`` takes a model that is quantized already)."""

@@ -13,14 +13,13 @@ __all__ = ["MAC_OPS", "MOVE_OPS", "FUSABLE_ACTIVATIONS", "LUT_OPS", "is_mac", "i
 
 import numpy as np
 
+from axdrive import operators
 from axdrive.ir import AXDRIVE_DOMAIN, Graph, Node
 
-#: Multiply-accumulate operators with a constant weight (input 1).
-MAC_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
-#: Operators that only move or select int8 values: the output shares the input's grid.
-MOVE_OPS = frozenset({"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice", "Split", "Gather",
-                      "MaxPool", "GlobalMaxPool", "Identity", "Dropout", "DepthToSpace", "SpaceToDepth",
-                      "Resize", "Pad", "Tile", "Expand"})
+#: Multiply-accumulate operators (the core's operator class); quantized as such with a constant weight (input 1).
+MAC_OPS = operators.MAC_OPS
+#: Operators that only move or select int8 values (the core's operator class): the output shares the input's grid.
+MOVE_OPS = operators.MOVE_OPS
 #: Activations that become the clamp of the preceding MAC/Add when they are its only consumer.
 FUSABLE_ACTIVATIONS = frozenset({"Relu", "Clip", "Relu6"})
 #: Element-wise functions of one activation (other operands, if any, scalar constants): 256-entry LUTs.

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from axdrive.ir import Graph, Node
+from axdrive.operators import UNIT_MOVES
 
 ALIGN = 64
-_HEAD_MOVES = frozenset({"MaxPool", "Resize", "Expand"})
+_HEAD_MOVES = UNIT_MOVES  # the core's operator class (code generation reads the same)
 
 
 def _dshape(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
