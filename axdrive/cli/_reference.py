@@ -22,6 +22,18 @@ debug logging. Environment: `AXDRIVE_DISABLE_PLUGIN_AUTOLOAD=1` (no entry-point 
 `AXDRIVE_CACHE` (model and photo cache, default `~/.cache/axdrive`), `AXDRIVE_VERIFY=1` (IR verifier after every pass).
 SIGINT and SIGTERM stop a command cleanly: staging is dropped, nothing is half-written, exit 130 / 143.
 
+## What a compile writes
+
+| file | when | what |
+|---|---|---|
+| `manifest.json`, `compile_report.json` | always | the compile's identity (config, plugins, pipeline, I/O signature, every artifact's sha256, the chain of `parts` and `model_outputs`) and its report |
+| `quantized_model.onnx` | a quantizing mode | the first device segment's QDQ model (float in, float out) |
+| `quantized_full_model.onnx` | a quantizing mode, graph cleaner on | the whole model in one file: host parts and every segment's QDQ model joined by tensor name |
+| `host_preprocess.onnx`, `host_partN.onnx`, `host_postprocess.onnx` | the graph cleaner put nodes on the host | the host parts, in float, before, between and after the device segments |
+| `program.bin`, `program.json`, `host_io.json` | a lowering mode | the first device segment's program, its readable form, its I/O layout |
+| `deviceN.*` (`device2.program.bin`, ...) | a host part between device segments | each further segment's files, under its prefix |
+| `quantized_graph.json`, `pass_dependency_graph.json`, `pass_trace.json`, ... | their properties | see the config reference |
+
 ## The output directory: what axdrive may delete
 
 `axdrive compile -o DIR` deletes or replaces only files it can prove it wrote. The files live in
