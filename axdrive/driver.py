@@ -55,8 +55,17 @@ def resolve_config(config: Any, host: PluginHost) -> tuple[Any, list[dict[str, A
 
     Returns the resolved config and the presets that were applied (for the manifest).
     """
+    from collections.abc import Mapping as _Mapping
+
     from .config import CompilerConfig
 
+    if isinstance(config, _Mapping):  # {"compiler_mode": "quantize_only"}: validated like a config file's table
+        config = CompilerConfig.from_dict(config, source="the config mapping given to compile()")
+    elif isinstance(config, (str, Path)):  # a config file, as --config reads it
+        config = CompilerConfig.from_file(config)
+    elif config is not None and not isinstance(config, CompilerConfig):
+        raise UsageError(f"config must be a CompilerConfig, a mapping of properties or a config file path, got "
+                         f"{type(config).__name__}")
     cfg = CompilerConfig() if config is None else config.copy()
     applied: list[dict[str, Any]] = []
     if cfg.model_name:
@@ -235,7 +244,8 @@ def compile(
     host_fallback: bool = True,
     placement: Mapping[str, Iterable[str]] | None = None,
 ) -> CompileResult:
-    """Compile ``model`` (a path or an ``onnx.ModelProto``) per ``config``.
+    """Compile ``model`` (a path or an ``onnx.ModelProto``) per ``config`` (a :class:`CompilerConfig`, a
+    mapping of properties, or a config file's path, each validated alike; ``None``: the defaults).
 
     ``plugins`` is a :class:`PluginHost` or ``-p`` style arguments
     (``"module"`` to load, ``"no:name"`` to block). ``stop_after`` (a pass name

@@ -109,3 +109,35 @@ def test_a_plugin_whose_pass_list_raises_is_named(host):
     host.register(Bad(), name="bad", distribution="axdrive-bad")
     with pytest.raises(PluginError, match=r"plugin 'axdrive-bad' failed in axdrive_passes\(\): KeyError"):
         host.passes()
+
+
+def test_blocking_a_plugin_nobody_installed_is_a_usage_error_with_did_you_mean():
+    """A misspelt ``-p no:NAME`` would leave the plugin it meant running, silently."""
+    from axdrive.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"-p no:quantiser: no plugin is named 'quantiser' \(did you mean 'quantizer'\?\)"):
+        PluginHost.from_args(["no:quantiser"])
+    assert PluginHost.from_args(["no:axdrive-quantizer"]).info("quantizer") is None  # a distribution name works too
+
+
+def test_compile_takes_the_config_as_a_mapping_or_a_file_and_checks_it(tmp_path):
+    import numpy as np
+    import onnx
+
+    from _toy_models import classifier
+    from axdrive import driver
+    from axdrive.errors import ConfigError, UsageError
+
+    onnx.save(classifier(), tmp_path / "m.onnx")
+    cal = {"x": np.random.default_rng(0).uniform(0, 1, (2, 3, 8, 8)).astype(np.float32)}
+    res = driver.compile(tmp_path / "m.onnx", {"compiler_mode": "quantize_only"}, output_dir=tmp_path / "a",
+                         calibration=cal)
+    assert res.manifest["config"]["compiler_mode"] == "quantize_only" and "program.bin" not in res.artifacts
+    (tmp_path / "c.toml").write_text('compiler_mode = "quantize_only"\n')
+    res = driver.compile(tmp_path / "m.onnx", tmp_path / "c.toml", output_dir=tmp_path / "b", calibration=cal)
+    assert res.manifest["config"]["compiler_mode"] == "quantize_only"
+    with pytest.raises(ConfigError, match="compiler_mod: unknown property; did you mean 'compiler_mode'"):
+        driver.compile(tmp_path / "m.onnx", {"compiler_mod": "quantize_only"}, output_dir=tmp_path / "c")
+    with pytest.raises(UsageError, match="config must be a CompilerConfig, a mapping of properties or a config "
+                                         "file path, got int"):
+        driver.compile(tmp_path / "m.onnx", 5, output_dir=tmp_path / "d")

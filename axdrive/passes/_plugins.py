@@ -71,6 +71,21 @@ class PluginHost:
             self._load_entry_points()
         for module_name in load:
             self.load_module(module_name)
+        self._check_blocked(load)
+
+    def _check_blocked(self, load: Iterable[str]) -> None:
+        """``-p no:NAME`` must name a plugin (an entry point, its distribution, an internal plugin or a module
+        given with ``-p``): a misspelt block would otherwise leave the plugin running, silently."""
+        if not self.blocked:
+            return
+        from ..errors import UsageError, did_you_mean
+        from ..instruments import internal_plugins
+
+        known = {name for name, _ in internal_plugins()} | set(load) | {p.name for p in self.plugins}
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            known |= {ep.name, ep.dist.name if ep.dist is not None else ep.module}
+        for name in sorted(self.blocked - known):
+            raise UsageError(f"-p no:{name}: no plugin is named {name!r}{did_you_mean(name, sorted(known))}")
 
     @classmethod
     def from_args(cls, plugin_args: Iterable[str] = ()) -> "PluginHost":
