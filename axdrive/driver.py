@@ -269,46 +269,38 @@ def compile(
     """
     from .errors import UnsupportedOperatorError
 
+    request = {k: v for k, v in locals().items() if k in _REQUEST}
+    for key in ("disable_passes", "dump_ir_passes"):  # an iterator would be spent by the first attempt
+        request[key] = tuple(request[key])
+    if plugins is not None and not isinstance(plugins, PluginHost):
+        request["plugins"] = tuple(plugins)
+    if placement is not None:
+        request["placement"] = {k: list(v) for k, v in placement.items()}
     refused: dict[str, str] = {}
     rounds = 0
     while True:
         try:
-            result = _compile_once(model, config, output_dir=output_dir, calibration=calibration,
-                                   input_shapes=input_shapes, plugins=plugins, disable_passes=disable_passes,
-                                   stop_after=stop_after, verify=verify, dump_ir_dir=dump_ir_dir,
-                                   dump_ir_passes=dump_ir_passes, inputs=inputs, host_fallback=host_fallback,
-                                   placement=placement, refused=refused)
+            return _compile_once(model, config, refused, request)
         except UnsupportedOperatorError as exc:
             new = {k: v for k, v in exc.reasons.items() if k not in refused}
             if not host_fallback or not new or rounds >= FALLBACK_ROUNDS:
                 raise
             refused.update(new)
             rounds += 1
-            continue
-        return result
 
 
-def _compile_once(
-    model: Any,
-    config: Any = None,
-    *,
-    refused: Mapping[str, str] | None = None,
-    output_dir: str | Path | None = None,
-    calibration: Any = None,
-    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
-    plugins: PluginHost | Iterable[str] | None = None,
-    disable_passes: Iterable[str] = (),
-    stop_after: str | None = None,
-    verify: bool | None = None,
-    dump_ir_dir: str | Path | None = None,
-    dump_ir_passes: Iterable[str] = (),
-    inputs: Mapping[str, Any] | None = None,
-    host_fallback: bool = True,
-    placement: Mapping[str, Iterable[str]] | None = None,
-) -> CompileResult:
+#: The arguments of :func:`compile` one attempt takes as they are.
+_REQUEST = ("output_dir", "calibration", "input_shapes", "plugins", "disable_passes", "stop_after", "verify",
+            "dump_ir_dir", "dump_ir_passes", "inputs", "host_fallback", "placement")
+
+
+def _compile_once(model: Any, config: Any, refused: Mapping[str, str], request: Mapping[str, Any]) -> CompileResult:
     """One attempt of :func:`compile`, with its arguments; ``refused`` maps ONNX node names an earlier
     attempt's back end refused to why (the graph cleaner places them on the host)."""
     import os
+
+    (output_dir, calibration, input_shapes, plugins, disable_passes, stop_after, verify, dump_ir_dir,
+     dump_ir_passes, inputs, host_fallback, placement) = (request[k] for k in _REQUEST)
 
     import structlog
 

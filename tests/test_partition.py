@@ -200,24 +200,32 @@ def test_a_layout_change_between_maps_is_judged_alone_and_the_network_after_it_s
     assert floats and floats[0].sqnr_db > 20
 
 
+def _host_with(name: str, *passes):
+    """A plugin host with the built-in plugins and one in-process plugin ``name`` contributing ``passes``."""
+    from axdrive.passes import PluginHost, hookimpl
+
+    class Plugin:
+        @hookimpl
+        def axdrive_passes(self):
+            return list(passes)
+
+    host = PluginHost()
+    host.register(Plugin(), name=name)
+    return host
+
+
 def test_a_pass_failing_on_a_further_segment_names_it_and_leaves_nothing_behind(tmp_path: Path) -> None:
     from axdrive import driver
     from axdrive.config import CompilerConfig
     from axdrive.errors import PluginError
-    from axdrive.passes import Phase, PluginHost, compiler_pass, hookimpl
+    from axdrive.passes import Phase, compiler_pass
 
     @compiler_pass("fragile.check", requires=("quantized",), phase=Phase.LEGALIZE)
     def check(ctx):
         if ctx.segment is not None:
             raise RuntimeError(f"cannot handle {ctx.segment.name}")
 
-    class Fragile:
-        @hookimpl
-        def axdrive_passes(self):
-            return [check]
-
-    host = PluginHost()
-    host.register(Fragile(), name="fragile")
+    host = _host_with("fragile", check)
     cal = {"x": np.random.default_rng(0).uniform(-1, 1, (2, 3, 8, 8)).astype(np.float32)}
     with pytest.raises(PluginError, match=r"pass 'fragile.check' \(plugin fragile\) on device segment device2 "
                                           r"failed: RuntimeError: cannot handle device2"):
@@ -291,7 +299,7 @@ def _refusing_plugin(refuse: str):
     """A plugin whose legalization check refuses the node named ``refuse`` (by its ONNX name), as a check that
     depends on the quantized grid would: the graph cleaner cannot foresee it."""
     from axdrive.errors import UnsupportedOperatorError
-    from axdrive.passes import Phase, PluginHost, compiler_pass, hookimpl
+    from axdrive.passes import Phase, compiler_pass
 
     @compiler_pass("picky.check", requires=("quantized",), phase=Phase.LEGALIZE)
     def check(ctx):
@@ -300,14 +308,7 @@ def _refusing_plugin(refuse: str):
                 raise UnsupportedOperatorError(f"node {node.name!r} is not to my taste", node=node.name,
                                                reasons={refuse: "not to my taste"})
 
-    class Picky:
-        @hookimpl
-        def axdrive_passes(self):
-            return [check]
-
-    host = PluginHost()
-    host.register(Picky(), name="picky")
-    return host
+    return _host_with("picky", check)
 
 
 def test_a_node_the_back_end_refuses_after_the_split_goes_to_the_host_on_a_second_attempt(tmp_path: Path) -> None:
