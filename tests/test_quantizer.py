@@ -387,6 +387,16 @@ def test_quantization_debug_reports_layers_worst_first_with_the_dumped_model(tmp
     assert sqnr == sorted(sqnr) and len(sqnr) >= 8
     model = onnx.load(str(r.artifacts["quantization_debug_model.onnx"]))
     assert "r1" in {o.name for o in model.graph.output}
+    # the same figures in graph order, each with what it inherited from its inputs and what it added
+    ordered = doc["graph_order"]
+    assert sorted(r["tensor"] for r in ordered) == sorted(r["tensor"] for r in doc["layers"])
+    assert [r["order"] for r in ordered] == sorted(r["order"] for r in ordered)
+    for i, row in enumerate(ordered):  # what a layer inherited is an earlier layer's figure
+        if row["inherited_db"] is not None:
+            assert row["inherited_db"] in {r["sqnr_db"] for r in ordered[:i]}
+            assert row["added_db"] == round(row["inherited_db"] - row["sqnr_db"], 3)
+    assert ordered[0]["op"] == "input" and ordered[0]["inherited_db"] is None
+    assert sum(r["inherited_db"] is not None for r in ordered) == len(ordered) - 1  # all but the input inherit
 
 
 def test_quantization_debug_writes_into_model_debug_save_dir(tmp_path):

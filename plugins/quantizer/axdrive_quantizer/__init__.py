@@ -39,7 +39,7 @@ from axdrive.passes import Phase, StashKey, all_of, compiler_pass, hookimpl, whe
 
 from ._agreement import ort_agreement, quantize_feeds
 from ._calibration import calibration_feeds, observe
-from ._debug import debug_model, layer_report
+from ._debug import debug_model, graph_order, layer_report
 from ._export import graph_document
 from ._observe import Observer
 from ._qdq import to_qdq_model
@@ -211,7 +211,7 @@ def debug(ctx: Any) -> dict[str, Any]:
     qcore = ctx.stash[QUANTIZED_CORE]
     rows = layer_report(cal.float_graph, qcore, cal.feeds, DEBUG_SAMPLES)
     doc = {"samples": min(DEBUG_SAMPLES, int(next(iter(cal.feeds.values())).shape[0])),
-           "scheme": str(ctx.config.quantization_scheme), "layers": rows}
+           "scheme": str(ctx.config.quantization_scheme), "layers": rows, "graph_order": graph_order(qcore, rows)}
     model = debug_model(to_qdq_model(qcore, int(ctx.config.onnx_opset_version)), qcore)
     target = ctx.config.model_debug_save_dir
     if target:

@@ -2,14 +2,16 @@
 
 For every activation of the quantized graph, the signal-to-quantization-noise
 ratio of its integer value (dequantized) against the float value, over the
-calibration samples, worst layers first. Each quantized tensor sees the
-*quantized* inputs, so a layer's figure includes the error it inherits; the
-first layer in graph order with a low figure is where to look.
+calibration samples, worst layers first (``layers``) and in graph order
+(``graph_order``). Each quantized tensor sees the *quantized* inputs, so a
+layer's figure includes the error it inherits; ``graph_order`` says how much
+each layer inherited and how much it added, so the first layer that adds a
+lot is where to look.
 """
 
 from __future__ import annotations
 
-__all__ = ["sqnr_db", "layer_report", "debug_model"]
+__all__ = ["sqnr_db", "layer_report", "graph_order", "debug_model"]
 
 #: Reported for a layer without any error (or without any signal): JSON has no infinities.
 NO_ERROR_DB, NO_SIGNAL_DB = 999.0, -999.0
@@ -60,6 +62,29 @@ def layer_report(float_graph: Graph, qgraph: Graph, feeds: dict[str, np.ndarray]
                      "scale": qp.scale.tolist(), "zero_point": qp.zero_point.tolist()})
     rows.sort(key=lambda r: (r["sqnr_db"], r["tensor"]))
     return rows
+
+
+def graph_order(qgraph: Graph, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The same figures in graph order, with where the error comes from: ``inherited_db`` is the worst
+    SQNR among the tensor's quantized inputs (what it was handed), ``added_db`` how much worse the tensor
+    is than that (what its own requantization cost; negative when it averages error away). The first
+    rows with a large ``added_db`` are where accuracy is lost, the rest is how the loss propagates."""
+    by_tensor = {r["tensor"]: r for r in rows}
+    order = {name: i for i, name in enumerate(qgraph.inputs)}
+    for node in qgraph.nodes:
+        for name in node.outputs:
+            order.setdefault(name, len(order))
+    producers = qgraph.producers()
+    out = []
+    for name in sorted(by_tensor, key=lambda n: (order.get(n, len(order)), n)):
+        row = by_tensor[name]
+        node = producers.get(name)
+        inputs = [by_tensor[i]["sqnr_db"] for i in (node.inputs if node else ()) if i in by_tensor]
+        inherited = min(inputs) if inputs else None
+        out.append({"order": order.get(name, len(order)), "tensor": name, "op": row["op"], "sqnr_db": row["sqnr_db"],
+                    "inherited_db": inherited,
+                    "added_db": round(inherited - row["sqnr_db"], 3) if inherited is not None else None})
+    return out
 
 
 def debug_model(qdq_model: onnx.ModelProto, qgraph: Graph) -> onnx.ModelProto:
