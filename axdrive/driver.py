@@ -55,11 +55,9 @@ def resolve_config(config: Any, host: PluginHost) -> tuple[Any, list[dict[str, A
 
     Returns the resolved config and the presets that were applied (for the manifest).
     """
-    from collections.abc import Mapping as _Mapping
-
     from .config import CompilerConfig
 
-    if isinstance(config, _Mapping):  # {"compiler_mode": "quantize_only"}: validated like a config file's table
+    if isinstance(config, Mapping):  # {"compiler_mode": "quantize_only"}: validated like a config file's table
         config = CompilerConfig.from_dict(config, source="the config mapping given to compile()")
     elif isinstance(config, (str, Path)):  # a config file, as --config reads it
         config = CompilerConfig.from_file(config)

@@ -454,23 +454,28 @@ class _DeviceStep:
     run: Any
 
 
-def _run_device(part: dict[str, Any], env: Mapping[str, np.ndarray], files: "CompiledFiles", runtime: Any,
-                config: Mapping[str, Any], profile: Any) -> tuple[_DeviceStep, dict[str, np.ndarray]]:
-    """Quantize the segment's inputs from ``env``, run its program, return the step and its dequantized outputs."""
-    device_in = _entries(part, "inputs")
-    device_out = {e["name"]: e for e in _entries(part, "outputs")}
-    program = str(part.get("program", PROGRAM_FILE))
-    files.path(program)  # checked against the manifest's sha256 before the runtime reads it
-    host_io = _host_io(files, str(part.get("host_io", HOST_IO_FILE)))
+def _device_feeds(part: Mapping[str, Any], env: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A device segment's inputs from ``env``, quantized with their recorded grids as the device takes them."""
     feeds: dict[str, np.ndarray] = {}
-    for e in device_in:
+    for e in _entries(part, "inputs"):
         if e["name"] not in env:
             raise UsageError(f"the accelerator input {e['name']!r} ({part.get('name', 'device')}) is neither a given "
                              "input nor computed by an earlier part")
         v = np.asarray(env[e["name"]])
         q = e.get("quantization")
         feeds[e["name"]] = quantize(v, q) if isinstance(q, dict) and v.dtype.kind == "f" else v
-    if not device_in:  # a manifest without an I/O signature: the program takes the values as given
+    return feeds
+
+
+def _run_device(part: dict[str, Any], env: Mapping[str, np.ndarray], files: "CompiledFiles", runtime: Any,
+                config: Mapping[str, Any], profile: Any) -> tuple[_DeviceStep, dict[str, np.ndarray]]:
+    """Quantize the segment's inputs from ``env``, run its program, return the step and its dequantized outputs."""
+    device_out = {e["name"]: e for e in _entries(part, "outputs")}
+    program = str(part.get("program", PROGRAM_FILE))
+    files.path(program)  # checked against the manifest's sha256 before the runtime reads it
+    host_io = _host_io(files, str(part.get("host_io", HOST_IO_FILE)))
+    feeds = _device_feeds(part, env)
+    if not _entries(part, "inputs"):  # a manifest without an I/O signature: the program takes the values as given
         feeds = dict(env)
     io_in, io_out = host_io.get("inputs") or {}, host_io.get("outputs") or {}
     device_feeds = {k: to_device_layout(v, io_in.get(k)) for k, v in feeds.items()}
@@ -579,10 +584,8 @@ def execute(output_dir: str | Path, inputs: Any, *, core_only: bool = False, pro
     else:  # an earlier manifest: what the device computed and post-processing did not consume, then its outputs
         post = next((p for p in chain if p["kind"] == "host" and p is not chain[0]), None)
         if post is not None:
-            path = files.path(post["file"])
-            consumed = set(_onnx_io_names(path)[0])
-            made = _onnx_io_names(path)[1]
-            outputs = {**{k: v for k, v in core.items() if k not in consumed}, **{k: env[k] for k in made}}
+            consumed, made = _onnx_io_names(files.path(post["file"]))
+            outputs = {**{k: v for k, v in core.items() if k not in set(consumed)}, **{k: env[k] for k in made}}
         else:
             outputs = dict(core)
 
@@ -626,12 +629,7 @@ def _run_quantized_on_cpu(part: dict[str, Any], env: Mapping[str, np.ndarray],
     """A device segment of a ``quantize_only`` compile: its QDQ model (float in, float out) in onnxruntime. The
     step keeps the inputs quantized as the device would take them, for ``--compare``'s integer reference."""
     qdq = files.path(str(part.get("quantized_model", _QDQ)))
-    feeds = {}
-    for e in _entries(part, "inputs"):
-        v = np.asarray(env[e["name"]]) if e["name"] in env else None
-        q = e.get("quantization")
-        if v is not None:
-            feeds[e["name"]] = quantize(v, q) if isinstance(q, dict) and v.dtype.kind == "f" else v
+    feeds = _device_feeds(part, env)
     values = _run_onnx(qdq, env, f"quantized segment {part.get('name', 'device1')}")
     return _DeviceStep(part, feeds, dict(values), None), values
 

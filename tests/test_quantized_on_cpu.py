@@ -68,3 +68,23 @@ def test_a_lowering_compile_writes_the_full_model_too(tmp_path: Path) -> None:
     res = driver.compile(_hardmax_in_the_middle(tmp_path), CompilerConfig(), output_dir=tmp_path / "out",
                          calibration=cal)
     assert "quantized_full_model.onnx" in {a["name"] for a in res.manifest["artifacts"]}
+
+
+def test_joining_refuses_parts_at_two_opsets_and_names_a_tensor_no_part_has() -> None:
+    from onnx import TensorProto, helper
+
+    from axdrive.errors import ModelError
+    from axdrive.onnx_io import chain_models
+
+    def relu(src: str, dst: str, opset: int):
+        graph = helper.make_graph([helper.make_node("Relu", [src], [dst])], "g",
+                                  [helper.make_tensor_value_info(src, TensorProto.FLOAT, [1])],
+                                  [helper.make_tensor_value_info(dst, TensorProto.FLOAT, [1])])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+    joined = chain_models([("a", relu("x", "h", 17)), ("b", relu("h", "y", 17))], None, ["y"])
+    assert [i.name for i in joined.graph.input] == ["x"] and [o.name for o in joined.graph.output] == ["y"]
+    with pytest.raises(ModelError, match="the parts import domain 'ai.onnx' at opsets 17 and 13 \\(b\\)"):
+        chain_models([("a", relu("x", "h", 17)), ("b", relu("h", "y", 13))], None, ["y"])
+    with pytest.raises(ModelError, match="no part reads or computes tensor 'z'"):
+        chain_models([("a", relu("x", "h", 17))], None, ["z"])

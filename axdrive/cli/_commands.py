@@ -91,17 +91,13 @@ def _print_summary(result: Any) -> None:
     print(f"compiled {rep['model']} in {rep['wall_s']:.2f} s: {ran} passes ran, {skipped} skipped")
     segments = [s for s in rep.get("segments", []) if isinstance(s, dict)]
     for key in ("placement", "performance", "memory"):
-        section = rep.get(key)
-        if isinstance(section, dict):
-            label = f"{key} [device1]" if segments and key != "placement" else key
-            print(f"  {label}: " + ", ".join(f"{k}={v}" for k, v in section.items() if not isinstance(v, (dict, list))))
-        if key == "placement":
-            continue
-        for segment in segments:  # each further device segment's own figures (they run one after the other)
-            part = segment.get(key)
-            if isinstance(part, dict):
-                print(f"  {key} [{segment.get('name')}]: " + ", ".join(
-                    f"{k}={v}" for k, v in part.items() if not isinstance(v, (dict, list))))
+        per_segment = key != "placement" and segments  # each further segment's own figures, named
+        sources = [(f"{key} [device1]" if per_segment else key, rep.get(key))]
+        sources += [(f"{key} [{s.get('name')}]", s.get(key)) for s in (segments if per_segment else [])]
+        for label, section in sources:
+            if isinstance(section, dict):
+                print(f"  {label}: " + ", ".join(f"{k}={v}" for k, v in section.items()
+                                                 if not isinstance(v, (dict, list))))
     for w in rep.get("warnings", []):
         print(f"  warning: {w}")
     print(f"artifacts in {result.output_dir}:")

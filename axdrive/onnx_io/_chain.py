@@ -63,10 +63,23 @@ def _rename(graph, mapping: dict[str, str], node_prefix: str, top: bool = True) 
                     _rename(g, mapping, node_prefix, top=False)
 
 
-def chain_models(parts: Sequence[tuple[str, object]], inputs: Iterable[str], outputs: Iterable[str],
+def _first_reads(models: Sequence[tuple[str, object]]) -> list[str]:
+    """What the parts read that no earlier part computes, in first-use order: the chain's run-time inputs."""
+    produced: set[str] = set()
+    found: dict[str, None] = {}
+    for _, model in models:
+        inits = {i.name for i in model.graph.initializer}  # type: ignore[attr-defined]
+        for i in model.graph.input:  # type: ignore[attr-defined]
+            if i.name not in produced and i.name not in inits:
+                found.setdefault(i.name)
+        produced |= {o.name for o in model.graph.output}  # type: ignore[attr-defined]
+    return list(found)
+
+
+def chain_models(parts: Sequence[tuple[str, object]], inputs: Iterable[str] | None, outputs: Iterable[str],
                  name: str = "chain"):  # type: ignore[no-untyped-def]
     """Join ``parts`` (``(part name, onnx.ModelProto)`` in run order) into one model with the given inputs
-    and outputs (names the parts read and compute). The parts must agree on each domain's opset: a model
+    (``None``: what the parts read that no earlier part computes) and outputs (names the parts compute). The parts must agree on each domain's opset: a model
     cannot import one domain at two versions. Raises :class:`ModelError` (one line) when they do not, or
     when an input or output is not found in any part."""
     import copy
@@ -75,6 +88,8 @@ def chain_models(parts: Sequence[tuple[str, object]], inputs: Iterable[str], out
     from onnx import helper
 
     models = [(label, copy.deepcopy(m)) for label, m in parts]
+    inputs = _first_reads(models) if inputs is None else list(inputs)
+    outputs = list(outputs)
     opsets: dict[str, int] = {}
     for label, m in models:
         for imp in m.opset_import:

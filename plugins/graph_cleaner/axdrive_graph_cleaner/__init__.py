@@ -30,7 +30,7 @@ from typing import Any
 from axdrive.errors import ConfigError, ConfigProblem, ModelError, UnsupportedOperatorError, UsageError, did_you_mean
 from axdrive.passes import FIRST_SEGMENT, Phase, Segment, StashKey, compiler_pass, hookimpl, when
 
-from ._split import (Split, choose_condition_node, extract, find_split,
+from ._split import (Split, _upstream, choose_condition_node, extract, find_split,
                      is_lowerable_final_softmax)
 
 #: The split the cleaner chose, for later passes (e.g. reports naming host parts).
@@ -178,13 +178,12 @@ def _write_parts(ctx: Any, graph: Any, split: Split) -> list[Segment]:
 def _feeder(graph: Any, earlier: list[str], inputs: list[str]) -> Any:
     """The float graph from the model's inputs to ``inputs``: the nodes of earlier parts they depend on."""
     producers = graph.producers()
-    allowed, need, todo = set(earlier), set(), [producers[i] for i in inputs if i in producers]
-    while todo:
-        node = todo.pop()
-        if node.name in need or node.name not in allowed:
-            continue
-        need.add(node.name)
-        todo.extend(producers[i] for i in node.inputs if i in producers)
+    # the parts chain, so everything upstream of a segment's inputs is in the parts before it
+    need: set[str] = set()
+    for i in inputs:
+        if i in producers:
+            need |= _upstream(graph, producers[i])
+    need &= set(earlier)
     names = [n.name for n in graph.nodes if n.name in need]
     used = {i for n in graph.nodes if n.name in need for i in n.inputs}
     return extract(graph, names, [i for i in graph.inputs if i in used], [i for i in inputs if i in producers],

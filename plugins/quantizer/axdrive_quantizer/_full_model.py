@@ -21,21 +21,10 @@ FULL_MODEL = "quantized_full_model.onnx"
 _CORE = "quantized_model.onnx"
 
 
-def _model_inputs(parts: list[tuple[dict[str, Any], Any]]) -> list[str]:
-    """What the parts read that no earlier part computes, in first-use order: the model's run-time inputs."""
-    produced: set[str] = set()
-    found: dict[str, None] = {}
-    for _, model in parts:
-        inits = {i.name for i in model.graph.initializer}
-        for i in model.graph.input:
-            if i.name not in produced and i.name not in inits:
-                found.setdefault(i.name)
-        produced |= {o.name for o in model.graph.output}
-    return list(found)
-
-
 def write_full_model(session: Any) -> str | None:
-    """Stage :data:`FULL_MODEL` for a compile whose chain is complete; returns why not, or ``None``."""
+    """Stage :data:`FULL_MODEL` for a compile whose chain is complete. Returns ``None`` when it was written
+    or when there is nothing to join (no chain, or a part not written: the compile stopped early); otherwise
+    why the chain could not be joined (a warning for the compile report)."""
     import onnx
     from onnx import version_converter
 
@@ -44,14 +33,14 @@ def write_full_model(session: Any) -> str | None:
 
     stage = session.artifacts
     if stage is None or not session.parts or not session.model_outputs:
-        return "no chain of parts (the graph cleaner did not run)"
+        return None
     loaded: list[tuple[dict[str, Any], Any]] = []
     for part in session.parts:
         name = part["file"] if part["kind"] == "host" else str(part.get("prefix", "")) + _CORE
         try:
             loaded.append((part, onnx.load(str(stage.staged(name)))))
-        except KeyError:
-            return f"{name} was not written"
+        except KeyError:  # the compile stopped before that part was written
+            return None
     opset = max((next((i.version for i in m.opset_import if i.domain in ("", "ai.onnx")), 0)
                  for p, m in loaded if p["kind"] == "device"), default=0)
     models = []
@@ -64,7 +53,7 @@ def write_full_model(session: Any) -> str | None:
                 return f"{part['file']} (opset {current}) does not convert to opset {opset}: {str(exc).splitlines()[0]}"
         models.append((part["name"], model))
     try:
-        merged = chain_models(models, _model_inputs(loaded), session.model_outputs,
+        merged = chain_models(models, None, session.model_outputs,
                               name=f"{session.graph.name if session.graph is not None else 'model'}_quantized_full")
     except ModelError as exc:
         return str(exc)
