@@ -344,23 +344,3 @@ def test_the_supported_operators_report_in_docs_is_current() -> None:
     assert (REPO / "docs" / "supported-operators.md").read_text() == proc.stdout, \
         "docs/supported-operators.md is stale: run `make docs`"
 
-
-def test_the_report_joins_the_float_int8_and_aipu_sides_and_takes_a_plugins_operator() -> None:
-    from axdrive.operators import OperatorSupport, operator_report
-    from axdrive.passes import PluginHost, hookimpl
-
-    class Einsum:
-        @hookimpl
-        def axdrive_operator_support(self):
-            return [OperatorSupport("Einsum", "int8", "mac: a plugin's kernel"),
-                    OperatorSupport("Einsum", "aipu", "MVM, by a plugin", ("two operands",))]
-
-    host = PluginHost.from_args([])
-    before = {r["op"]: r for r in operator_report(host)}
-    assert before["Conv"]["float"] == "numpy" and before["Conv"]["aipu"][0]["summary"].startswith("MVM conv2d")
-    assert before["Sigmoid"]["aipu"] == [{"summary": "DPU program (table lookup)", "constraints": []}]  # by kind
-    assert before["Einsum"]["aipu"] == [] and "LSTM" not in before  # host only: onnxruntime runs it
-    assert "frontend.fold_batchnorm" in before["BatchNormalization"]["rewrite"][0]["summary"]
-    host.register(Einsum(), name="einsum-plugin")
-    after = {r["op"]: r for r in operator_report(host)}
-    assert after["Einsum"]["aipu"] == [{"summary": "MVM, by a plugin", "constraints": ["two operands"]}]

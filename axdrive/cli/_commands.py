@@ -362,10 +362,10 @@ def cmd_ops(args: Namespace) -> int:
     from ..errors import UsageError
 
     if args.model is None:
-        from ..operators import format_report, operator_report
+        from ..operators import format_report
         from ..passes import PluginHost
 
-        sys.stdout.write(format_report(operator_report(PluginHost.from_args(args.plugins)), args.format))
+        sys.stdout.write(format_report(PluginHost.from_args(args.plugins).operators, args.format))
         return 0
     cfg, placement = _load_config_and_placement(args)
     if not cfg.run_graph_cleaner:

@@ -19,6 +19,7 @@ from ._stash import Stash
 if TYPE_CHECKING:  # pragma: no cover
     from ..artifacts import ArtifactStage
     from ..config import CompilerConfig
+    from ..operators import OperatorRegistry
     from ..tracing import Tracer
     from ._pass import Pass
     from ._plugins import PluginHost
@@ -121,6 +122,11 @@ class PassContext:
     @property
     def inputs(self) -> dict[str, Any]:
         return self.session.inputs
+
+    @property
+    def operators(self) -> "OperatorRegistry":
+        """The operator registry of this compile's plugins: which kernel, which unit, and why not."""
+        return self.session.host.operators
 
     @property
     def segment(self) -> Segment | None:

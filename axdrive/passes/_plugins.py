@@ -9,19 +9,22 @@ Built-in instruments are registered as internal plugins the same way.
 
 from __future__ import annotations
 
-__all__ = ["PluginHost", "PluginInfo", "ENTRY_POINT_GROUP", "AUTOLOAD_ENV"]
+__all__ = ["PluginHost", "PluginInfo", "ENTRY_POINT_GROUP", "AUTOLOAD_ENV", "default_operators"]
 
 import importlib
 import os
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import pluggy
 
 from ..errors import PluginError, PassResolutionError
 from . import hookspec
 from ._pass import Pass
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..operators import OperatorRegistry
 
 ENTRY_POINT_GROUP = "axdrive.passes"
 AUTOLOAD_ENV = "AXDRIVE_DISABLE_PLUGIN_AUTOLOAD"
@@ -57,6 +60,7 @@ class PluginHost:
         self.blocked: set[str] = set(block)
         self.plugins: list[PluginInfo] = []
         self._passes: list[Pass] | None = None
+        self._operators: Any = None
         if autoload is None:
             autoload = not _truthy(os.environ.get(AUTOLOAD_ENV))
         self.autoload = autoload
@@ -105,6 +109,7 @@ class PluginHost:
         self.pm.register(plugin, name=info.name)
         self.plugins.append(info)
         self._passes = None
+        self._operators = None
 
     def _load_entry_points(self) -> None:
         eps = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
@@ -185,6 +190,30 @@ class PluginHost:
         self._passes = result
         return result
 
+    @property
+    def operators(self) -> "OperatorRegistry":
+        """The operator registry of the registered plugins (``axdrive_operators``), built once."""
+        if self._operators is not None:
+            return self._operators
+        from ..operators import build_registry
+
+        answers = []
+        # in call order, as pluggy calls any hook (the latest registered first): a plugin loaded with ``-p``
+        # comes before the built-in ones, so its rule for an operator they also handle is tried first
+        for impl in reversed(self.pm.hook.axdrive_operators.get_hookimpls()):
+            info = self.info(impl.plugin_name)
+            dist = info.distribution if info else impl.plugin_name
+            try:
+                answers.append((dist, list(impl.function() or ())))
+            except Exception as exc:
+                raise PluginError(f"plugin {dist!r} failed in axdrive_operators(): {type(exc).__name__}: {exc}",
+                                  plugin=dist) from exc
+        try:
+            self._operators = build_registry(answers)
+        except (TypeError, ValueError) as exc:
+            raise PluginError(f"operator registry: {exc}") from exc
+        return self._operators
+
     def presets(self, model_name: str) -> list[tuple[str, dict[str, Any]]]:
         """``(plugin, presets)`` answers for ``model_name``, earliest-registered last."""
         answers = []
@@ -210,3 +239,15 @@ def _distribution_of(module_name: str) -> str | None:
     mapping = metadata.packages_distributions()
     dists = mapping.get(top)
     return dists[0] if dists else None
+
+
+_DEFAULT: list[Any] = []
+
+
+def default_operators() -> "OperatorRegistry":
+    """The operator registry of the installed plugins, for code that runs outside a compile (tests, tools).
+
+    Inside a pass, use ``ctx.operators``: it honours the compile's ``-p`` and ``-p no:`` choices."""
+    if not _DEFAULT:
+        _DEFAULT.append(PluginHost().operators)
+    return _DEFAULT[0]

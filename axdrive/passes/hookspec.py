@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..config import CompilerConfig
     from ._context import CompileSession, PassContext
     from ..ir import Graph, Node
-    from ..operators import OperatorSupport
+    from ..operators import OperatorRegistry, OperatorRule
     from ..runner import DeviceRuntime
     from ._pass import Pass
 
@@ -107,7 +107,8 @@ def axdrive_compile_finish(session: "CompileSession", error: "BaseException | No
 
 
 @hookspec
-def axdrive_host_reason(graph: "Graph", node: "Node", config: "CompilerConfig") -> "str | None":
+def axdrive_host_reason(graph: "Graph", node: "Node", config: "CompilerConfig",
+                        operators: "OperatorRegistry") -> "str | None":
     """Why ``node`` of the float ``graph`` cannot run on the accelerator, or ``None`` if you see no reason.
 
     Asked of every plugin for every node by a partitioning pass (the graph
@@ -116,9 +117,11 @@ def axdrive_host_reason(graph: "Graph", node: "Node", config: "CompilerConfig") 
     of its own between the device segments around it, and the reason is what the
     compile report and ``axdrive run`` users read, so say it in the user's
     terms: ``"LSTM has no integer kernel"``, ``"output rank 3; the AIPU stores
-    NCHW or NC tensors"``. A plugin that lowers an operator no other plugin
-    supports answers ``None`` for it; a plugin never needs to know the others.
-    ``config`` is the compile's configuration (the built-in lowering answers
+    NCHW or NC tensors"``. ``operators`` is the compile's operator registry:
+    the built-in quantizer answers from its ``int8`` rules and the lowering from
+    its ``aipu`` rules, so a plugin that only adds an operator registers rules
+    (``axdrive_operators``) and need not answer here; this hook is for reasons
+    the registry cannot state (a policy, a budget). ``config`` is the compile's configuration (the built-in lowering answers
     in ``quantize_only`` too, so that mode's core is what a later
     ``lower_only`` compile lowers; not in ``lower_only``, whose QDQ model places
     nothing anew).
@@ -126,14 +129,19 @@ def axdrive_host_reason(graph: "Graph", node: "Node", config: "CompilerConfig") 
 
 
 @hookspec
-def axdrive_operator_support() -> "list[OperatorSupport]":
-    """Return what this plugin does with ONNX operators, for the supported-operators report.
+def axdrive_operators() -> "list[OperatorRule]":
+    """Return this plugin's rules for ONNX operators: the entries of the operator registry.
 
-    Called by ``axdrive ops`` (without a model) and when ``docs/supported-operators.md``
-    is generated. Each :class:`axdrive.operators.OperatorSupport` names an
-    operator, a role (``"int8"``: an integer kernel quantizes it; ``"aipu"``: a
-    unit runs it), one line of summary and the constraints in words. Say here
-    in general what ``axdrive_host_reason`` decides per node.
+    Each :class:`axdrive.operators.OperatorRule` says, for one operator, that
+    a pass rewrites it before quantization (``role="rewrite"``), that an
+    integer kernel quantizes it (``"int8"``, ``kind=`` the kernel), or that a
+    unit of the AIPU runs it (``"aipu"``, ``unit=``), under constraints that
+    are words and predicates at once (:class:`axdrive.operators.Constraint`).
+    The built-in plugins register theirs this way; the registry
+    (``ctx.operators``) is what the quantizer dispatches on, what lowering
+    validates against, what tiling and code generation ask for a node's unit,
+    what places a node on the host, and what ``axdrive ops`` prints. Rules of
+    a plugin registered later (``-p``) are tried first.
     """
 
 

@@ -28,16 +28,16 @@ def axdrive_passes() -> list[Pass]:
 
 
 @hookimpl
-def axdrive_operator_support() -> list:
-    """The operators the frontend's rewrites replace before quantization, for the supported-operators report."""
-    from axdrive.operators import OperatorSupport
+def axdrive_operators() -> list:
+    """The operators the frontend's rewrites replace before quantization (``rewrite`` rules of the registry)."""
+    from axdrive.operators import OperatorRule
 
     return [
-        OperatorSupport("BatchNormalization", "rewrite", "folded into the preceding Conv, else a per-channel Mul + "
+        OperatorRule("BatchNormalization", "rewrite", "folded into the preceding Conv, else a per-channel Mul + "
                         "Add (frontend.fold_batchnorm)", ("inference mode", "constant scale, bias, mean, variance")),
-        OperatorSupport("Identity", "rewrite", "removed (frontend.eliminate_dead_code)"),
-        OperatorSupport("Dropout", "rewrite", "removed (frontend.eliminate_dead_code)", ("its mask unused",)),
-        OperatorSupport("Constant", "rewrite", "folded into a constant tensor (frontend.fold_constants)"),
-        *(OperatorSupport(op, "rewrite", "folded when its input's shape is static (frontend.fold_constants)")
+        OperatorRule("Identity", "rewrite", "removed (frontend.eliminate_dead_code)"),
+        OperatorRule("Dropout", "rewrite", "removed (frontend.eliminate_dead_code)", ("its mask unused",)),
+        OperatorRule("Constant", "rewrite", "folded into a constant tensor (frontend.fold_constants)"),
+        *(OperatorRule(op, "rewrite", "folded when its input's shape is static (frontend.fold_constants)")
           for op in ("Shape", "Size")),
     ]

@@ -215,7 +215,8 @@ def host_reasons(ctx: Any, graph: Any) -> dict[str, str]:
     """Every node some plugin says the accelerator cannot run (``axdrive_host_reason``), with the reasons."""
     found = {}
     for node in graph.nodes:
-        said = [r for r in ctx.session.host.hook.axdrive_host_reason(graph=graph, node=node, config=ctx.config) if r]
+        said = [r for r in ctx.session.host.hook.axdrive_host_reason(graph=graph, node=node, config=ctx.config,
+                                                                      operators=ctx.operators) if r]
         if said:
             found[node.name] = "; ".join(dict.fromkeys(said))
     return found

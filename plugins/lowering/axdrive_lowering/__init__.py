@@ -41,7 +41,7 @@ from ._layout import PWORD
 from ._padding import pad_graph, softmax_is_neutral
 from ._rules_dense import DENSE_RULES
 from ._rules_simplify import LUT_RULES, SIMPLIFY_RULES
-from ._validate import check_operators, float_reason, operator_support
+from ._validate import check_operators, float_reason, operator_rules
 
 LOWERING_MODES = ("quantize_and_lower", "lower_only")
 LOWERING = when_mode(*LOWERING_MODES)
@@ -56,7 +56,7 @@ def validate_operators(ctx: Any) -> dict[str, Any]:
     Runs before any lowering so the user sees all problems at once (an
     ``UnsupportedOperatorError``: "3 nodes cannot run on the AIPU: 'n1'
     (Gather: ...), ..."). Statistics: nodes_checked."""
-    return check_operators(ctx.graph)
+    return check_operators(ctx.graph, ctx.operators)
 
 
 @compiler_pass("lowering.remove_float_io", requires=("quantized",), provides=("int8_core",), enabled=LOWERING,
@@ -169,7 +169,7 @@ def build_dpu_programs(ctx: Any) -> dict[str, Any]:
     result) and attach each layer's element-wise work as a virtual DPU program
     (``attrs["dpu_program"]``, an ``axdrive.ir.dpu.VProgram``) for the register allocator.
     Statistics: programs, fused_tail_nodes, standalone_dpu_nodes, instructions."""
-    return _dpu_programs.build_dpu_programs(ctx.graph)
+    return _dpu_programs.build_dpu_programs(ctx.graph, ctx.operators)
 
 
 @hookimpl
@@ -180,7 +180,7 @@ def axdrive_passes() -> list[Any]:
 
 
 @hookimpl
-def axdrive_host_reason(graph: Any, node: Any, config: Any) -> str | None:
+def axdrive_host_reason(graph: Any, node: Any, config: Any, operators: Any) -> str | None:
     """A float node whose operator, shape or attributes no AIPU mapping takes (the checks of
     ``lowering.validate_operators`` that do not depend on quantization) stays on the host. Also in
     ``quantize_only``: the quantized core is what a later ``lower_only`` compile lowers, so both modes place
@@ -188,9 +188,10 @@ def axdrive_host_reason(graph: Any, node: Any, config: Any) -> str | None:
     run-time DequantizeLinear outputs until the quantizer's import folds them."""
     if str(config.compiler_mode) == "lower_only":
         return None
-    return float_reason(graph, node)
+    return float_reason(graph, node, operators)
 
 
 @hookimpl
-def axdrive_operator_support() -> list:
-    return operator_support()
+def axdrive_operators() -> list:
+    """How the AIPU's units run ONNX operators: the ``aipu`` rules of the operator registry."""
+    return operator_rules()

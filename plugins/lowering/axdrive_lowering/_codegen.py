@@ -40,7 +40,7 @@ import numpy as np
 
 from axdrive.errors import MemoryPlanError, UnsupportedOperatorError
 from axdrive.ir import Graph, Node
-from axdrive.operators import VIEW_OPS
+from axdrive.operators import OperatorRegistry
 from axdrive.ir.program_plan import SchedulePolicy
 from axdrive_hw.program.model import Program, Ref
 from axdrive_hw.target import Target
@@ -70,7 +70,6 @@ def frames_per_run(policy: SchedulePolicy) -> int:
     return 1
 
 _ALIGN = 64
-_ALIAS_OPS = VIEW_OPS  # the core's operator class: a new shape over the same bytes
 # work items that are DMA copies (or nothing), no unit
 _MOVES = ("alias", "concat", "spatial_slice", "zero_insertion", "pixel_move", "hw_transpose")
 
@@ -299,7 +298,13 @@ class _Emitter:
 
     def __init__(self, graph: Graph, target: Target, homes: Homes, *, l1_bytes: int, io_on_host: bool,
                  spans: bool, policy: SchedulePolicy | None = None, extra_tiles: dict[str, int] | None = None,
-                 ungrouped: frozenset[str] = frozenset(), forced: bool = False) -> None:
+                 ungrouped: frozenset[str] = frozenset(), forced: bool = False,
+                 operators: OperatorRegistry | None = None) -> None:
+        if operators is None:
+            from axdrive.passes import default_operators
+
+            operators = default_operators()
+        self.operators = operators
         self.g = graph
         self.target = target
         self.homes = homes
@@ -625,7 +630,7 @@ class _Emitter:
         g = self.g
         out_name = head.attrs.get("dpu_output", head.outputs[0])
         n, oh, ow, oc = device_shape(g.tensors[out_name].shape)
-        unit = _unit_of(g, head, self.target) if is_head(head) else None
+        unit = _unit_of(g, head, self.target) if is_head(head, self.operators) else None
         tiling = head.attrs.get("tiling") or {}
         chunks = [(0, oc)]
         if (unit is not None and unit.op == "conv2d" and len(unit.channel_groups) <= 1
@@ -862,7 +867,7 @@ class _Emitter:
             if node.attrs.get("dpu_tail"):
                 continue
             kind = node.attrs.get("integer_op")
-            if kind == "move" and node.op in _ALIAS_OPS:
+            if self.operators.unit(node) == "view":  # the registry's unit: a new shape over the same bytes
                 work.append(("alias", node))
             elif kind == "concat":
                 work.append(("concat", node))
@@ -874,7 +879,7 @@ class _Emitter:
                 work.append(("hw_transpose", node))
             elif kind == "move" and node.op in ("Slice", "Gather", "Transpose") and pixel_indices(self.g, node):
                 work.append(("pixel_move", node))
-            elif is_head(node) or node.attrs.get("dpu_program") is not None:
+            elif is_head(node, self.operators) or node.attrs.get("dpu_program") is not None:
                 work.append(("layer", node))
             else:
                 raise UnsupportedOperatorError(f"{node.op} ({kind}) reached the code generator without a lowering "
@@ -1150,7 +1155,9 @@ def _unit_of(g: Graph, node: Node, target: Target) -> _Unit:
 
 def record(graph: Graph, target: Target, homes: Homes, *, l1_bytes: int, io_on_host: bool, spans: bool,
            policy: SchedulePolicy | None = None, extra_tiles: dict[str, int] | None = None,
-           ungrouped: frozenset[str] = frozenset(), forced: bool = False) -> Emitted:
-    """The recorded tasks and buffers for ``graph`` (legalized, DPU programs allocated); see :mod:`._finalize`."""
+           ungrouped: frozenset[str] = frozenset(), forced: bool = False,
+           operators: OperatorRegistry | None = None) -> Emitted:
+    """The recorded tasks and buffers for ``graph`` (legalized, DPU programs allocated); see :mod:`._finalize`.
+    ``operators`` (default: the installed plugins' registry) says which unit runs each node."""
     return _Emitter(graph, target, homes, l1_bytes=l1_bytes, io_on_host=io_on_host, spans=spans, policy=policy,
-                    extra_tiles=extra_tiles, ungrouped=ungrouped, forced=forced).run()
+                    extra_tiles=extra_tiles, ungrouped=ungrouped, forced=forced, operators=operators).run()

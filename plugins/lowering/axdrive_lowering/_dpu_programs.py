@@ -33,22 +33,18 @@ from typing import Any
 import numpy as np
 
 from axdrive.ir import Graph, Node, VInstr, VProgram
-from axdrive.operators import UNIT_MOVES
+from axdrive.operators import OperatorRegistry
 from axdrive.numerics import INT32_MAX, INT32_MIN, QMAX, QMIN, SOFTMAX_LEVELS, requantize
 from axdrive.reference.integer import lut_source
 
-from ._rules_spatial import ZERO_INSERTION
 
 ELEMENTWISE = frozenset({"add", "sub", "mul", "lut", "softmax"})
-_UNIT_MOVES = UNIT_MOVES  # the core's operator class (tiling reads the same)
 
 
-def is_head(node: Node) -> bool:
-    """A node that runs on the MVM or the DWPU (a layer may fuse a DPU tail after it)."""
-    kind = node.attrs.get("integer_op")
-    if node.attrs.get(ZERO_INSERTION):
-        return False  # a lowered ConvTranspose's upsampling: DMA copies only (the code generator's scatter)
-    return kind in ("mac", "avgpool") or (kind == "move" and node.op in _UNIT_MOVES)
+def is_head(node: Node, operators: OperatorRegistry) -> bool:
+    """A node that runs on the MVM or the DWPU (a layer may fuse a DPU tail after it): the registry's unit,
+    the same answer tiling gets."""
+    return operators.is_unit_head(node)
 
 
 class _Writer:
@@ -160,9 +156,9 @@ def _node(w: _Writer, node: Node) -> int:
     return w.output_step(w.emit("sub" if kind == "sub" else "add", (a, b)), node)
 
 
-def _layer_program(graph: Graph, head: Node, members: list[Node]) -> VProgram:
+def _layer_program(graph: Graph, head: Node, members: list[Node], unit_head: bool) -> VProgram:
     w = _Writer(graph)
-    if is_head(head):
+    if unit_head:
         w.tensor(head.outputs[0])
     result = -1
     for node in members:
@@ -192,8 +188,13 @@ def _fusable(graph: Graph, users: dict[str, list[Node]], tensor: str, claimed: s
     return nxt
 
 
-def build_dpu_programs(graph: Graph) -> dict[str, Any]:
-    """Group nodes into layers and attach a virtual DPU program to each head with element-wise work."""
+def build_dpu_programs(graph: Graph, operators: OperatorRegistry | None = None) -> dict[str, Any]:
+    """Group nodes into layers and attach a virtual DPU program to each head with element-wise work
+    (``operators``, default the installed plugins' registry, says which nodes run on the MVM or the DWPU)."""
+    if operators is None:
+        from axdrive.passes import default_operators
+
+        operators = default_operators()
     users = graph.consumer_map()
     claimed: set[str] = set()
     stats = {"programs": 0, "fused_tail_nodes": 0, "standalone_dpu_nodes": 0, "instructions": 0}
@@ -204,9 +205,10 @@ def build_dpu_programs(graph: Graph) -> dict[str, Any]:
         if node.name in claimed:
             continue
         kind = node.attrs.get("integer_op")
-        if not is_head(node) and kind not in ELEMENTWISE:
+        head = is_head(node, operators)
+        if not head and kind not in ELEMENTWISE:
             continue
-        members: list[Node] = [] if is_head(node) else [node]
+        members: list[Node] = [] if head else [node]
         claimed.add(node.name)
         last = node
         while (nxt := _fusable(graph, users, last.outputs[0], claimed)) is not None:
@@ -215,7 +217,7 @@ def build_dpu_programs(graph: Graph) -> dict[str, Any]:
             last = nxt
         if not members:
             continue
-        program = _layer_program(graph, node, members)
+        program = _layer_program(graph, node, members, head)
         node.attrs["dpu_program"] = program
         node.attrs["dpu_tail"] = [m.name for m in members if m is not node]
         for m in members:
@@ -224,5 +226,5 @@ def build_dpu_programs(graph: Graph) -> dict[str, Any]:
         stats["programs"] += 1
         stats["instructions"] += len(program)
         stats["fused_tail_nodes"] += len(node.attrs["dpu_tail"])
-        stats["standalone_dpu_nodes"] += int(not is_head(node))
+        stats["standalone_dpu_nodes"] += int(not head)
     return stats

@@ -214,7 +214,7 @@ def emit_program(ctx: Any) -> dict[str, Any]:
     def run_codegen(extra: dict[str, int], ungrouped: frozenset[str]) -> Any:
         return record(ctx.graph, target, homes, l1_bytes=l1_bytes, io_on_host=bool(ctx.stash.get(IO_ON_HOST, False)),
                       spans=bool(ctx.config.propagate_span_information), policy=scheduler.policy, extra_tiles=extra,
-                      ungrouped=ungrouped, forced=forced)
+                      ungrouped=ungrouped, forced=forced, operators=ctx.operators)
 
     done = finalize(run_codegen, target, ctx.stash[MEMORY_PLANNER], scheduler, l1_bytes=l1_bytes,
                     use_sysdma=bool(cfg["use_sysdma"]), dual=bool(cfg["dma_dual_channel"]))

@@ -8,21 +8,20 @@ rewrite or the code generator happens to trip over.
 
 from __future__ import annotations
 
-__all__ = ["unsupported_nodes", "check_operators", "float_reason", "operator_support"]
+__all__ = ["unsupported_nodes", "check_operators", "float_reason", "operator_rules"]
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from axdrive.errors import UnsupportedOperatorError
 from axdrive.ir import Graph, Node
-from axdrive.operators import VIEW_OPS
+from axdrive.operators import EVERY_OP, VIEW_OPS, Constraint, OperatorRegistry, OperatorRule
 
 from ._layout import device_shape
 from ._rules_moves import move_reason
-from ._rules_spatial import conv_pads_of_transpose
+from ._rules_spatial import ZERO_INSERTION, conv_pads_of_transpose
 
-_ALIAS_OPS = VIEW_OPS
 _RUNTIME_WEIGHTS = "a product of two run-time tensors has no MVM mapping (weights must be constant)"
 
 
@@ -48,42 +47,67 @@ def _per_tensor(graph: Graph, node: Node) -> str | None:
     return None
 
 
-def _conv(graph: Graph, node: Node) -> str | None:
-    if len(_shape(graph, node.inputs[0])) != 4:
-        return "only 2-D convolutions (4-D tensors) map onto the MVM/DWPU"
+def _rank4(what: str) -> Callable[[Graph, Node], str | None]:
+    def check(graph: Graph, node: Node) -> str | None:
+        return None if len(_shape(graph, node.inputs[0])) == 4 else what
+    return check
+
+
+def _groups(graph: Graph, node: Node) -> str | None:
     w = graph.constant(node.inputs[1])
     groups = int(node.attrs.get("group", 1))
-    if node.op == "ConvTranspose":
-        if groups != 1:
-            return f"transposed convolution with {groups} groups is not lowered (only group 1)"
-        crop = [p for p in conv_pads_of_transpose(graph, node) if p < 0]
-        if crop:
-            return ("transposed convolution whose pads exceed dilation x (kernel - 1) crops its output; only "
-                    "pads up to that are lowered (as a zero insertion and a stride-1 convolution)")
-        return None
     c_in, c_out = _shape(graph, node.inputs[0])[1], _shape(graph, node.outputs[0])[1]
     if groups != 1 and (c_in % groups or c_out % groups or w.shape[1] * groups != c_in):
         return f"convolution with {groups} groups does not divide its {c_in} -> {c_out} channels"
+    return None
+
+
+def _explicit_pads(graph: Graph, node: Node) -> str | None:
     if node.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
         return "auto_pad SAME_* is not lowered; give explicit pads"
     return None
 
 
-def _dense(graph: Graph, node: Node) -> str | None:
-    if len(_shape(graph, node.inputs[0])) != 2:
-        return "dense layers on more than 2-D inputs are not lowered"
-    if node.op == "Gemm" and node.attrs.get("transA", 0):
-        return "Gemm with transA is not lowered"
+def _transpose_group(graph: Graph, node: Node) -> str | None:
+    groups = int(node.attrs.get("group", 1))
+    return None if groups == 1 else f"transposed convolution with {groups} groups is not lowered (only group 1)"
+
+
+def _transpose_crop(graph: Graph, node: Node) -> str | None:
+    if node.attrs.get(ZERO_INSERTION):
+        return None  # the zero insertion this very check admitted (lowering's rewrite)
+    if any(p < 0 for p in conv_pads_of_transpose(graph, node)):
+        return ("transposed convolution whose pads exceed dilation x (kernel - 1) crops its output; only "
+                "pads up to that are lowered (as a zero insertion and a stride-1 convolution)")
     return None
 
 
-def _elementwise(graph: Graph, node: Node) -> str | None:
+def _dense(graph: Graph, node: Node) -> str | None:
+    return None if len(_shape(graph, node.inputs[0])) == 2 else "dense layers on more than 2-D inputs are not lowered"
+
+
+def _no_trans_a(graph: Graph, node: Node) -> str | None:
+    return "Gemm with transA is not lowered" if node.attrs.get("transA", 0) else None
+
+
+def _constant_weight(graph: Graph, node: Node) -> str | None:
+    return None if graph.is_constant(node.input(1)) else _RUNTIME_WEIGHTS
+
+
+def _constant_operands(graph: Graph, node: Node) -> str | None:
     out = _shape(graph, node.outputs[0])
     for name in node.inputs[:2]:
-        if graph.is_constant(name):
+        if name and graph.is_constant(name):
             c = graph.constant(name)
             if c.size > 1 and (len(out) < 2 or c.size != out[1] or max(c.shape) != c.size):
                 return f"constant operand {name!r} of shape {list(c.shape)} is neither a scalar nor per channel"
+    return None
+
+
+def _broadcast(graph: Graph, node: Node) -> str | None:
+    out = _shape(graph, node.outputs[0])
+    for name in node.inputs[:2]:
+        if not name or graph.is_constant(name):
             continue
         s = _shape(graph, name)
         if s != out and not (len(s) == 4 and s[2:] == (1, 1) and s[:2] == out[:2]):
@@ -91,49 +115,53 @@ def _elementwise(graph: Graph, node: Node) -> str | None:
     return None
 
 
-def _move(graph: Graph, node: Node) -> str | None:
-    op = node.op
+def _maxpool(graph: Graph, node: Node) -> str | None:
+    if node.attrs.get("ceil_mode", 0) or any(d != 1 for d in node.attrs.get("dilations", [1, 1])):
+        return "MaxPool with ceil_mode or dilations is not lowered"
+    return None
+
+
+def _resize_factors(graph: Graph, node: Node) -> str | None:
+    x, y = _shape(graph, node.inputs[0]), _shape(graph, node.outputs[0])
+    if node.attrs.get("mode", "nearest") != "nearest" or len(x) != 4 or y[:2] != x[:2] or y[2] % x[2] or y[3] % x[3]:
+        return "only nearest-neighbour upsampling by whole factors maps onto the DWPU"
+    return None
+
+
+def _resize_coordinates(graph: Graph, node: Node) -> str | None:
+    x, y = _shape(graph, node.inputs[0]), _shape(graph, node.outputs[0])
+    if node.attrs.get("coordinate_transformation_mode", "half_pixel") != "asymmetric" \
+            or node.attrs.get("nearest_mode", "round_prefer_floor") != "floor":
+        if y[2] != x[2] * 2 or y[3] != x[3] * 2:
+            return "nearest Resize other than asymmetric/floor is only lowered for factor 2"
+    return None
+
+
+def _split_axis(graph: Graph, node: Node) -> str | None:
     x = _shape(graph, node.inputs[0])
-    if op == "MaxPool":
-        if node.attrs.get("ceil_mode", 0) or any(d != 1 for d in node.attrs.get("dilations", [1, 1])):
-            return "MaxPool with ceil_mode or dilations is not lowered"
-        return None if len(x) == 4 else "only 2-D max pooling is lowered"
-    if op == "Resize":
-        y = _shape(graph, node.outputs[0])
-        if node.attrs.get("mode", "nearest") != "nearest" or len(x) != 4 or y[:2] != x[:2] \
-                or y[2] % x[2] or y[3] % x[3]:
-            return "only nearest-neighbour upsampling by whole factors maps onto the DWPU"
-        if node.attrs.get("coordinate_transformation_mode", "half_pixel") != "asymmetric" \
-                or node.attrs.get("nearest_mode", "round_prefer_floor") != "floor":
-            if y[2] != x[2] * 2 or y[3] != x[3] * 2:
-                return "nearest Resize other than asymmetric/floor is only lowered for factor 2"
-        return None
-    if op == "Split":
-        axis = int(node.attrs.get("axis", 0))
-        if len(x) != 4 or axis % 4 == 0:
-            return f"{op} along axis {axis} of a rank-{len(x)} tensor (channels, rows or columns of NCHW are lowered)"
-        return None
-    if op in ("Slice", "Gather", "Transpose"):
-        return move_reason(graph, node)
-    if op == "Expand":
-        y = _shape(graph, node.outputs[0])
-        return None if len(x) == 4 and x[2:] == (1, 1) and y[:2] == x[:2] else "Expand other than 1x1 -> HxW"
-    if op in _ALIAS_OPS:
-        a, b = device_shape(x), device_shape(_shape(graph, node.outputs[0]))
-        if a is None or a != b:
-            return (f"{op} {list(x)} -> {list(_shape(graph, node.outputs[0]))} changes the channels-innermost "
-                    "layout; only reshapes between NCHW and NC of 1x1 maps are free")
-        return None
-    return f"data movement {op} is not lowered"
+    axis = int(node.attrs.get("axis", 0))
+    if len(x) != 4 or axis % 4 == 0:
+        return f"Split along axis {axis} of a rank-{len(x)} tensor (channels, rows or columns of NCHW are lowered)"
+    return None
+
+
+def _expand(graph: Graph, node: Node) -> str | None:
+    x, y = _shape(graph, node.inputs[0]), _shape(graph, node.outputs[0])
+    return None if len(x) == 4 and x[2:] == (1, 1) and y[:2] == x[:2] else "Expand other than 1x1 -> HxW"
+
+
+def _view(graph: Graph, node: Node) -> str | None:
+    x = _shape(graph, node.inputs[0])
+    a, b = device_shape(x), device_shape(_shape(graph, node.outputs[0]))
+    if a is None or a != b:
+        return (f"{node.op} {list(x)} -> {list(_shape(graph, node.outputs[0]))} changes the channels-innermost "
+                "layout; only reshapes between NCHW and NC of 1x1 maps are free")
+    return None
 
 
 def _concat(graph: Graph, node: Node) -> str | None:
     rank = len(_shape(graph, node.outputs[0]))
     return None if rank == 4 and int(node.attrs.get("axis", 0)) % 4 == 1 else "Concat other than along channels"
-
-
-def _pool(graph: Graph, node: Node) -> str | None:
-    return None if len(_shape(graph, node.inputs[0])) == 4 else "only 2-D average pooling is lowered"
 
 
 def _softmax_axis(graph: Graph, node: Node) -> str | None:
@@ -145,19 +173,10 @@ def _softmax_axis(graph: Graph, node: Node) -> str | None:
     return None
 
 
-def _softmax(graph: Graph, node: Node) -> str | None:
-    why = _softmax_axis(graph, node)
-    if why:
-        return why
+def _exp_table(graph: Graph, node: Node) -> str | None:
     if np.shape(node.attrs.get("exp_table")) != (256,):
         return "Softmax without its 256-entry exponent table (exp_table); was it quantized by axdrive's quantizer?"
     return None
-
-
-_CHECKS: dict[str, Callable[[Graph, Node], str | None]] = {
-    "move": _move, "add": _elementwise, "sub": _elementwise, "mul": _elementwise, "lut": lambda g, n: None,
-    "concat": _concat, "avgpool": _pool, "softmax": _softmax,
-}
 
 
 def _output_shapes(graph: Graph, node: Node) -> str | None:
@@ -176,104 +195,101 @@ def _output_shapes(graph: Graph, node: Node) -> str | None:
     return None
 
 
-def _reason(graph: Graph, node: Node) -> str | None:
+def _zero_insertion_unit(node: Node) -> str:
+    return "dma" if node.attrs.get(ZERO_INSERTION) else "mvm"  # a lowered ConvTranspose's upsampling: a scatter
+
+
+_C = Constraint
+_RANK4_CONV = _C("2-D (rank-4 tensors)", _rank4("only 2-D convolutions (4-D tensors) map onto the MVM/DWPU"))
+_ELEMENTWISE = (_C("a constant operand is a scalar or per channel", _constant_operands),
+                _C("a run-time operand has the output's shape or is a 1x1 map broadcast over it", _broadcast))
+_VIEW = ("nothing: a view of the same bytes", "view", (_C("only between NCHW and NC of 1x1 maps", _view),))
+
+#: How each operator maps onto the AIPU: ``op -> (summary, unit, integer kernels, constraints)``. These are the
+#: lowering's ``aipu`` rules of the operator registry (:func:`operator_rules`); the constraints are the checks of
+#: ``lowering.validate_operators`` (docs/lowering.md, "emit_program", has the tasks).
+_AIPU: dict[str, tuple[str, Any, tuple[str, ...], tuple[Constraint, ...]]] = {
+    "Conv": ("MVM conv2d (depthwise: DWPU), requantization fused", "mvm", ("mac",),
+             (_RANK4_CONV, _C("groups divide the channels", _groups),
+              _C("explicit pads (no auto_pad SAME_*)", _explicit_pads))),
+    "ConvTranspose": ("DMA zero insertion, then an MVM stride-1 conv2d", _zero_insertion_unit, ("mac",),
+                      (_RANK4_CONV, _C("group 1", _transpose_group),
+                       _C("pads up to dilation x (kernel - 1)", _transpose_crop))),
+    "Gemm": ("MVM matmul (or conv2d: rewrite_dense_to_conv2d)", "mvm", ("mac",),
+             (_C("2-D input", _dense), _C("no transA", _no_trans_a))),
+    "MatMul": ("MVM matmul (or conv2d: rewrite_dense_to_conv2d)", "mvm", (),
+               (_C("a constant weight", _constant_weight), _C("2-D input", _dense))),
+    **dict.fromkeys(("Add", "Sub"), ("DPU program", "dpu", ("add", "sub"), _ELEMENTWISE)),
+    **dict.fromkeys(("Mul", "Div"), ("DPU program", "dpu", ("mul",), _ELEMENTWISE)),
+    "Concat": ("strided DMA into channel slices", "dma", ("concat",),
+               (_C("along the channels of rank-4 tensors", _concat),)),
+    **dict.fromkeys(("AveragePool", "GlobalAveragePool"), (
+        "DWPU depthwise with unit weights", "dwpu", ("avgpool",),
+        (_C("2-D", _rank4("only 2-D average pooling is lowered")),))),
+    "MaxPool": ("DWPU maxpool", "dwpu", ("move",),
+                (_C("2-D", _rank4("only 2-D max pooling is lowered")), _C("no ceil_mode, no dilations", _maxpool))),
+    "Resize": ("DWPU resize_nearest", "dwpu", ("move",),
+               (_C("nearest, by whole factors", _resize_factors),
+                _C("asymmetric/floor, else factor 2 only", _resize_coordinates))),
+    "Expand": ("DWPU resize_nearest", "dwpu", ("move",), (_C("a 1x1 map to HxW", _expand),)),
+    "Split": ("DMA copies", "dma", ("move",), (_C("along the channels, rows or columns of an NCHW tensor",
+                                                 _split_axis),)),
+    "Slice": ("DMA copies", "dma", ("move",),
+              (_C("constant starts, ends, axes and steps of a rank-4 tensor, not along the batch axis", move_reason),)),
+    "Gather": ("DMA copies", "dma", ("move",),
+               (_C("constant 1-D indices into a rank-4 tensor, not along the batch axis", move_reason),)),
+    "Transpose": ("DMA copies", "dma", ("move",), (_C("only the H/W swap [0, 1, 3, 2]", move_reason),)),
+    **dict.fromkeys(sorted(VIEW_OPS), (_VIEW[0], _VIEW[1], ("move",), _VIEW[2])),
+    "Softmax": ("DPU program (pixel reductions)", "dpu", ("softmax",),
+                (_C("over the channels (axis 1)", _softmax_axis),
+                 _C("a final Softmax of the model (the graph cleaner's tail search keeps any other on the host)"),
+                 _C("its 256-entry exponent table", _exp_table, quantized=True))),
+}
+
+
+def operator_rules() -> list[OperatorRule]:
+    """The lowering's ``aipu`` rules: what every node must meet, each operator's mapping, and the tables."""
+    every = OperatorRule(EVERY_OP, "aipu", "every node", (
+        _C("batch 1; every output of rank 4 (NCHW) or 2 (NC)", _output_shapes),
+        _C("one zero point per tensor; one clamp for all channels", _per_tensor, quantized=True)))
+    rules = [OperatorRule(op, "aipu", summary, constraints, kinds=kinds, unit=unit)
+             for op, (summary, unit, kinds, constraints) in sorted(_AIPU.items())]
+    return [every, *rules, OperatorRule("", "aipu", "DPU program (table lookup)", kinds=("lut",), unit="dpu")]
+
+
+def float_reason(graph: Graph, node: Node, operators: OperatorRegistry) -> str | None:
+    """Why the float ``node`` cannot run on the AIPU whatever its quantization, or None: the registry's ``aipu``
+    constraints that do not depend on quantization (the same predicates ``validate_operators`` applies to the
+    quantized node, so a node named here would fail there; named here, it goes to the host instead)."""
+    if node.domain not in ("", "ai.onnx") or node.op in ("QuantizeLinear", "DequantizeLinear"):
+        return None  # a QDQ model's grid markers (lower_only): the quantizer's import removes them
+    if all(not i or graph.is_constant(i) for i in node.inputs):
+        return None  # a computation on constants (a QDQ weight) is folded, never run
+    return operators.aipu_reason(graph, node)
+
+
+def _reason(graph: Graph, node: Node, operators: OperatorRegistry) -> str | None:
     kind = node.attrs.get("integer_op")
     if kind in ("quantize", "dequantize"):
         return None  # the float edges: removed by lowering.remove_float_io
     if kind is None:
         return "the node has no integer semantics (was the graph quantized?)"
-    why = _output_shapes(graph, node) or _per_tensor(graph, node)
-    if why:
-        return why
-    if kind == "mac":
-        return _conv(graph, node) if node.op in ("Conv", "ConvTranspose") else _dense(graph, node)
-    if kind == "matmul":
-        return _RUNTIME_WEIGHTS
-    check = _CHECKS.get(kind)
-    return check(graph, node) if check else f"integer_op {kind!r} has no AIPU mapping"
+    return operators.aipu_reason(graph, node, kind=kind, quantized=True)
 
 
-#: On the float graph (before quantization): the checks above that depend only on operators, shapes and
-#: attributes, by ONNX operator. Each is the same predicate ``validate_operators`` applies to the quantized node,
-#: so a node it names would fail there; named here, it goes to the host instead (``axdrive_host_reason``).
-_FLOAT_CHECKS: dict[str, Callable[[Graph, Node], str | None]] = {
-    "Conv": _conv, "ConvTranspose": _conv, "Gemm": _dense, "Concat": _concat,
-    "AveragePool": _pool, "GlobalAveragePool": _pool,
-    **dict.fromkeys(("Add", "Sub", "Mul"), _elementwise),
-    **dict.fromkeys(("MaxPool", "Resize", "Split", "Slice", "Gather", "Transpose", "Expand", "GlobalMaxPool",
-                     "DepthToSpace", "SpaceToDepth", "Pad", "Tile", *_ALIAS_OPS), _move),
-}
-
-
-#: The mapping and the constraints of ``_FLOAT_CHECKS`` and ``_CHECKS`` in words, per operator, for the
-#: supported-operators report (docs/lowering.md, "emit_program", has the tasks). Every operator besides: batch 1,
-#: tensors of rank 4 (NCHW) or 2 (NC).
-_AIPU: dict[str, tuple[str, tuple[str, ...]]] = {
-    "Conv": ("MVM conv2d (depthwise: DWPU), requantization fused",
-             ("2-D (rank-4 tensors)", "groups divide the channels", "explicit pads (no auto_pad SAME_*)")),
-    "ConvTranspose": ("DMA zero insertion, then an MVM stride-1 conv2d",
-                      ("group 1", "pads up to dilation x (kernel - 1)")),
-    "Gemm": ("MVM matmul (or conv2d: rewrite_dense_to_conv2d)", ("2-D input", "no transA")),
-    "MatMul": ("MVM matmul (or conv2d: rewrite_dense_to_conv2d)", ("2-D input", "a constant weight")),
-    **dict.fromkeys(("Add", "Sub", "Mul", "Div"), (
-        "DPU program", ("a constant operand is a scalar or per channel",
-                        "a run-time operand has the output's shape or is a 1x1 map broadcast over it"))),
-    "Concat": ("strided DMA into channel slices", ("along the channels of rank-4 tensors",)),
-    **dict.fromkeys(("AveragePool", "GlobalAveragePool"), ("DWPU depthwise with unit weights", ("2-D",))),
-    "MaxPool": ("DWPU maxpool", ("2-D", "no ceil_mode, no dilations")),
-    "Resize": ("DWPU resize_nearest", ("nearest", "whole factors", "asymmetric/floor, else factor 2 only")),
-    "Expand": ("DWPU resize_nearest", ("a 1x1 map to HxW",)),
-    "Split": ("DMA copies", ("along the channels, rows or columns of an NCHW tensor",)),
-    "Slice": ("DMA copies", ("constant starts, ends, axes and steps", "not along the batch axis", "rank 4")),
-    "Gather": ("DMA copies", ("constant 1-D indices", "not along the batch axis", "rank 4")),
-    "Transpose": ("DMA copies", ("only the H/W swap [0, 1, 3, 2]",)),
-    **dict.fromkeys(("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"), (
-        "nothing: a view of the same bytes", ("only between NCHW and NC of 1x1 maps",))),
-    "Softmax": ("DPU program (pixel reductions)", ("over the channels (axis 1)", "a final Softmax of the model")),
-}
-
-
-def operator_support() -> list:
-    """:data:`_AIPU` as report entries, plus the table-driven element-wise operators the DPU runs."""
-    from axdrive.operators import OperatorSupport
-
-    entries = [OperatorSupport(op, "aipu", summary, constraints) for op, (summary, constraints) in sorted(_AIPU.items())]
-    entries.append(OperatorSupport("", "aipu", "DPU program (table lookup)", kind="lut"))
-    return entries
-
-
-def float_reason(graph: Graph, node: Node) -> str | None:
-    """Why the float ``node`` cannot run on the AIPU whatever its quantization, or None (see ``_FLOAT_CHECKS``)."""
-    if node.domain not in ("", "ai.onnx") or node.op in ("QuantizeLinear", "DequantizeLinear"):
-        return None  # a QDQ model's grid markers (lower_only): the quantizer's import removes them
-    if all(not i or graph.is_constant(i) for i in node.inputs):
-        return None  # a computation on constants (a QDQ weight) is folded, never run
-    why = _output_shapes(graph, node)
-    if why:
-        return why
-    if node.op in ("MatMul", "Conv", "ConvTranspose", "Gemm") and not graph.is_constant(node.input(1)):
-        return _RUNTIME_WEIGHTS  # the quantizer makes the same product an integer "matmul": no MVM mapping
-    if node.op == "MatMul":
-        return _dense(graph, node)
-    if node.op == "Softmax":
-        return _softmax_axis(graph, node)
-    check = _FLOAT_CHECKS.get(node.op)
-    return None if check is None else check(graph, node)
-
-
-def unsupported_nodes(graph: Graph) -> list[tuple[Node, str]]:
+def unsupported_nodes(graph: Graph, operators: OperatorRegistry) -> list[tuple[Node, str]]:
     """Every node the AIPU cannot run, with the reason, in graph order."""
     out = []
     for node in graph.nodes:
-        why = _reason(graph, node)
+        why = _reason(graph, node, operators)
         if why:
             out.append((node, why.strip()))
     return out
 
 
-def check_operators(graph: Graph) -> dict[str, int]:
+def check_operators(graph: Graph, operators: OperatorRegistry) -> dict[str, int]:
     """Raise one :class:`UnsupportedOperatorError` listing every unsupported node."""
-    bad = unsupported_nodes(graph)
+    bad = unsupported_nodes(graph, operators)
     if bad:
         listed = ", ".join(f"{node.name!r} ({node.op}: {why})" for node, why in bad)
         noun = "node cannot" if len(bad) == 1 else "nodes cannot"

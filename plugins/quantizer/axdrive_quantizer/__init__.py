@@ -42,7 +42,7 @@ from ._calibration import calibration_feeds, observe
 from ._debug import debug_model, graph_order, layer_report
 from ._export import graph_document
 from ._observe import Observer
-from ._qdq import to_qdq_model
+from ._qdq import qdq_opset, to_qdq_model
 from ._qdq_import import import_qdq_graph
 from ._quantize import quantize_graph, wrap_float_io
 from ._ranges import activation_qparams, clip_weight
@@ -138,7 +138,7 @@ def quantize(ctx: Any) -> dict[str, Any]:
     Statistics: layers_quantized, luts_built, activations_fused,
     per_channel_activations, concat_inputs_aligned, integer_op.* counts."""
     cal = ctx.stash[CALIBRATION]
-    qcore, stats = quantize_graph(cal.float_graph, cal.activations, cal.fused)
+    qcore, stats = quantize_graph(cal.float_graph, cal.activations, cal.fused, operators=ctx.operators)
     ctx.stash[QUANTIZED_CORE] = qcore  # kept as quantized: later passes rewrite ctx.graph in place
     ctx.graph = qcore.copy() if ctx.config.remove_io_quantization else wrap_float_io(qcore, cal.float_graph)
     ctx.report.setdefault("quantization", {}).update({"layers_quantized": stats.get("layers_quantized", 0),
@@ -159,7 +159,7 @@ def import_qdq(ctx: Any) -> dict[str, Any]:
     calibrating. Like ``quantizer.quantize``, the graph keeps float inputs and
     outputs unless ``remove_io_quantization``. Statistics: qdq_pairs, weights,
     layers_quantized, luts_built."""
-    qgraph, stats = import_qdq_graph(ctx.graph)
+    qgraph, stats = import_qdq_graph(ctx.graph, ctx.operators)
     ctx.stash[QUANTIZED_CORE] = qgraph  # kept as quantized: later passes rewrite ctx.graph in place
     ctx.graph = qgraph.copy() if ctx.config.remove_io_quantization else wrap_float_io(qgraph, ctx.graph)
     ctx.report.setdefault("quantization", {}).update({"scheme": "from QDQ model", **stats})
@@ -173,8 +173,12 @@ def write_qdq(ctx: Any) -> dict[str, Any]:
     """Write ``quantized_model.onnx`` (QDQ, opset ``onnx_opset_version``, runs in
     onnxruntime CPU) and measure, on the first calibration sample, how many
     output elements onnxruntime and the integer reference agree on within 1 LSB
-    (``compile_report.json`` -> ``quantization.ort_agreement_1lsb``)."""
-    opset = int(ctx.config.onnx_opset_version)
+    (``compile_report.json`` -> ``quantization.ort_agreement_1lsb``). An operator
+    ONNX only has from a later opset raises the model's opset to that one, with a warning."""
+    opset, why = qdq_opset(ctx.graph, int(ctx.config.onnx_opset_version))
+    if why:
+        ctx.warn(f"quantized_model.onnx is written at opset {opset}, not onnx_opset_version="
+                 f"{ctx.config.onnx_opset_version}: {why}")
     model = to_qdq_model(ctx.graph, opset)
     ctx.artifacts.write_onnx("quantized_model.onnx", model)
     cal = ctx.stash[CALIBRATION]
@@ -212,7 +216,7 @@ def debug(ctx: Any) -> dict[str, Any]:
     rows = layer_report(cal.float_graph, qcore, cal.feeds, DEBUG_SAMPLES)
     doc = {"samples": min(DEBUG_SAMPLES, int(next(iter(cal.feeds.values())).shape[0])),
            "scheme": str(ctx.config.quantization_scheme), "layers": rows, "graph_order": graph_order(qcore, rows)}
-    model = debug_model(to_qdq_model(qcore, int(ctx.config.onnx_opset_version)), qcore)
+    model = debug_model(to_qdq_model(qcore, qdq_opset(qcore, int(ctx.config.onnx_opset_version))[0]), qcore)
     target = ctx.config.model_debug_save_dir
     if target:
         folder = Path(target)
@@ -246,20 +250,19 @@ def axdrive_compile_finish(session: Any, error: BaseException | None) -> None:
 
 
 @hookimpl
-def axdrive_host_reason(graph: Any, node: Any, config: Any) -> str | None:
-    """A node no integer kernel quantizes stays on the host, in float (nothing to say when the compile
-    does not quantize: ``lower_only`` takes a model that is quantized already)."""
-    from ._rules import integer_kind
+def axdrive_host_reason(graph: Any, node: Any, config: Any, operators: Any) -> str | None:
+    """A node no integer kernel quantizes (the registry's ``int8`` rules) stays on the host, in float (nothing
+    to say when the compile does not quantize: ``lower_only`` takes a model that is quantized already)."""
+    from ._rules import integer_reason
 
     if str(config.compiler_mode) not in _QUANTIZING_MODES:
         return None
-    if integer_kind(graph, node) is None:
-        return f"{node.qualified_op} has no int8 kernel"
-    return None
+    return integer_reason(graph, node, operators)
 
 
 @hookimpl
-def axdrive_operator_support() -> list:
-    from ._rules import operator_support
+def axdrive_operators() -> list:
+    """The quantizer's integer kernels, as ``int8`` rules of the operator registry."""
+    from ._rules import operator_rules
 
-    return operator_support()
+    return operator_rules()

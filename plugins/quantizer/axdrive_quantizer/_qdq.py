@@ -180,6 +180,29 @@ class _QDQ:
         return self.g
 
 
+def _first_opset(op: str) -> int | None:
+    """The first opset of the default domain that has ``op`` (None: ONNX has no such operator)."""
+    import onnx
+
+    found = [s.since_version for s in onnx.defs.get_all_schemas_with_history() if s.name == op and s.domain == ""]
+    return min(found) if found else None
+
+
+def qdq_opset(qgraph: Graph, requested: int) -> tuple[int, str | None]:
+    """The opset to write ``qgraph`` at: ``requested``, unless an operator of the graph only exists from a later
+    opset (ONNX's Mish from 18, say); then that opset, and why, so the QDQ model stays loadable."""
+    needed = {}
+    for node in qgraph.nodes:
+        if node.domain in ("", "ai.onnx"):
+            first = _first_opset(node.op)
+            if first is not None and first > requested:
+                needed[node.op] = first
+    if not needed:
+        return requested, None
+    op = max(needed, key=lambda k: (needed[k], k))
+    return needed[op], f"{op} exists from opset {needed[op]} only"
+
+
 def to_qdq_model(qgraph: Graph, opset: int) -> ModelProto:
     """The QDQ ONNX model of a quantized graph, at ``opset`` (>= 13 for per-axis Q/DQ)."""
     return to_onnx(_QDQ(qgraph, opset).build())

@@ -133,7 +133,7 @@ def _clamps_as_clips(g: Graph) -> int:
     return merged
 
 
-def import_qdq_graph(graph: Graph) -> tuple[Graph, dict[str, Any]]:
+def import_qdq_graph(graph: Graph, operators: Any = None) -> tuple[Graph, dict[str, Any]]:
     """The quantized graph (int8 I/O) of a float IR that still has its Q/DQ nodes."""
     g = graph.copy()
     acts: dict[str, QParams] = {}
@@ -196,6 +196,6 @@ def import_qdq_graph(graph: Graph) -> tuple[Graph, dict[str, Any]]:
         raise UnsupportedOperatorError(f"tensor {name!r} has no QuantizeLinear/DequantizeLinear pair, so its grid is "
                                        "unknown (quantize the model with every activation in QDQ form)",
                                        node=producer.name if producer else None)
-    qgraph, stats = quantize_graph(g, acts, fused, fixed)
+    qgraph, stats = quantize_graph(g, acts, fused, fixed, operators)
     return qgraph, {"qdq_pairs": pairs, "weights": weights, **stats}
 

@@ -22,12 +22,13 @@ import numpy as np
 
 from axdrive.errors import UnsupportedOperatorError
 from axdrive.ir import Graph, Node, QParams, Tensor
+from axdrive.operators import OperatorRegistry
 from axdrive.numerics import (INT32_MAX, INT32_MIN, QMAX, QMIN, SOFTMAX_LEVELS, SOFTMAX_OUT_ZERO_POINT, make_lut,
                                quantize_multiplier, softmax_exp_table)
 from axdrive.reference import run_node
 
 from ._ranges import f32, grid, weight_qparams
-from ._rules import MOVE_OPS, activation_bounds, integer_kind, is_depthwise, lut_input
+from ._rules import MOVE_OPS, activation_bounds, integer_kind, integer_reason, is_depthwise, lut_input
 
 #: Add/Sub rescale both inputs to ``max(s_a, s_b) / 2**ADD_HEADROOM_BITS`` before
 #: summing: fine enough that the rescaling error is far below one output LSB,
@@ -66,8 +67,9 @@ class _Builder:
     """Walks the float graph once, in order, emitting quantized nodes."""
 
     def __init__(self, graph: Graph, act: dict[str, QParams], fused: dict[str, Node],
-                 fixed: dict[str, tuple[np.ndarray, QParams]]) -> None:
+                 fixed: dict[str, tuple[np.ndarray, QParams]], operators: OperatorRegistry) -> None:
         self.f = graph
+        self.operators = operators
         self.fixed = fixed
         self.act = dict(act)
         self.fused = fused
@@ -129,10 +131,11 @@ class _Builder:
         return self.q
 
     def quantize_node(self, node: Node) -> None:
-        kind = integer_kind(self.f, node)
+        kind = integer_kind(self.f, node, self.operators)
         if kind is None:
-            raise UnsupportedOperatorError(f"{node.qualified_op} cannot be quantized to int8 (no integer kernel; "
-                                           "leave it to the host with the graph cleaner)", node=node.name)
+            why = integer_reason(self.f, node, self.operators)
+            raise UnsupportedOperatorError(f"{node.qualified_op} cannot be quantized to int8 ({why}; leave it to "
+                                           "the host with the graph cleaner)", node=node.name)
         if kind == "lut":
             return self.lut(node, lut_input(self.f, node))
         return getattr(self, kind)(node)
@@ -404,14 +407,20 @@ def _align_concat_inputs(graph: Graph, act: dict[str, QParams], fused: dict[str,
 
 
 def quantize_graph(graph: Graph, act: dict[str, QParams], fused: dict[str, Node],
-                   fixed: dict[str, tuple[np.ndarray, QParams]] | None = None) -> tuple[Graph, dict[str, int]]:
+                   fixed: dict[str, tuple[np.ndarray, QParams]] | None = None,
+                   operators: OperatorRegistry | None = None) -> tuple[Graph, dict[str, int]]:
     """The quantized graph (int8 inputs and outputs) and statistics of what was done.
     ``fixed`` maps weight/bias constant names to integer values and grids to use as
-    they are (from a QDQ model) instead of quantizing the float constant."""
+    they are (from a QDQ model) instead of quantizing the float constant. ``operators``
+    (default: the installed plugins') says which integer kernel quantizes each node."""
+    if operators is None:
+        from axdrive.passes import default_operators
+
+        operators = default_operators()
     act = dict(act)
     aligned = _align_concat_inputs(graph, act, fused)
     work = Graph(graph.name, graph.nodes, dict(graph.tensors), graph.inputs, graph.outputs, graph.opset)
-    builder = _Builder(work, act, fused, fixed or {})
+    builder = _Builder(work, act, fused, fixed or {}, operators)
     qgraph = builder.run()
     stats = dict(sorted(builder.stats.items()))
     stats["concat_inputs_aligned"] = aligned

@@ -37,7 +37,7 @@ def l1_budget(cfg: Any) -> int:
     return budget
 
 
-def _layer_items(g: Graph) -> list[Node | None]:
+def _layer_items(g: Graph, operators: Any) -> list[Node | None]:
     """The layers in the code generator's emission order; ``None`` marks a non-layer item (alias, concat)."""
     heads = {n.name: n for n in g.nodes if n.attrs.get("dpu_tail")}
     items: list[Node | None] = []
@@ -51,7 +51,7 @@ def _layer_items(g: Graph) -> list[Node | None]:
             continue
         if node.attrs.get("dpu_tail"):
             continue
-        if is_unit_head(node) or node.attrs.get("dpu_program") is not None:
+        if is_unit_head(node, operators) or node.attrs.get("dpu_program") is not None:
             items.append(node)
         else:
             items.append(None)
@@ -106,14 +106,14 @@ def choose_tiles(ctx: Any) -> dict[str, Any]:
     budget = l1_budget(cfg)
     cooperative = cfg.multicore_mode == "cooperative" and cfg.aipu_cores_used > 1
     min_h = int(cfg.aipu_cores_used) if cooperative else 1
-    items = _layer_items(g)
+    items = _layer_items(g, ctx.operators)
     layers: dict[str, Layer] = {}
     stats = {"layers": 0, "tiled_layers": 0, "oc_tiled_layers": 0, "depth_groups": 0, "rolling_bytes": 0,
              "kept_bytes": 0}
     for head in items:
         if head is None:
             continue
-        layer = layer_of(g, head)
+        layer = layer_of(g, head, ctx.operators)
         layers[head.name] = layer
         h, o, need, attempts = _choose(layer, cfg, budget, min_h)
         head.attrs["tiling"] = {"h_tiles": h, "oc_tiles": o, "depth_group": None, "l1_estimate": need,

@@ -20,10 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from axdrive.ir import Graph, Node
-from axdrive.operators import UNIT_MOVES
+from axdrive.operators import OperatorRegistry
 
 ALIGN = 64
-_HEAD_MOVES = UNIT_MOVES  # the core's operator class (code generation reads the same)
 
 
 def _dshape(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -31,9 +30,9 @@ def _dshape(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     return (s[0], s[2], s[3], s[1]) if len(s) == 4 else (s[0], 1, 1, s[1])
 
 
-def is_unit_head(node: Node) -> bool:
-    kind = node.attrs.get("integer_op")
-    return kind in ("mac", "avgpool") or (kind == "move" and node.op in _HEAD_MOVES)
+def is_unit_head(node: Node, operators: OperatorRegistry) -> bool:
+    """The node runs on the MVM or the DWPU (the registry's unit, which code generation reads too)."""
+    return operators.is_unit_head(node)
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ class Layer:
     output: str
 
 
-def layer_of(g: Graph, head: Node) -> Layer:
+def layer_of(g: Graph, head: Node, operators: OperatorRegistry) -> Layer:
     out = head.attrs.get("dpu_output", head.outputs[0])
     oshape = _dshape(g.tensors[out].shape)
     dpu = 0
@@ -62,7 +61,7 @@ def layer_of(g: Graph, head: Node) -> Layer:
             v = head.attrs.get(key)
             if v is not None:
                 dpu += int(np.asarray(v).nbytes) + ALIGN
-    unit = is_unit_head(head)
+    unit = is_unit_head(head, operators)
     streams = len(head.attrs.get("dpu_streams", [])) - (1 if unit else 0) if head.attrs.get("dpu_program") is not None \
         else 0
     if not unit:
