@@ -10,11 +10,12 @@ into a NaN scale three passes later.
 
 from __future__ import annotations
 
-__all__ = ["ImagePreprocessing", "load_images", "load_calibration", "MIN_SAMPLES", "IMAGE_SUFFIXES"]
+__all__ = ["ImagePreprocessing", "load_images", "load_calibration", "MIN_SAMPLES", "IMAGE_SUFFIXES",
+           "PREPROCESSING_KEYS", "load_transform"]
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .errors import CalibrationError
 
@@ -23,45 +24,120 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MIN_SAMPLES = 1
 
 
+#: The keys of an image preprocessing, in the order the manifest and ``axdrive run`` show them.
+PREPROCESSING_KEYS = ("resize", "pad_value", "channel_order", "scale", "mean", "std", "layout", "dtype", "transform")
+_DTYPES = {"float32": None, "uint8": (0, 255), "int8": (-128, 127)}
+
+
 @dataclass(frozen=True)
 class ImagePreprocessing:
-    """How a photo becomes a model input: ``((pixel * scale) - mean) / std``.
+    """How a photo becomes a model input: resized to the model's input size, then ``((pixel * scale) - mean) / std``.
 
-    ``mean``/``std`` are per channel (in the output channel order). ``layout``
-    is ``NCHW`` or ``NHWC``; ``channel_order`` ``RGB`` or ``BGR``. The size
-    comes from the model's input shape.
+    - ``resize``: ``bilinear`` stretches the photo to the input size; ``letterbox`` keeps its aspect ratio and
+      pads the rest with ``pad_value`` (0..255, gray 114 as YOLO's exporters do).
+    - ``channel_order``: ``RGB`` or ``BGR`` (OpenCV-trained models); ``mean``/``std`` per channel, in that order.
+    - ``layout``: ``NCHW`` or ``NHWC``; ``dtype``: ``float32``, or ``uint8``/``int8`` (rounded and clipped) for
+      a model that takes integer pixels.
+    - ``transform``: ``FILE.py:FUNCTION`` replaces all of the above with the user's own code, called as
+      ``FUNCTION(image, input_shape)`` with an RGB ``uint8`` array ``H x W x 3`` and the model input's shape; it
+      returns one sample (``input_shape[1:]``, or with a leading 1).
+
+    One definition serves calibration and inference: the compile records it in the manifest and
+    ``axdrive run --input PHOTO.jpg`` applies it.
     """
 
     scale: float = 1.0 / 255.0
-    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
     layout: str = "NCHW"
     channel_order: str = "RGB"
-    resize: str = "bilinear"  # or "letterbox" (keep aspect, pad with 114 gray as YOLO does)
+    resize: str = "bilinear"
+    pad_value: int = 114
+    dtype: str = "float32"
+    transform: str = ""
 
     def __post_init__(self) -> None:
+        def bad(key: str, value: Any, want: str) -> CalibrationError:
+            return CalibrationError(f"preprocessing {key} {value!r} is invalid: {want}")
+
+        for key in ("mean", "std"):
+            if isinstance(getattr(self, key), list):
+                object.__setattr__(self, key, tuple(getattr(self, key)))
+
         if self.layout not in ("NCHW", "NHWC"):
-            raise CalibrationError(f"preprocessing layout {self.layout!r} is invalid: NCHW or NHWC")
+            raise bad("layout", self.layout, "NCHW or NHWC")
         if self.channel_order not in ("RGB", "BGR"):
-            raise CalibrationError(f"preprocessing channel_order {self.channel_order!r} is invalid: RGB or BGR")
+            raise bad("channel_order", self.channel_order, "RGB or BGR")
         if self.resize not in ("bilinear", "letterbox"):
-            raise CalibrationError(f"preprocessing resize {self.resize!r} is invalid: bilinear or letterbox")
+            raise bad("resize", self.resize, "bilinear or letterbox")
+        if self.dtype not in _DTYPES:
+            raise bad("dtype", self.dtype, ", ".join(_DTYPES))
+        if isinstance(self.pad_value, bool) or not isinstance(self.pad_value, int) or not 0 <= self.pad_value <= 255:
+            raise bad("pad_value", self.pad_value, "an integer in [0, 255]")
+        if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) or not self.scale > 0 \
+                or self.scale == float("inf"):
+            raise bad("scale", self.scale, "a positive number")
+        for key in ("mean", "std"):
+            values = getattr(self, key)
+            if not isinstance(values, tuple) or len(values) not in (1, 3) or \
+                    not all(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < float("inf")
+                            for v in values):
+                raise bad(key, values, "1 or 3 finite numbers")
         if any(s == 0 for s in self.std):
             raise CalibrationError("preprocessing std must not contain 0")
+        if self.transform:
+            file, sep, func = self.transform.rpartition(":")
+            if not sep or not file.endswith(".py") or not func.isidentifier():
+                raise bad("transform", self.transform, "FILE.py:FUNCTION")
+            changed = [k for k in PREPROCESSING_KEYS if k not in ("transform", "dtype")
+                       and getattr(self, k) != getattr(ImagePreprocessing, k)]
+            if changed:
+                raise CalibrationError(f"preprocessing transform {self.transform!r} replaces the built-in steps; "
+                                       f"it cannot be combined with {', '.join(changed)}")
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> "ImagePreprocessing":
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(options) - known)
+        """From a config table or ``--preprocess KEY=VALUE`` strings (``mean=0.5,0.5,0.5``), checked."""
+        unknown = sorted(set(options) - set(PREPROCESSING_KEYS))
         if unknown:
-            raise CalibrationError(f"unknown preprocessing option(s) {unknown}; known: {sorted(known)}")
-        kw = dict(options)
-        for key in ("mean", "std"):
-            if key in kw and not isinstance(kw[key], tuple):
-                v = kw[key]
-                vals = [float(x) for x in (v.split(",") if isinstance(v, str) else v)]
-                kw[key] = tuple(vals * 3 if len(vals) == 1 else vals)
+            import difflib
+
+            close = difflib.get_close_matches(unknown[0], PREPROCESSING_KEYS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(PREPROCESSING_KEYS)})"
+            raise CalibrationError(f"unknown preprocessing option {unknown[0]!r}{hint}")
+        kw: dict[str, Any] = {}
+        for key, v in options.items():
+            try:
+                if key in ("mean", "std"):
+                    values = tuple(float(x) for x in (v.split(",") if isinstance(v, str) else
+                                                      (v if isinstance(v, (list, tuple)) else [v])))
+                    kw[key] = values * 3 if len(values) == 1 else values  # one value: every channel
+                elif key == "scale":
+                    kw[key] = _number(v)
+                elif key == "pad_value":
+                    kw[key] = int(v) if isinstance(v, str) else v
+                else:
+                    kw[key] = str(v) if key != "channel_order" and key != "layout" else str(v).upper()
+            except (TypeError, ValueError):
+                raise CalibrationError(f"preprocessing {key} {v!r} is invalid: not a number") from None
         return cls(**kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The canonical form the manifest records (``from_mapping`` reads it back)."""
+        if self.transform:
+            return {"transform": self.transform, "dtype": self.dtype}
+        return {k: (list(v) if isinstance(v, tuple) else v) for k in PREPROCESSING_KEYS if k != "transform"
+                for v in [getattr(self, k)]}
+
+
+def _number(v: Any) -> float:
+    """``1/255`` or ``0.0039``: a scale may be written as a fraction."""
+    if isinstance(v, str):
+        num, sep, den = v.partition("/")
+        return float(num) / float(den) if sep else float(v)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(v)
+    return float(v)
 
 
 def _check_array(arr: Any, name: str, shape: Sequence[int] | None, where: str):
@@ -98,23 +174,69 @@ def _decode(path: Path):
         raise CalibrationError(f"{path}: cannot decode image: {exc}") from None
 
 
+def load_transform(spec: str) -> Callable[..., Any]:
+    """The user's ``FILE.py:FUNCTION``, imported from that file (relative paths from the working directory)."""
+    import importlib.util
+
+    file, _, func = spec.rpartition(":")
+    path = Path(file)
+    if not path.is_file():
+        raise CalibrationError(f"preprocessing transform {spec!r}: {path}: no such file")
+    name = f"axdrive_user_transform_{abs(hash(str(path.resolve())))}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise CalibrationError(f"preprocessing transform {spec!r}: {path} cannot be imported as Python")
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:  # the user's module: any error is theirs to read, in one line
+        raise CalibrationError(f"preprocessing transform {spec!r}: importing {path} failed: "
+                               f"{type(exc).__name__}: {exc}") from None
+    fn = getattr(module, func, None)
+    if not callable(fn):
+        raise CalibrationError(f"preprocessing transform {spec!r}: {path} has no function {func!r}")
+    return fn
+
+
+def _transformed(fn: Callable[..., Any], spec: str, image: Any, shape: Sequence[int], where: Path):
+    import numpy as np
+
+    try:
+        x = fn(np.asarray(image, dtype=np.uint8), tuple(int(d) for d in shape))
+    except Exception as exc:  # the user's code
+        raise CalibrationError(f"{where}: preprocessing transform {spec!r} failed: {type(exc).__name__}: {exc}") \
+            from None
+    x = np.asarray(x)
+    want = tuple(int(d) for d in shape[1:])
+    if x.shape == (1, *want):
+        x = x[0]
+    if x.shape != want or x.dtype.kind not in "fiu":
+        raise CalibrationError(f"{where}: preprocessing transform {spec!r} returned {x.dtype} {tuple(x.shape)}, "
+                               f"expected numbers of shape {want} (the model input without its batch axis)")
+    return x.astype(np.float32)
+
+
 def load_images(paths: Iterable[str | Path], shape: Sequence[int], pre: ImagePreprocessing = ImagePreprocessing()):
     """Decode and preprocess photos into a float32 batch matching ``shape`` (N ignored)."""
     import numpy as np
     from PIL import Image
 
     if len(shape) != 4:
-        raise CalibrationError(f"image calibration needs a 4-D model input, got shape {tuple(shape)}")
+        raise CalibrationError(f"image input needs a 4-D model input, got shape {tuple(shape)}")
+    transform = load_transform(pre.transform) if pre.transform else None
     h, w = (shape[2], shape[3]) if pre.layout == "NCHW" else (shape[1], shape[2])
     channels = shape[1] if pre.layout == "NCHW" else shape[3]
     out = []
     for p in paths:
         p = Path(p)
         im = _decode(p)
+        if transform is not None:
+            out.append(_transformed(transform, pre.transform, im, shape, p))
+            continue
         if pre.resize == "letterbox":
             r = min(w / im.width, h / im.height)
             nw, nh = max(1, round(im.width * r)), max(1, round(im.height * r))
-            canvas = Image.new("RGB", (w, h), (114, 114, 114))
+            canvas = Image.new("RGB", (w, h), (pre.pad_value,) * 3)
             canvas.paste(im.resize((nw, nh), Image.BILINEAR), ((w - nw) // 2, (h - nh) // 2))
             im = canvas
         else:
@@ -126,11 +248,17 @@ def load_images(paths: Iterable[str | Path], shape: Sequence[int], pre: ImagePre
             x = x.mean(axis=-1, keepdims=True)
         elif channels != 3:
             raise CalibrationError(f"{p}: the model input has {channels} channels; images give 1 or 3")
-        x = (x * pre.scale - np.asarray(pre.mean[:channels], np.float32)) / np.asarray(pre.std[:channels], np.float32)
+        mean = np.asarray(pre.mean, np.float32)[:channels]
+        std = np.asarray(pre.std, np.float32)[:channels]
+        x = (x * np.float32(pre.scale) - mean) / std
         out.append(x.transpose(2, 0, 1) if pre.layout == "NCHW" else x)
     if not out:
         raise CalibrationError("no images to load")
-    return np.ascontiguousarray(np.stack(out).astype(np.float32))
+    batch = np.stack(out).astype(np.float32)
+    bounds = _DTYPES[pre.dtype]
+    if bounds is not None:  # integer pixels: what the model's integer input would hold
+        batch = np.clip(np.rint(batch), *bounds)
+    return np.ascontiguousarray(batch.astype(np.float32))
 
 
 def load_calibration(

@@ -241,6 +241,7 @@ def compile(
     inputs: Mapping[str, Any] | None = None,
     host_fallback: bool = True,
     placement: Mapping[str, Iterable[str]] | None = None,
+    preprocessing: Any = None,
 ) -> CompileResult:
     """Compile ``model`` (a path or an ``onnx.ModelProto``) per ``config`` (a :class:`CompilerConfig`, a
     mapping of properties, or a config file's path, each validated alike; ``None``: the defaults).
@@ -254,7 +255,11 @@ def compile(
     cannot run goes to a host part with its reason; ``False`` keeps the strict
     behaviour: every such node is listed in one error. ``placement`` is what
     the user decides (``host_nodes``, ``device_inputs``, ``device_outputs``:
-    ONNX node and tensor names; see :mod:`axdrive.config._tables`). Raises an
+    ONNX node and tensor names; see :mod:`axdrive.config._tables`).
+    ``preprocessing`` (an :class:`~axdrive.calibration.ImagePreprocessing` or
+    its options as a mapping) says how photos become model inputs: the
+    calibration folder's, the sample photos', and, recorded in the manifest,
+    ``axdrive run --input PHOTO``'s. Raises an
     :class:`~axdrive.errors.AxdriveError` subclass on failure.
 
     With host fallback, a pass after the graph cleaner that refuses nodes
@@ -274,6 +279,13 @@ def compile(
         request["plugins"] = tuple(plugins)
     if placement is not None:
         request["placement"] = {k: list(v) for k, v in placement.items()}
+    if preprocessing is not None:  # checked before anything is opened, the user's transform imported once
+        from .calibration import ImagePreprocessing, load_transform
+
+        if not isinstance(preprocessing, ImagePreprocessing):
+            request["preprocessing"] = preprocessing = ImagePreprocessing.from_mapping(preprocessing)
+        if preprocessing.transform:
+            load_transform(preprocessing.transform)
     refused: dict[str, str] = {}
     rounds = 0
     while True:
@@ -289,7 +301,7 @@ def compile(
 
 #: The arguments of :func:`compile` one attempt takes as they are.
 _REQUEST = ("output_dir", "calibration", "input_shapes", "plugins", "disable_passes", "stop_after", "verify",
-            "dump_ir_dir", "dump_ir_passes", "inputs", "host_fallback", "placement")
+            "dump_ir_dir", "dump_ir_passes", "inputs", "host_fallback", "placement", "preprocessing")
 
 
 def _compile_once(model: Any, config: Any, refused: Mapping[str, str], request: Mapping[str, Any]) -> CompileResult:
@@ -298,7 +310,7 @@ def _compile_once(model: Any, config: Any, refused: Mapping[str, str], request: 
     import os
 
     (output_dir, calibration, input_shapes, plugins, disable_passes, stop_after, verify, dump_ir_dir,
-     dump_ir_passes, inputs, host_fallback, placement) = (request[k] for k in _REQUEST)
+     dump_ir_passes, inputs, host_fallback, placement, preprocessing) = (request[k] for k in _REQUEST)
 
     import structlog
 
@@ -336,7 +348,8 @@ def _compile_once(model: Any, config: Any, refused: Mapping[str, str], request: 
                 artifacts=stage,
                 model=model,
                 model_path=Path(model) if isinstance(model, (str, Path)) else None,
-                inputs={"calibration": calibration, "input_shapes": dict(input_shapes or {}), **dict(inputs or {})},
+                inputs={"calibration": calibration, "input_shapes": dict(input_shapes or {}),
+                        **({"preprocessing": preprocessing} if preprocessing is not None else {}), **dict(inputs or {})},
                 options={"verify": bool(verify), "dump_ir_dir": dump_ir_dir, "dump_ir_passes": set(dump_ir_passes),
                          "host_fallback": bool(host_fallback), "refused_nodes": dict(refused or {}),
                          "placement": {k: list(v) for k, v in (placement or {}).items()}},
@@ -552,6 +565,7 @@ def _manifest(
         ],
         **_io_signature(session.graph),
         **({"parts": _parts(session), "model_outputs": list(session.model_outputs)} if session.parts else {}),
+        **({"preprocessing": pre} if (pre := session.report.get("calibration", {}).get("preprocessing")) else {}),
         "artifacts": artifacts,
         "reports": reports,
     }

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 __all__ = ["run", "execute", "RunResult", "Comparison", "DeviceRuntime", "DeviceRun", "load_manifest",
            "quantize", "dequantize", "DEFAULT_TARGET", "PROGRAM_FILE", "HOST_IO_FILE", "to_device_layout",
-           "from_device_layout", "CompiledFiles"]
+           "from_device_layout", "CompiledFiles", "read_photo"]
 
 import functools
 import hashlib
@@ -660,6 +660,30 @@ def run(output_dir: str | Path, inputs: Any, *, core_only: bool = False, profile
     """
     return execute(output_dir, inputs, core_only=core_only, profile=profile, compare=compare, plugins=plugins,
                    float_model=float_model, figures=figures)
+
+
+def read_photo(output_dir: str | Path, photo: str | Path) -> dict[str, np.ndarray]:
+    """``photo`` as the compiled model's input, preprocessed as the compile in ``output_dir`` recorded
+    (``manifest.json`` -> ``preprocessing``: the calibration's, or ``--preprocess`` / ``--transform``); one line
+    when there is no such record or the transform's file changed since."""
+    from .calibration import ImagePreprocessing, load_images
+
+    out = Path(output_dir)
+    doc = load_manifest(out).get("preprocessing")
+    if not isinstance(doc, Mapping) or "input" not in doc or "shape" not in doc:
+        raise UsageError(f"--input {photo}: {out} records no image preprocessing (it was calibrated on arrays); "
+                         "give the preprocessed array (.npy), or compile with --preprocess / --transform")
+    options = {k: v for k, v in doc.items() if k not in ("input", "shape", "transform_sha256")}
+    pre = ImagePreprocessing.from_mapping(options)
+    if pre.transform:
+        file = Path(pre.transform.rpartition(":")[0])
+        digest = hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else None
+        if digest != doc.get("transform_sha256"):
+            raise UsageError(f"--input {photo}: the preprocessing transform {pre.transform!r} is not the file the "
+                             f"compile used ({'missing' if digest is None else 'its sha256 changed'}; run from the "
+                             "directory you compiled in, or compile again)")
+    batch = load_images([photo], doc["shape"], pre)
+    return {str(doc["input"]): batch}
 
 
 # -- comparison against references ------------------------------------------------------------------------------

@@ -21,14 +21,30 @@ def _load_config(args: Namespace) -> Any:
 def _load_config_and_placement(args: Namespace) -> tuple[Any, dict[str, list[str]]]:
     """The config (file, then ``--set``) and the placement the user asked for (the file's ``[placement]``
     table, then ``--host-node`` / ``--device-input`` / ``--device-output``, appended)."""
+    cfg, placement, _ = _load_config_tables(args)
+    return cfg, placement
+
+
+def _load_config_tables(args: Namespace) -> tuple[Any, dict[str, list[str]], dict[str, Any] | None]:
+    """:func:`_load_config_and_placement`, and the preprocessing (the file's ``[preprocessing]`` table, then
+    ``--preprocess KEY=VALUE`` and ``--transform`` over it), or None when neither says anything."""
     from ..config import PLACEMENT_KEYS, CompilerConfig, load_config_file
+    from ..errors import UsageError
 
     cfg, tables = load_config_file(args.config) if getattr(args, "config", None) else (CompilerConfig(), {})
     if getattr(args, "set_values", None):
         cfg.set_from_strings(args.set_values)
     placement = {k: list(tables.get("placement", {}).get(k, [])) + list(getattr(args, k, None) or [])
                  for k in PLACEMENT_KEYS}
-    return cfg, {k: v for k, v in placement.items() if v}
+    pre = dict(tables.get("preprocessing", {}))
+    for item in getattr(args, "preprocess", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--preprocess {item!r}: expected KEY=VALUE, e.g. scale=1/255 or channel_order=BGR")
+        pre[key.strip()] = value.strip()
+    if getattr(args, "transform", None):
+        pre["transform"] = args.transform
+    return cfg, {k: v for k, v in placement.items() if v}, (pre or None)
 
 
 # -- compile -------------------------------------------------------------------
@@ -56,7 +72,7 @@ def cmd_compile(args: Namespace) -> int:
     from ..passes import PluginHost
     from ._progress import Progress
 
-    cfg, placement = _load_config_and_placement(args)
+    cfg, placement, preprocessing = _load_config_tables(args)
     if args.output_dir:
         cfg.output_dir = args.output_dir
     host = PluginHost.from_args(args.plugins)
@@ -77,6 +93,7 @@ def cmd_compile(args: Namespace) -> int:
             dump_ir_passes=args.dump_ir_passes,
             host_fallback=not args.no_host_fallback,
             placement=placement,
+            preprocessing=preprocessing,
         )
     finally:
         progress.stop()
@@ -98,6 +115,9 @@ def _print_summary(result: Any) -> None:
             if isinstance(section, dict):
                 print(f"  {label}: " + ", ".join(f"{k}={v}" for k, v in section.items()
                                                  if not isinstance(v, (dict, list))))
+    cal = rep.get("calibration")
+    if isinstance(cal, dict):
+        print("  " + _calibration_line(cal))
     for w in rep.get("warnings", []):
         print(f"  warning: {w}")
     print(f"artifacts in {result.output_dir}:")
@@ -105,15 +125,35 @@ def _print_summary(result: Any) -> None:
         print(f"  {name}")
 
 
+def _calibration_line(cal: dict[str, Any]) -> str:
+    """``calibration: 8 samples from DIR; images 3x320x320: channels [0, 1] [0, 1] [0, 1]`` (one line)."""
+    parts = []
+    for name, entry in cal.get("inputs", {}).items():
+        ranges = entry.get("channel_ranges")
+        shown = ("channels " + " ".join(f"[{lo:g}, {hi:g}]" for lo, hi in ranges) if ranges else
+                 "range [{:g}, {:g}]".format(*entry["range"]))
+        parts.append(f"{name} {'x'.join(str(d) for d in entry['shape'])}: {shown}")
+    scale = cal.get("input_scale")
+    tail = f"; first layer at {scale['ratio']:g}x its bias" if scale else ""
+    return f"calibration: {cal.get('samples')} samples from {cal.get('source')}; " + "; ".join(parts) + tail
+
+
 # -- run -----------------------------------------------------------------------
-def _read_inputs(path: str) -> Any:
+def _read_inputs(path: str, folder: str) -> Any:
     """The arrays of ``--input``: read within bounds (header checked against the file's bytes and the memory
-    left, no pickles; see :func:`axdrive.inputs.read_array_file`), each refusal one line naming the file."""
+    left, no pickles; see :func:`axdrive.inputs.read_array_file`), each refusal one line naming the file; or a
+    photo, preprocessed as the compile in ``folder`` recorded it."""
+    from ..calibration import IMAGE_SUFFIXES
     from ..errors import UsageError
     from ..inputs import read_array_file
 
+    if path.lower().endswith(IMAGE_SUFFIXES):
+        from ..runner import read_photo
+
+        return read_photo(folder, path)
     if not path.endswith((".npy", ".npz")):
-        raise UsageError(f"--input {path}: expected a .npy (one array) or .npz (one array per input name)")
+        raise UsageError(f"--input {path}: expected a .npy (one array), .npz (one array per input name) or a photo "
+                         f"({', '.join(IMAGE_SUFFIXES)})")
     return read_array_file(path, where=f"--input {path}")
 
 
@@ -213,7 +253,7 @@ def _run_and_write(args: Namespace, execute: Any) -> int:
 
     from ..artifacts import atomic_write_bytes, canonical_json
 
-    result = execute(args.dir, _read_inputs(args.input), core_only=args.core_only, profile=args.profile,
+    result = execute(args.dir, _read_inputs(args.input, args.dir), core_only=args.core_only, profile=args.profile,
                      float_model=args.float_model,
                      compare=args.compare, plugins=args.plugins, figures=args.figures is not None)
     rep = result.report

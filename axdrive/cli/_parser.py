@@ -35,6 +35,17 @@ def _placement_options(p: argparse.ArgumentParser) -> None:
                    help="the AIPU's part ends at this tensor: what reads it runs on the host (repeatable)")
 
 
+def _preprocessing_options(p: argparse.ArgumentParser) -> None:
+    """How photos become model inputs (also a config file's ``[preprocessing]`` table: docs/cli.md)."""
+    p.add_argument("--preprocess", metavar="KEY=VALUE", action="append", default=[], dest="preprocess",
+                   help="how photos (a --calibration folder, the sample photos, axdrive run --input PHOTO) become "
+                   "model inputs: resize=bilinear|letterbox, pad_value=0..255, channel_order=RGB|BGR, scale=1/255, "
+                   "mean=0.485,0.456,0.406, std=..., layout=NCHW|NHWC, dtype=float32|uint8|int8 (repeatable)")
+    p.add_argument("--transform", metavar="FILE.py:FUNCTION",
+                   help="your own preprocessing instead: FUNCTION(image, input_shape) gets an RGB uint8 HxWx3 array "
+                   "and returns one model input")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import _commands as c  # light: defines handlers, imports lazily inside them
 
@@ -56,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=".npy/.npz of preprocessed inputs, or a folder of images (default: the sample photos)")
     p.add_argument("--input-shape", metavar="NAME=SHAPE", action="append", default=[], dest="input_shapes",
                    help="fix a dynamic input shape, e.g. images=1x3x320x320 (repeatable)")
+    _preprocessing_options(p)
     _plugin_options(p)
     _placement_options(p)
     p.add_argument("--no-host-fallback", action="store_true",
@@ -77,9 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "names. A quantize_only directory has no program: its quantized models run on the CPU in "
                        "onnxruntime instead.")
     p.add_argument("dir", metavar="DIR", help="an output directory written by axdrive compile")
-    p.add_argument("--input", metavar="X.npy|X.npz", required=True,
-                   help=".npy for a single-input model, .npz with one array per input name; a leading batch of "
-                   "several frames is split across the cores")
+    p.add_argument("--input", metavar="X.npy|X.npz|PHOTO", required=True,
+                   help=".npy for a single-input model, .npz with one array per input name (a leading batch of "
+                   "several frames is split across the cores), or a photo (.jpg, .png, ...), preprocessed as the "
+                   "compile recorded it (--preprocess / --transform, or the calibration's)")
     p.add_argument("-o", "--output", metavar="OUT.npz", help="write the outputs, by name, to this .npz (atomically)")
     p.add_argument("--compare", action="store_true",
                    help="also run the integer reference and onnxruntime on quantized_model.onnx and the float model; "

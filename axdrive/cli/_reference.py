@@ -90,6 +90,34 @@ file's lists:
 
 Names are checked against the model after constant folding; an unknown one is an error with a did-you-mean,
 and so is a cut that leaves the AIPU nothing or that the chain of parts cannot honour.
+
+## Preprocessing: how photos become model inputs (options beside the 93 properties)
+
+A `--calibration` folder of photos, the sample photos (no `--calibration`) and `axdrive run --input PHOTO`
+turn a photo into a model input the same way: resized to the model's input size (stretched, or letterboxed
+with a pad value), channels in RGB or BGR order, `(pixel * scale - mean) / std`, NCHW or NHWC. Give it with
+`--preprocess KEY=VALUE` (repeatable) or a `[preprocessing]` table of the `--config` file; the flags override
+the file's keys. `--transform FILE.py:FUNCTION` (or `transform = "FILE.py:FUNCTION"`) runs your own code
+instead: `FUNCTION(image, input_shape)` gets the photo as an RGB `uint8` array `H x W x 3` and returns one
+model input. The compile records the preprocessing in `manifest.json` (`preprocessing`, with the input it
+applies to, and the transform file's sha256), so `axdrive run DIR --input photo.jpg` preprocesses exactly as
+calibration did, and refuses when the transform file changed since.
+
+| key | values | default |
+|---|---|---|
+| `resize` | `bilinear` (stretch to the input size), `letterbox` (keep the aspect ratio, pad) | `bilinear` |
+| `pad_value` | 0..255, the letterbox's border | 114 |
+| `channel_order` | `RGB`, `BGR` | `RGB` |
+| `scale` | a positive number or a fraction (`1/255`) | `1/255` |
+| `mean`, `std` | 1 or 3 numbers, after `scale`, in the channel order | 0 and 1 |
+| `layout` | `NCHW`, `NHWC` | `NCHW` |
+| `dtype` | `float32`; `uint8`, `int8` (rounded and clipped) for integer-pixel inputs | `float32` |
+| `transform` | `FILE.py:FUNCTION`, instead of every key above but `dtype` | none |
+
+Each compile that calibrates prints one line about what it loaded (`calibration: 8 samples from photos;
+images 3x320x320: channels [0, 1] [0, 1] [0, 1]; first layer at 1.03x its bias`), and warns when the data
+looks off by orders of magnitude from the scale the model was trained on (see
+[quantization](quantization.md), "Is the calibration data scaled right?").
 """
 
 

@@ -41,6 +41,7 @@ from ._agreement import ort_agreement, quantize_feeds
 from ._calibration import calibration_feeds, observe
 from ._debug import debug_model, graph_order, layer_report
 from ._export import graph_document
+from ._input_scale import input_scale, scale_warning
 from ._observe import Observer
 from ._qdq import qdq_opset, to_qdq_model
 from ._qdq_import import import_qdq_graph
@@ -93,7 +94,9 @@ def calibrate(ctx: Any) -> dict[str, Any]:
     loaded, the host memory the calibration needs is estimated from the shapes
     and a compile that cannot fit (host memory, or the program's I/O in the
     device DDR) is refused in one line (see _memory.py); all-zero or
-    integer-valued [0, 255] calibration data is a warning. Statistics:
+    integer-valued [0, 255] calibration data is a warning, and so is data whose
+    scale the first layer says is off by orders of magnitude (_input_scale.py).
+    ``compile_report.json`` -> ``calibration`` sums up what was loaded. Statistics:
     samples, batches, tensors_calibrated, per_channel_tensors, constant_tensors,
     clip_weighted_tensors (histogram ranges of SiLU inputs, whose clipping weighs more),
     estimated_memory_bytes, estimated_peak_per_sample_bytes."""
@@ -122,6 +125,11 @@ def calibrate(ctx: Any) -> dict[str, Any]:
     ctx.stash[CALIBRATION] = Calibration(graph, acts, fused, per_channel, data.feeds, data.source, stats)
     ctx.report.setdefault("quantization", {}).update(
         {"scheme": str(cfg.quantization_scheme), "calibration": data.source, "samples": data.samples})
+    scale = input_scale(graph, data.feeds)
+    ctx.report["calibration"] = {**data.summary, **({"input_scale": scale} if scale else {})}
+    why = scale_warning(scale)
+    if why:
+        ctx.warn(why)
     return stats
 
 

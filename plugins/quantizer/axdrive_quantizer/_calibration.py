@@ -33,6 +33,7 @@ __all__ = ["CalibrationData", "blas_threads", "calibration_feeds", "observe"]
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -60,6 +61,7 @@ class CalibrationData:
     source: str
     samples: int
     memory: dict[str, int] = field(default_factory=dict)  # the estimate checked before loading (see _memory.py)
+    summary: dict[str, Any] = field(default_factory=dict)  # what was loaded, per model input (see summarize)
 
 
 def _host_preprocess(ctx: Any) -> Any | None:
@@ -109,10 +111,13 @@ def calibration_feeds(ctx: Any, graph: Graph) -> CalibrationData:
                                    f"{sorted(shapes)}: give calibration data as .npz")
         (name, shape), = shapes.items()
         data = {name: load_images(paths, shape, pre)}
+        images = True
     else:
         label = str(source) if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__") else "arrays"
         data = load_calibration(source, shapes, _preprocessing(ctx))
+        images = isinstance(label, str) and Path(label).is_dir()
         _warn_suspicious(ctx, data, label)
+    summary = summarize(data, label, _recorded_preprocessing(ctx, shapes, images))
     samples = int(next(iter(data.values())).shape[0])
     if any(int(a.shape[0]) != samples for a in data.values()):
         raise CalibrationError(f"{label}: calibration arrays have different sample counts "
@@ -121,7 +126,49 @@ def calibration_feeds(ctx: Any, graph: Graph) -> CalibrationData:
         data = _run_preprocess(pre_model, data, label)
     if feeder is not None:
         data = _run_feeder(feeder, data, label, segment.name)
-    return CalibrationData({name: data[name] for name in graph.inputs}, label, samples, memory)
+    return CalibrationData({name: data[name] for name in graph.inputs}, label, samples, memory, summary)
+
+
+def _recorded_preprocessing(ctx: Any, shapes: dict[str, Any], images: bool) -> dict[str, Any] | None:
+    """What the manifest records so that ``axdrive run --input PHOTO`` preprocesses as calibration did: the
+    preprocessing that loaded photos, or the one the user gave, with the one 4-D input it applies to."""
+    from axdrive.calibration import ImagePreprocessing
+
+    given = _preprocessing(ctx)
+    if not images and given is None:
+        return None
+    four_d = [(n, s) for n, s in shapes.items() if s is not None and len(s) == 4]
+    if len(shapes) != 1 or not four_d:
+        return None
+    (name, shape), = four_d
+    pre = given if isinstance(given, ImagePreprocessing) else ImagePreprocessing.from_mapping(given or {})
+    doc = {"input": name, "shape": [int(d) for d in shape], **pre.to_dict()}
+    if pre.transform:
+        import hashlib
+
+        file = Path(pre.transform.rpartition(":")[0])
+        doc["transform_sha256"] = hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else None
+    return doc
+
+
+#: Channels up to this count get a range each in the summary (image planes); more are summed up as one range.
+SUMMARY_CHANNELS = 4
+
+
+def summarize(data: dict[str, np.ndarray], label: str, preprocessing: dict[str, Any] | None) -> dict[str, Any]:
+    """Count, shape and value ranges (per channel for image-like inputs) of what calibration loaded: what the CLI
+    prints in one line and the compile report keeps, so a wrong scale or channel order shows at a glance."""
+    inputs = {}
+    for name, a in data.items():
+        entry: dict[str, Any] = {"shape": [int(d) for d in a.shape[1:]],
+                                 "range": [float(f"{a.min():.6g}"), float(f"{a.max():.6g}")]}
+        if a.ndim >= 3 and 1 < a.shape[1] <= SUMMARY_CHANNELS:
+            entry["channel_ranges"] = [[float(f"{a[:, c].min():.6g}"), float(f"{a[:, c].max():.6g}")]
+                                       for c in range(a.shape[1])]
+        inputs[name] = entry
+    samples = int(next(iter(data.values())).shape[0])
+    return {"source": label, "samples": samples, "inputs": inputs,
+            **({"preprocessing": preprocessing} if preprocessing else {})}
 
 
 def _check_memory(ctx: Any, graph: Graph, shapes: dict[str, Any], source: Any) -> dict[str, int]:
