@@ -242,6 +242,7 @@ def compile(
     host_fallback: bool = True,
     placement: Mapping[str, Iterable[str]] | None = None,
     preprocessing: Any = None,
+    target_sqnr: float | None = None,
 ) -> CompileResult:
     """Compile ``model`` (a path or an ``onnx.ModelProto``) per ``config`` (a :class:`CompilerConfig`, a
     mapping of properties, or a config file's path, each validated alike; ``None``: the defaults).
@@ -269,10 +270,17 @@ def compile(
     nodes on the host, up to :data:`FALLBACK_ROUNDS` times, and the compile
     report says so. A compile is deterministic, so the second attempt sees
     what the first saw, with the refused nodes moved.
-    """
-    from .errors import UnsupportedOperatorError
 
+    ``target_sqnr`` (dB) asks for accuracy-controlled fallback: the compile
+    runs with ``quantization_debug`` (the per-layer sensitivity it needs), and
+    while the worst device segment's output SQNR against float is under the
+    target, the layer of lowest own SQNR goes to the host (in float) and the
+    model compiles again, up to :data:`ACCURACY_ROUNDS` more times. The compile
+    report's ``accuracy_fallback`` lists every round: the nodes moved, the SQNR
+    reached, the AIPU MACs given up.
+    """
     request = {k: v for k, v in locals().items() if k in _REQUEST}
+    request["accuracy"] = None
     for key in ("disable_passes", "dump_ir_passes"):  # an iterator would be spent by the first attempt
         request[key] = tuple(request[key])
     if plugins is not None and not isinstance(plugins, PluginHost):
@@ -286,6 +294,15 @@ def compile(
             request["preprocessing"] = preprocessing = ImagePreprocessing.from_mapping(preprocessing)
         if preprocessing.transform:
             load_transform(preprocessing.transform)
+    if target_sqnr is not None:
+        return _compile_to_target(model, config, request, _target_db(target_sqnr))
+    return _compile_with_fallback(model, config, request)
+
+
+def _compile_with_fallback(model: Any, config: Any, request: Mapping[str, Any]) -> CompileResult:
+    """Compile attempts until none refuses a new node (see :func:`compile`)."""
+    from .errors import UnsupportedOperatorError
+
     refused: dict[str, str] = {}
     rounds = 0
     while True:
@@ -293,15 +310,73 @@ def compile(
             return _compile_once(model, config, refused, request)
         except UnsupportedOperatorError as exc:
             new = {k: v for k, v in exc.reasons.items() if k not in refused}
-            if not host_fallback or not new or rounds >= FALLBACK_ROUNDS:
+            if not request["host_fallback"] or not new or rounds >= FALLBACK_ROUNDS:
                 raise
             refused.update(new)
             rounds += 1
 
 
-#: The arguments of :func:`compile` one attempt takes as they are.
+#: With ``target_sqnr``: at most this many compiles after the first, each moving one more layer to the host.
+ACCURACY_ROUNDS = 8
+
+
+def _target_db(value: Any) -> float:
+    try:
+        db = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"target_sqnr {value!r} is not a number of dB") from None
+    if not 0 < db < 200:
+        raise UsageError(f"target_sqnr {db:g} dB is out of range: give a target in (0, 200) dB")
+    return db
+
+
+def output_sqnr(report: Mapping[str, Any]) -> float | None:
+    """The worst device segment's output SQNR against float (dB) in a compile report, if it was measured."""
+    found = [q.get("output_sqnr_db") for q in [report.get("quantization", {})] +
+             [s.get("quantization", {}) for s in report.get("segments", []) if isinstance(s, dict)]]
+    found = [f for f in found if isinstance(f, (int, float))]
+    return min(found) if found else None
+
+
+def _compile_to_target(model: Any, config: Any, request: dict[str, Any], target: float) -> CompileResult:
+    """Accuracy-controlled fallback (see :func:`compile`): compile, then move the most sensitive layer to the
+    host while the output SQNR is under ``target``."""
+    if not request["host_fallback"]:
+        raise UsageError("target_sqnr moves layers to the host: it cannot be combined with host_fallback=False")
+    placement = {k: list(v) for k, v in (request.get("placement") or {}).items()}
+    given = list(placement.get("host_nodes", []))
+    moved: list[str] = []
+    rounds: list[dict[str, Any]] = []
+    while True:
+        accuracy = {"target_db": target, "rounds": [dict(r) for r in rounds], "moved": list(moved)}
+        attempt = {**request, "placement": {**placement, "host_nodes": given + moved}, "accuracy": accuracy}
+        result = _compile_with_fallback(model, config, attempt)
+        reached = output_sqnr(result.report)
+        rounds.append({"host_nodes_added": list(moved), "output_sqnr_db": reached,
+                       "device_macs": result.report.get("placement", {}).get("device_macs")})
+        if reached is None or reached >= target or len(rounds) > ACCURACY_ROUNDS:
+            return result
+        candidate = _most_sensitive_left(result.report, set(given + moved))
+        if candidate is None:
+            return result
+        moved.extend(candidate)
+
+
+def _most_sensitive_left(report: Mapping[str, Any], on_host: set[str]) -> list[str] | None:
+    """The ONNX nodes of the device layer of lowest own SQNR that is not on the host yet, or None."""
+    rows = [r for q in [report.get("quantization", {})] +
+            [s.get("quantization", {}) for s in report.get("segments", []) if isinstance(s, dict)]
+            for r in q.get("most_sensitive", [])]
+    for row in sorted(rows, key=lambda r: (r["own_db"], r["node"])):
+        names = [n for n in (row.get("source") or [row["node"]]) if n not in on_host]
+        if names:
+            return names
+    return None
+
+
+#: The arguments of :func:`compile` one attempt takes as they are (``accuracy``: the target loop's state).
 _REQUEST = ("output_dir", "calibration", "input_shapes", "plugins", "disable_passes", "stop_after", "verify",
-            "dump_ir_dir", "dump_ir_passes", "inputs", "host_fallback", "placement", "preprocessing")
+            "dump_ir_dir", "dump_ir_passes", "inputs", "host_fallback", "placement", "preprocessing", "accuracy")
 
 
 def _compile_once(model: Any, config: Any, refused: Mapping[str, str], request: Mapping[str, Any]) -> CompileResult:
@@ -310,7 +385,7 @@ def _compile_once(model: Any, config: Any, refused: Mapping[str, str], request: 
     import os
 
     (output_dir, calibration, input_shapes, plugins, disable_passes, stop_after, verify, dump_ir_dir,
-     dump_ir_passes, inputs, host_fallback, placement, preprocessing) = (request[k] for k in _REQUEST)
+     dump_ir_passes, inputs, host_fallback, placement, preprocessing, accuracy) = (request[k] for k in _REQUEST)
 
     import structlog
 
@@ -320,6 +395,11 @@ def _compile_once(model: Any, config: Any, refused: Mapping[str, str], request: 
         configure()
     host = _host(plugins)
     cfg, presets = resolve_config(config, host)
+    if accuracy is not None:
+        if str(cfg.compiler_mode) == "lower_only" or not cfg.run_graph_cleaner:
+            raise UsageError("target_sqnr needs a quantizing compiler_mode and run_graph_cleaner=true: it measures "
+                             "the quantized model and moves layers to the host")
+        cfg.quantization_debug = True  # the per-layer sensitivity the target loop reads
     if output_dir is not None:
         cfg.output_dir = str(output_dir)
     if not cfg.output_dir:
@@ -352,7 +432,8 @@ def _compile_once(model: Any, config: Any, refused: Mapping[str, str], request: 
                         **({"preprocessing": preprocessing} if preprocessing is not None else {}), **dict(inputs or {})},
                 options={"verify": bool(verify), "dump_ir_dir": dump_ir_dir, "dump_ir_passes": set(dump_ir_passes),
                          "host_fallback": bool(host_fallback), "refused_nodes": dict(refused or {}),
-                         "placement": {k: list(v) for k, v in (placement or {}).items()}},
+                         "placement": {k: list(v) for k, v in (placement or {}).items()},
+                         **({"accuracy": accuracy} if accuracy is not None else {})},
             )
             session.pipeline = pipeline
             manager = PassManager(session, disabled=disabled)
@@ -422,7 +503,28 @@ def _report(session: CompileSession, model_name: str, wall_s: float) -> dict[str
     }
     for key, value in session.report.items():
         report.setdefault(key, value)
+    accuracy = session.options.get("accuracy")
+    if accuracy is not None:
+        section = report["accuracy_fallback"] = _accuracy_section(accuracy, report)
+        if not section["met"]:
+            report["warnings"].append(
+                f"target_sqnr {section['target_db']:g} dB not met: the outputs reach {section['output_sqnr_db']} dB "
+                f"with {len(section['host_nodes_added'])} layer(s) moved to the host in "
+                f"{len(section['rounds'])} compile(s)")
     return report
+
+
+def _accuracy_section(accuracy: Mapping[str, Any], report: Mapping[str, Any]) -> dict[str, Any]:
+    """``--target-sqnr``'s rounds so far and this compile's: what moved to the host, the SQNR, the MACs."""
+    reached = output_sqnr(report)
+    macs = report.get("placement", {}).get("device_macs")
+    rounds = [*accuracy["rounds"], {"host_nodes_added": list(accuracy["moved"]), "output_sqnr_db": reached,
+                                    "device_macs": macs}]
+    first = rounds[0].get("device_macs")
+    return {"target_db": accuracy["target_db"], "met": reached is not None and reached >= accuracy["target_db"],
+            "output_sqnr_db": reached, "host_nodes_added": list(accuracy["moved"]),
+            "device_macs_given_up": (first - macs) if isinstance(first, int) and isinstance(macs, int) else None,
+            "rounds": rounds}
 
 
 def _stage_traces(session: CompileSession, stage: ArtifactStage, model_name: str) -> None:

@@ -94,6 +94,7 @@ def cmd_compile(args: Namespace) -> int:
             host_fallback=not args.no_host_fallback,
             placement=placement,
             preprocessing=preprocessing,
+            target_sqnr=args.target_sqnr,
         )
     finally:
         progress.stop()
@@ -118,11 +119,41 @@ def _print_summary(result: Any) -> None:
     cal = rep.get("calibration")
     if isinstance(cal, dict):
         print("  " + _calibration_line(cal))
+    for line in _sensitivity_table(rep):
+        print(line)
+    acc = rep.get("accuracy_fallback")
+    if isinstance(acc, dict):
+        moved = ", ".join(acc["host_nodes_added"]) or "none"
+        print(f"  accuracy: target {acc['target_db']:g} dB {'met' if acc['met'] else 'NOT met'}, outputs at "
+              f"{acc['output_sqnr_db']} dB after {len(acc['rounds'])} compile(s); moved to the host: {moved}; "
+              f"AIPU MACs given up: {acc['device_macs_given_up']:,}" if acc.get("device_macs_given_up") is not None
+              else f"  accuracy: target {acc['target_db']:g} dB, outputs at {acc['output_sqnr_db']} dB")
     for w in rep.get("warnings", []):
         print(f"  warning: {w}")
     print(f"artifacts in {result.output_dir}:")
     for name in sorted(result.artifacts):
         print(f"  {name}")
+
+
+def _sensitivity_table(rep: dict[str, Any]) -> list[str]:
+    """The most sensitive layers of each device segment, in graph order (quantization_debug.json has them all)."""
+    lines: list[str] = []
+    sections = [("device1", rep.get("quantization", {}))]
+    sections += [(s.get("name"), s.get("quantization", {})) for s in rep.get("segments", []) if isinstance(s, dict)]
+    for name, q in sections:
+        rows = q.get("most_sensitive") if isinstance(q, dict) else None
+        if not rows:
+            continue
+        label = f" [{name}]" if len(sections) > 1 else ""
+        lines.append(f"  most sensitive layers{label} (outputs at {q.get('output_sqnr_db')} dB SQNR; "
+                     "all layers: quantization_debug.json):")
+        width = max(len(str(r["node"])) for r in rows)
+        lines.append(f"    {'#':>4}  {'node':<{width}}  {'op':<14} {'own dB':>8} {'cumul. dB':>10} {'MACs':>12}")
+        for r in rows:
+            cum = "" if r.get("cumulative_db") is None else f"{r['cumulative_db']:.2f}"
+            lines.append(f"    {r['order']:>4}  {r['node']:<{width}}  {r['op']:<14} {r['own_db']:>8.2f} {cum:>10} "
+                         f"{r['macs']:>12,}")
+    return lines
 
 
 def _calibration_line(cal: dict[str, Any]) -> str:

@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     _preprocessing_options(p)
     _plugin_options(p)
     _placement_options(p)
+    p.add_argument("--target-sqnr", metavar="DB", type=float,
+                   help="accuracy-controlled fallback: while the quantized outputs are under DB dB SQNR against "
+                   "float, move the most sensitive layer to the host and compile again (implies "
+                   "quantization_debug=true; the compile report's accuracy_fallback lists each round)")
     p.add_argument("--no-host-fallback", action="store_true",
                    help="every node must run on the AIPU: fail, listing each node that cannot and why, instead of "
                    "moving it to a host part (the graph cleaner's pre/post split still applies)")

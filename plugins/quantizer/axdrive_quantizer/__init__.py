@@ -39,7 +39,7 @@ from axdrive.passes import Phase, StashKey, all_of, compiler_pass, hookimpl, whe
 
 from ._agreement import ort_agreement, quantize_feeds
 from ._calibration import calibration_feeds, observe
-from ._debug import debug_model, graph_order, layer_report
+from ._debug import debug_model, graph_order, layer_report, most_sensitive, sensitivity
 from ._export import graph_document
 from ._input_scale import input_scale, scale_warning
 from ._observe import Observer
@@ -71,6 +71,8 @@ _QUANTIZING_MODES = ("quantize_only", "quantize_and_lower")
 QUANTIZING = when_mode(*_QUANTIZING_MODES)
 #: Samples used by the per-layer debug report (each runs both executors).
 DEBUG_SAMPLES = 4
+#: The most sensitive layers the compile report keeps (and the CLI prints); every layer is in the JSON.
+SENSITIVE_SHOWN = 10
 
 
 def _methods(scheme: str, dw_channel_wise: bool) -> tuple[str, str | None]:
@@ -216,27 +218,42 @@ def export_graph(ctx: Any) -> dict[str, Any]:
 def debug(ctx: Any) -> dict[str, Any]:
     """Per-layer SQNR of the quantized against the float core on calibration
     samples, worst layers first, plus the QDQ model with every quantized
-    activation exposed as an output. Written as the artifacts
+    activation exposed as an output; and the per-layer sensitivity in graph
+    order (each layer's own SQNR, the cumulative SQNR up to it, its MACs; the
+    outputs' SQNR), with a warning for each layer whose output collapses. The
+    compile report keeps the outputs' SQNR and the most sensitive layers (the
+    CLI prints them as a table). Written as the artifacts
     ``quantization_debug.json`` and ``quantization_debug_model.onnx``, or, when
     ``model_debug_save_dir`` is set, atomically into that directory."""
     cal = ctx.stash[CALIBRATION]
     qcore = ctx.stash[QUANTIZED_CORE]
     rows = layer_report(cal.float_graph, qcore, cal.feeds, DEBUG_SAMPLES)
+    layers, output_db = sensitivity(cal.float_graph, qcore, cal.feeds, DEBUG_SAMPLES,
+                                    {r["tensor"]: r["sqnr_db"] for r in rows})
     doc = {"samples": min(DEBUG_SAMPLES, int(next(iter(cal.feeds.values())).shape[0])),
-           "scheme": str(ctx.config.quantization_scheme), "layers": rows, "graph_order": graph_order(qcore, rows)}
+           "scheme": str(ctx.config.quantization_scheme), "output_sqnr_db": output_db, "layers": rows,
+           "graph_order": graph_order(qcore, rows), "sensitivity": layers}
+    collapsed = [r for r in layers if "collapsed" in r]
+    for r in collapsed:
+        ctx.warn(f"layer {r['node']!r} ({r['op']}) collapses when quantized: {r['collapsed']}")
+    ctx.report.setdefault("quantization", {}).update(
+        {"output_sqnr_db": output_db, "most_sensitive": most_sensitive(layers, SENSITIVE_SHOWN)})
     model = debug_model(to_qdq_model(qcore, qdq_opset(qcore, int(ctx.config.onnx_opset_version))[0]), qcore)
     target = ctx.config.model_debug_save_dir
+    prefix = ctx.segment.prefix if ctx.segment is not None else ""
     if target:
         folder = Path(target)
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(folder / "quantization_debug.json", canonical_json(doc))
-        atomic_write_bytes(folder / "quantization_debug_model.onnx", model.SerializeToString(deterministic=True))
+        atomic_write_text(folder / f"{prefix}quantization_debug.json", canonical_json(doc))
+        atomic_write_bytes(folder / f"{prefix}quantization_debug_model.onnx",
+                           model.SerializeToString(deterministic=True))
     else:
         ctx.artifacts.write_json("quantization_debug.json", doc)
         ctx.artifacts.write_onnx("quantization_debug_model.onnx", model)
     worst = rows[0] if rows else None
     return {"layers": len(rows), "worst_sqnr_db": worst["sqnr_db"] if worst else 0.0,
-            "worst_tensor": worst["tensor"] if worst else ""}
+            "worst_tensor": worst["tensor"] if worst else "", "output_sqnr_db": output_db,
+            "collapsed_layers": len(collapsed)}
 
 
 @hookimpl
