@@ -410,6 +410,8 @@ def _compile_once(model: Any, config: Any, refused: Mapping[str, str], request: 
     pipeline: Pipeline = resolve_pipeline(host.passes(), cfg, disabled=disabled, blocked=host.blocked)
     if stop_after is not None:
         _check_stop_after(stop_after, pipeline)
+    else:
+        _check_promises(host, cfg, pipeline)
 
     out_dir = OutputDir(cfg.output_dir, remove=cfg.remove_output_dir, inputs=_read_paths(model, calibration))
     out = out_dir.path
@@ -477,6 +479,24 @@ def _compile_once(model: Any, config: Any, refused: Mapping[str, str], request: 
         graph=session.graph,
         session=session,
     )
+
+
+def _check_promises(host: PluginHost, cfg: Any, pipeline: Pipeline) -> None:
+    """Every property the plugins promise for this config (``axdrive_promises``) has an enabled provider in the
+    pipeline, or the compile stops before it starts, naming what took the provider away."""
+    promised = [p for answer in host.hook.axdrive_promises(config=cfg) for p in (answer or ())]
+    for prop in dict.fromkeys(promised):
+        providers = [e for e in pipeline if prop in e.pass_.provides]
+        if any(e.enablement.enabled for e in providers):
+            continue
+        why = "; ".join(f"{e.name} is off ({e.enablement.reason})" for e in providers) or \
+            f"no installed pass provides it{_blocked(host)}"
+        raise UsageError(f"compiler_mode={cfg.compiler_mode} needs {prop!r}, and nothing in this pipeline will "
+                         f"provide it: {why}")
+
+
+def _blocked(host: PluginHost) -> str:
+    return f" (blocked: {', '.join(sorted(host.blocked))})" if host.blocked else ""
 
 
 def _check_stop_after(stop_after: str, pipeline: Pipeline) -> None:

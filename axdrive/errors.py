@@ -180,7 +180,10 @@ class CalibrationError(AxdriveError):
 
 
 class PassResolutionError(AxdriveError):
-    """The pass pipeline cannot be ordered: a cycle or a requirement nobody provides."""
+    """The pass pipeline cannot be ordered: a cycle or a requirement nobody provides. A usage error (exit 2):
+    the set of plugins and options the user assembled cannot make a compiler."""
+
+    exit_code = 2
 
 
 class PluginError(AxdriveError):

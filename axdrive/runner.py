@@ -351,12 +351,12 @@ def _host(plugins: Any) -> Any:
     whole run, and a runtime plugin keeps its loaded-program cache on it."""
     import os
 
-    from .passes import AUTOLOAD_ENV, PluginHost
+    from .passes import AUTOLOAD_ENV, BUILTIN_ENV, PluginHost
 
     if isinstance(plugins, PluginHost):
         return plugins
     args = tuple(plugins or ())
-    key = (*args, f"{AUTOLOAD_ENV}={os.environ.get(AUTOLOAD_ENV, '')}")
+    key = (*args, *(f"{e}={os.environ.get(e, '')}" for e in (AUTOLOAD_ENV, BUILTIN_ENV)))
     if key not in _HOSTS:
         _HOSTS[key] = PluginHost.from_args(args)
     return _HOSTS[key]

@@ -14,10 +14,10 @@ from _support import REPO, SPEC, run_cli  # noqa: F401  (re-exported for fixture
 
 @pytest.fixture
 def host():
-    """A plugin host with no entry-point plugins: tests register what they need."""
+    """A plugin host with no entry-point plugins (not even axdrive's own): tests register what they need."""
     from axdrive.passes import PluginHost
 
-    return PluginHost(autoload=False)
+    return PluginHost(autoload=False, builtin=False)
 
 
 @pytest.fixture(scope="session")

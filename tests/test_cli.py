@@ -11,7 +11,7 @@ from _support import REPO, run_cli
 
 TESTS = str(REPO / "tests")
 # the toy plugin only, loaded with -p as a user would load their own module
-TOY_ENV = {"AXDRIVE_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONPATH": TESTS + os.pathsep + os.environ.get("PYTHONPATH", "")}
+TOY_ENV = {"AXDRIVE_DISABLE_PLUGIN_AUTOLOAD": "1", "AXDRIVE_DISABLE_BUILTIN_PLUGINS": "1", "PYTHONPATH": TESTS + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def test_disable_pass_is_recorded_as_skipped_with_the_option(model, tmp_path):
         (["compile", "{model}", "-o", "{out}", "--input-shape", "images=1xAx3"], 2, "--input-shape 'images=1xAx3'"),
         (["compile", "{missing}", "-o", "{out}"], 1, "missing.onnx: no such file"),
         (["compile", "{model}", "-o", "{out}", "-p", "no_such_module_xyz"], 1, "-p no_such_module_xyz: cannot import"),
-        (["compile", "{model}", "-o", "{out}", "--disable-pass", "toy.cuont"], 1, "did you mean 'toy.count'"),
+        (["compile", "{model}", "-o", "{out}", "--disable-pass", "toy.cuont"], 2, "did you mean 'toy.count'"),
         (["trace", "{model}"], 2, "not JSON"),
     ],
 )

@@ -141,3 +141,73 @@ def test_compile_takes_the_config_as_a_mapping_or_a_file_and_checks_it(tmp_path)
     with pytest.raises(UsageError, match="config must be a CompilerConfig, a mapping of properties or a config "
                                          "file path, got int"):
         driver.compile(tmp_path / "m.onnx", 5, output_dir=tmp_path / "d")
+
+
+# -- autoload keeps axdrive's own passes; a compile that cannot make what its mode promises stops first ----------
+def test_autoload_off_keeps_the_built_in_passes_and_drops_third_party_ones(site, monkeypatch):
+    """As ``PYTEST_DISABLE_PLUGIN_AUTOLOAD`` keeps pytest's built-in plugins: the compiler still compiles."""
+    from axdrive.passes import BUILTIN_ENV
+
+    make_dist(site, "axdrive-fake", "fakeplug", GOOD, ep_name="fake")
+    monkeypatch.setenv(AUTOLOAD_ENV, "1")
+    monkeypatch.delenv(BUILTIN_ENV, raising=False)
+    names = [p.name for p in PluginHost().passes()]
+    assert "frontend.load" in names and "lowering.emit_program" in names and "fake.hello" not in names
+    monkeypatch.setenv(BUILTIN_ENV, "1")
+    assert PluginHost().passes() == []  # an empty registry, for testing one pass alone
+    assert [p.name for p in PluginHost.from_args(["fakeplug"]).passes()] == ["fake.hello"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--disable-pass", "frontend.load"], "needs 'graph_loaded', and nothing in this pipeline will provide it: "
+                                          "frontend.load is off (--disable-pass frontend.load)"),
+    (["--disable-pass", "quantizer.write_qdq"], "needs 'qdq_model_written'"),
+    (["--set", "compiler_mode=quantize_only", "--disable-pass", "quantizer.quantize"], "needs 'quantized'"),
+])
+def test_a_compile_that_cannot_make_what_its_mode_promises_stops_before_it_starts(tmp_path, args, words):
+    from _support import run_cli
+    from test_byom import _three_convs
+
+    model = _three_convs(tmp_path)
+    proc = run_cli("compile", str(model), "-o", str(tmp_path / "out"), *args)
+    assert proc.returncode == 2 and words in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()
+    # asking for less is fine: --stop-after lifts the promise
+    ok = run_cli("compile", str(model), "-o", str(tmp_path / "out"), "--stop-after", "graph_cleaned",
+                 "--disable-pass", "quantizer.write_qdq")
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_a_requirement_nobody_provides_is_a_usage_error_with_did_you_mean(host):
+    from axdrive.errors import PassResolutionError
+    from axdrive.passes import compiler_pass, hookimpl, order_passes
+
+    @compiler_pass("mine.a", provides=("graph_loaded",))
+    def a(ctx):
+        """Provide."""
+
+    @compiler_pass("mine.b", requires=("graph_loded",))
+    def b(ctx):
+        """Misspelt requirement."""
+
+    with pytest.raises(PassResolutionError, match=r"requires 'graph_loded', which no installed pass provides "
+                                                  r"\(did you mean 'graph_loaded'\?\)") as info:
+        order_passes([a, b])
+    assert info.value.exit_code == 2
+
+
+def test_compiles_in_two_processes_with_different_hash_seeds_are_byte_identical(tmp_path):
+    import json
+
+    from _support import run_cli
+    from test_byom import _three_convs
+
+    model = _three_convs(tmp_path)
+    manifests = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"out{seed}"
+        proc = run_cli("compile", str(model), "-o", str(out), "--host-node", "conv2", env={"PYTHONHASHSEED": seed})
+        assert proc.returncode == 0, proc.stderr
+        manifests.append(json.loads((out / "manifest.json").read_text()))
+    assert manifests[0]["artifacts"] == manifests[1]["artifacts"]
+    assert (tmp_path / "out1" / "manifest.json").read_bytes() == (tmp_path / "out2" / "manifest.json").read_bytes()

@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="axdrive",
         description="Compile float ONNX models for the simulated int8 AIPU: quantize, lower, run, inspect.",
-        epilog="Environment: AXDRIVE_DISABLE_PLUGIN_AUTOLOAD=1 stops entry-point plugin discovery; "
+        epilog="Environment: AXDRIVE_DISABLE_PLUGIN_AUTOLOAD=1 stops discovery of third-party plugins (axdrive's "
+        "own passes stay; load others with -p); AXDRIVE_DISABLE_BUILTIN_PLUGINS=1 leaves axdrive's own passes out; "
         "AXDRIVE_CACHE moves the model cache; AXDRIVE_VERIFY=1 verifies the IR after every pass.",
     )
     parser.add_argument("--version", action="version", version=f"axdrive {_version()}")

@@ -18,7 +18,9 @@ Generated from the argument parser (`python -m axdrive.cli._reference > docs/cli
 
 `axdrive` and `python -m axdrive` are the same program. Exit codes: **0** success, **1** compile or run
 failure, **2** usage or configuration error. Errors are one line on stderr; `-v` adds the traceback and
-debug logging. Environment: `AXDRIVE_DISABLE_PLUGIN_AUTOLOAD=1` (no entry-point plugins; load with `-p`),
+debug logging. Environment: `AXDRIVE_DISABLE_PLUGIN_AUTOLOAD=1` (no third-party entry-point plugins: axdrive's
+own passes stay, as pytest's built-in plugins do; load others with `-p`), `AXDRIVE_DISABLE_BUILTIN_PLUGINS=1`
+(leave axdrive's own passes out too: an empty pipeline for testing a pass in isolation),
 `AXDRIVE_CACHE` (model and photo cache, default `~/.cache/axdrive`), `AXDRIVE_VERIFY=1` (IR verifier after every pass).
 SIGINT and SIGTERM stop a command cleanly: staging is dropped, nothing is half-written, exit 130 / 143.
 

@@ -3,13 +3,15 @@
 Plugins are found through the ``axdrive.passes`` entry-point group, exactly
 like pytest's ``pytest11``. As in pytest, a user can load a module explicitly
 (``-p MODULE``), block an installed plugin (``-p no:NAME``), and switch off
-autoloading with the environment variable ``AXDRIVE_DISABLE_PLUGIN_AUTOLOAD=1``.
+autoloading of third-party plugins with the environment variable
+``AXDRIVE_DISABLE_PLUGIN_AUTOLOAD=1``: axdrive's own distributions
+(:data:`BUILTIN_DISTRIBUTIONS`) still load, as pytest's built-in plugins do.
 Built-in instruments are registered as internal plugins the same way.
 """
 
 from __future__ import annotations
 
-__all__ = ["PluginHost", "PluginInfo", "ENTRY_POINT_GROUP", "AUTOLOAD_ENV", "default_operators"]
+__all__ = ["PluginHost", "PluginInfo", "ENTRY_POINT_GROUP", "AUTOLOAD_ENV", "BUILTIN_ENV", "BUILTIN_DISTRIBUTIONS", "default_operators"]
 
 import importlib
 import os
@@ -28,6 +30,18 @@ if TYPE_CHECKING:  # pragma: no cover
 
 ENTRY_POINT_GROUP = "axdrive.passes"
 AUTOLOAD_ENV = "AXDRIVE_DISABLE_PLUGIN_AUTOLOAD"
+BUILTIN_ENV = "AXDRIVE_DISABLE_BUILTIN_PLUGINS"
+#: axdrive's own pass distributions: the compiler itself, split into plugins. They load whether or not
+#: autoloading is on (``AXDRIVE_DISABLE_PLUGIN_AUTOLOAD=1`` stops third-party entry points only, as
+#: ``PYTEST_DISABLE_PLUGIN_AUTOLOAD`` keeps pytest's built-in plugins); ``-p no:NAME`` still blocks one.
+BUILTIN_DISTRIBUTIONS = frozenset({
+    "axdrive-frontend", "axdrive-graph-cleaner", "axdrive-quantizer", "axdrive-lowering", "axdrive-icr",
+    "axdrive-dpu-alloc", "axdrive-tiling", "axdrive-memplan", "axdrive-scheduler", "axdrive-hw"})
+
+
+def _canonical(name: str) -> str:
+    """A distribution name as packaging compares them (``axdrive_frontend`` == ``axdrive-frontend``)."""
+    return name.lower().replace("_", "-").replace(".", "-")
 
 
 @dataclass(frozen=True)
@@ -54,7 +68,11 @@ class PluginHost:
         block: Iterable[str] = (),
         autoload: bool | None = None,
         internal: bool = True,
+        builtin: bool | None = None,
     ) -> None:
+        """``autoload``: load third-party entry points (default: unless ``AXDRIVE_DISABLE_PLUGIN_AUTOLOAD``);
+        ``builtin``: load axdrive's own pass distributions (default: unless ``AXDRIVE_DISABLE_BUILTIN_PLUGINS``,
+        which leaves an empty registry for testing a pass in isolation)."""
         self.pm = pluggy.PluginManager(hookspec.PROJECT_NAME)
         self.pm.add_hookspecs(hookspec)
         self.blocked: set[str] = set(block)
@@ -64,6 +82,9 @@ class PluginHost:
         if autoload is None:
             autoload = not _truthy(os.environ.get(AUTOLOAD_ENV))
         self.autoload = autoload
+        if builtin is None:
+            builtin = not _truthy(os.environ.get(BUILTIN_ENV))
+        self.builtin = builtin
         for name in self.blocked:
             self.pm.set_blocked(name)
         if internal:
@@ -71,8 +92,8 @@ class PluginHost:
 
             for name, plugin in internal_plugins():
                 self._register(plugin, PluginInfo(name, "axdrive", _version("axdrive"), "internal"))
-        if autoload:
-            self._load_entry_points()
+        if autoload or builtin:
+            self._load_entry_points(builtin=builtin, third_party=autoload)
         for module_name in load:
             self.load_module(module_name)
         self._check_blocked(load)
@@ -111,11 +132,15 @@ class PluginHost:
         self._passes = None
         self._operators = None
 
-    def _load_entry_points(self) -> None:
+    def _load_entry_points(self, *, builtin: bool, third_party: bool) -> None:
+        """The ``axdrive.passes`` entry points of axdrive's own distributions (``builtin``) and of the others
+        (``third_party``): autoload off keeps the built-in ones, as pytest's does."""
         eps = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
         for ep in eps:
             dist = ep.dist.name if ep.dist is not None else ep.module
             if ep.name in self.blocked or dist in self.blocked:
+                continue
+            if not (builtin if _canonical(dist) in BUILTIN_DISTRIBUTIONS else third_party):
                 continue
             if self.pm.has_plugin(ep.name):
                 continue

@@ -106,6 +106,13 @@ def _find_cycle(names: Iterable[str], succ: dict[str, set[str]]) -> list[str]:
     return []
 
 
+def _closest(req: str, providers: dict[str, list[str]]) -> str:
+    """A did-you-mean over the properties that are provided (a misspelt ``requires=``)."""
+    from ..errors import did_you_mean
+
+    return did_you_mean(req, sorted(providers))
+
+
 def _missing_message(pass_: Pass, req: str, blocked: Iterable[str]) -> str:
     msg = f"pass {pass_.name!r} ({pass_.plugin or 'unknown plugin'}) requires {req!r}, which no installed pass provides"
     dist = WELL_KNOWN_PROVIDERS.get(req)
@@ -152,7 +159,7 @@ def order_passes(
             if not provs:
                 if p.name in tolerate:
                     continue
-                raise PassResolutionError(_missing_message(p, req, blocked))
+                raise PassResolutionError(_missing_message(p, req, blocked) + _closest(req, providers))
             for prov in sorted(provs):
                 if prov == p.name:
                     continue  # a pass may refine what it requires

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 __all__ = ["hookspec", "hookimpl", "PROJECT_NAME"]
 
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import pluggy
 
@@ -125,6 +125,21 @@ def axdrive_host_reason(graph: "Graph", node: "Node", config: "CompilerConfig",
     in ``quantize_only`` too, so that mode's core is what a later
     ``lower_only`` compile lowers; not in ``lower_only``, whose QDQ model places
     nothing anew).
+    """
+
+
+@hookspec
+def axdrive_promises(config: "CompilerConfig") -> "Iterable[str] | None":
+    """Return the properties a compile with ``config`` must provide for this plugin's product to exist.
+
+    The built-in plugins promise what ``compiler_mode`` says a compile writes:
+    the frontend a loaded graph, the quantizer a quantized graph and
+    ``quantized_model.onnx`` in a quantizing mode, the lowering a program in a
+    lowering mode. Before anything runs, every promised property must have an
+    enabled pass in the pipeline that provides it; otherwise the compile stops
+    with one line naming the property, the mode and what took its provider
+    away (``--disable-pass``, ``-p no:``, a predicate). ``--stop-after`` lifts
+    the check: the user asked for less.
     """
 
 

@@ -28,6 +28,12 @@ def axdrive_passes() -> list[Pass]:
 
 
 @hookimpl
+def axdrive_promises(config: object) -> tuple[str, ...]:
+    """Every compile starts from a loaded, optimized graph."""
+    return ("graph_loaded", "graph_optimized")
+
+
+@hookimpl
 def axdrive_operators() -> list:
     """The operators the frontend's rewrites replace before quantization (``rewrite`` rules of the registry)."""
     from axdrive.operators import OperatorRule

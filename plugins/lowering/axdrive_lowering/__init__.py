@@ -192,6 +192,12 @@ def axdrive_host_reason(graph: Any, node: Any, config: Any, operators: Any) -> s
 
 
 @hookimpl
+def axdrive_promises(config: Any) -> tuple[str, ...]:
+    """A lowering mode writes program.bin."""
+    return ("program_emitted",) if str(config.compiler_mode) in LOWERING_MODES else ()
+
+
+@hookimpl
 def axdrive_operators() -> list:
     """How the AIPU's units run ONNX operators: the ``aipu`` rules of the operator registry."""
     return operator_rules()

@@ -286,6 +286,14 @@ def axdrive_host_reason(graph: Any, node: Any, config: Any, operators: Any) -> s
 
 
 @hookimpl
+def axdrive_promises(config: Any) -> tuple[str, ...]:
+    """A quantizing mode writes quantized_model.onnx; every mode needs the quantized graph."""
+    if str(config.compiler_mode) in _QUANTIZING_MODES:
+        return ("quantized", "qdq_model_written")
+    return ("quantized",)
+
+
+@hookimpl
 def axdrive_operators() -> list:
     """The quantizer's integer kernels, as ``int8`` rules of the operator registry."""
     from ._rules import operator_rules
