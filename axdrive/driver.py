@@ -238,6 +238,7 @@ def compile(
     verify: bool | None = None,
     dump_ir_dir: str | Path | None = None,
     dump_ir_passes: Iterable[str] = (),
+    dump_ir_changed: bool = False,
     inputs: Mapping[str, Any] | None = None,
     host_fallback: bool = True,
     placement: Mapping[str, Iterable[str]] | None = None,
@@ -376,7 +377,8 @@ def _most_sensitive_left(report: Mapping[str, Any], on_host: set[str]) -> list[s
 
 #: The arguments of :func:`compile` one attempt takes as they are (``accuracy``: the target loop's state).
 _REQUEST = ("output_dir", "calibration", "input_shapes", "plugins", "disable_passes", "stop_after", "verify",
-            "dump_ir_dir", "dump_ir_passes", "inputs", "host_fallback", "placement", "preprocessing", "accuracy")
+            "dump_ir_dir", "dump_ir_passes", "dump_ir_changed", "inputs", "host_fallback", "placement", "preprocessing",
+            "accuracy")
 
 
 def _compile_once(model: Any, config: Any, refused: Mapping[str, str], request: Mapping[str, Any]) -> CompileResult:
@@ -385,7 +387,8 @@ def _compile_once(model: Any, config: Any, refused: Mapping[str, str], request: 
     import os
 
     (output_dir, calibration, input_shapes, plugins, disable_passes, stop_after, verify, dump_ir_dir,
-     dump_ir_passes, inputs, host_fallback, placement, preprocessing, accuracy) = (request[k] for k in _REQUEST)
+     dump_ir_passes, dump_ir_changed, inputs, host_fallback, placement, preprocessing,
+     accuracy) = (request[k] for k in _REQUEST)
 
     import structlog
 
@@ -433,6 +436,7 @@ def _compile_once(model: Any, config: Any, refused: Mapping[str, str], request: 
                 inputs={"calibration": calibration, "input_shapes": dict(input_shapes or {}),
                         **({"preprocessing": preprocessing} if preprocessing is not None else {}), **dict(inputs or {})},
                 options={"verify": bool(verify), "dump_ir_dir": dump_ir_dir, "dump_ir_passes": set(dump_ir_passes),
+                         "dump_ir_changed": bool(dump_ir_changed),
                          "host_fallback": bool(host_fallback), "refused_nodes": dict(refused or {}),
                          "placement": {k: list(v) for k, v in (placement or {}).items()},
                          **({"accuracy": accuracy} if accuracy is not None else {})},

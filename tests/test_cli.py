@@ -104,3 +104,28 @@ def test_cli_reference_in_docs_is_current():
     from axdrive.cli._reference import cli_reference
 
     assert (REPO / "docs" / "cli.md").read_text() == cli_reference(), "docs/cli.md is stale: run `make docs`"
+
+
+def test_dump_ir_changed_writes_a_diff_only_for_passes_that_changed_the_ir_and_the_failure(tmp_path):
+    """MLIR's print-ir-after-change and -after-failure: on the toy compiler, toy.drop_relu changes the IR (one
+    diff removing the Relu) and the counting passes do not (no file); a crashing pass leaves its IR."""
+    from _support import run_cli
+    from test_cli import TOY_ENV
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"toy")
+    dumps = tmp_path / "ir"
+    proc = run_cli("compile", str(model), "-o", str(tmp_path / "out"), "-p", "_toy", "--dump-ir", str(dumps),
+                   "--dump-ir-changed", env=TOY_ENV)
+    assert proc.returncode == 0, proc.stderr
+    files = sorted(p.name for p in dumps.iterdir())
+    assert [f.split("-", 1)[1] for f in files] == ["toy.load.diff", "toy.drop_relu.diff"], files
+    diff = next(dumps.glob("*toy.drop_relu.diff")).read_text()
+    assert "--- before toy.drop_relu" in diff and "-relu_0 = Relu" in diff
+    (tmp_path / "crashplug.py").write_text("from _toy import Crasher\n_c = Crasher()\naxdrive_passes = _c.axdrive_passes\n")
+    env = dict(TOY_ENV, PYTHONPATH=str(tmp_path) + ":" + TOY_ENV["PYTHONPATH"])
+    proc = run_cli("compile", str(model), "-o", str(tmp_path / "out2"), "-p", "_toy", "-p", "crashplug",
+                   "--dump-ir", str(tmp_path / "ir2"), "--dump-ir-changed", env=env)
+    assert proc.returncode == 1
+    (failed,) = (tmp_path / "ir2").glob("*crash.boom.failed.txt")
+    assert "conv_0 = Conv" in failed.read_text() and "(the IR did not change)" in failed.read_text()

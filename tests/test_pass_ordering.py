@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 from types import SimpleNamespace
 
+import numpy as np
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -153,3 +155,60 @@ def test_a_pass_the_config_disables_may_require_what_nothing_provides():
     assert [(e.name, e.enablement.enabled) for e in pipe] == [("a.one", True), ("b.icr", False)]
     with pytest.raises(PassResolutionError, match="requires 'from_blocked_plugin', which no installed pass provides"):
         resolve_pipeline(passes, SimpleNamespace(enable_icr=True))
+
+
+# -- before= / after=: ordering a plugin's pass without a data dependency ----------------------------------------
+def test_before_a_property_puts_a_pass_on_the_float_graph_even_with_a_later_phase(tmp_path):
+    """The issue's case: a pass of phase LEGALIZE meant for the float graph. ``before=("quantized",)`` puts it
+    before whatever quantizes, ``after=("graph_cleaned",)`` after the placement, and it sees float nodes."""
+    from axdrive import driver
+    from axdrive.config import CompilerConfig
+    from axdrive.passes import Phase, PluginHost, compiler_pass, hookimpl
+    from test_byom import _three_convs
+
+    seen = {}
+
+    @compiler_pass("mine.look", phase=Phase.LEGALIZE, before=("quantized",), after=("graph_cleaned",))
+    def look(ctx):
+        """Record what the graph holds."""
+        seen["quantized"] = any("integer_op" in n.attrs for n in ctx.graph.nodes)
+
+    class Plugin:
+        @hookimpl
+        def axdrive_passes(self):
+            return [look]
+
+    host = PluginHost()
+    host.register(Plugin(), name="mine")
+    cal = {"x": np.random.default_rng(0).uniform(-1, 1, (2, 3, 8, 8)).astype(np.float32)}
+    res = driver.compile(_three_convs(tmp_path), CompilerConfig(), output_dir=tmp_path / "out", calibration=cal,
+                         plugins=host)
+    names = res.pipeline
+    assert names.index("graph_cleaner.split") < names.index("mine.look") < names.index("quantizer.quantize")
+    assert seen == {"quantized": False}
+
+
+def test_ordering_names_are_validated_and_a_contradiction_is_a_cycle(host):
+    from axdrive.errors import PassResolutionError
+    from axdrive.passes import compiler_pass, order_passes
+
+    @compiler_pass("x.load", provides=("graph_loaded",))
+    def load(ctx):
+        """Load."""
+
+    @compiler_pass("x.a", requires=("graph_loaded",), before=("x.lod",))
+    def a(ctx):
+        """Misspelt."""
+
+    with pytest.raises(PassResolutionError, match=r"pass 'x.a' \(unknown plugin\) is to run before 'x.lod', which "
+                                                  r"names no installed pass .* \(did you mean 'x.load'\?\)"):
+        order_passes([load, a])
+
+    @compiler_pass("x.b", requires=("graph_loaded",), before=("graph_loaded",))
+    def b(ctx):
+        """Needs what it wants to precede."""
+
+    with pytest.raises(PassResolutionError, match=r"cycle in pass requirements: "):
+        order_passes([load, b])
+    order, edges = order_passes([load, a.__class__(**{**a.__dict__, "before": ("x.load",), "requires": ()})])
+    assert [p.name for p in order] == ["x.a", "x.load"] and ("x.a", "x.load", "before x.load") in edges

@@ -161,3 +161,13 @@ def test_log_lines_follow_the_current_stderr_after_it_is_swapped(monkeypatch):
     monkeypatch.setattr("sys.stderr", second)
     structlog.get_logger("axdrive.test").warning("still heard")
     assert "still heard" in second.getvalue()
+
+
+def test_the_tree_shows_each_pass_statistics_bounded():
+    from axdrive.tracing._inspect import STATS_SHOWN, _stats
+
+    assert _stats({"nodes": 63, "removed": 2}) == "  nodes=63 removed=2"
+    many = {f"k{i}": "v" * 100 for i in range(STATS_SHOWN + 3)}
+    line = _stats(many)
+    assert line.endswith("(+3 more)") and "v" * 41 not in line and "\n" not in _stats({"a\nb": "c\nd"})
+    assert _stats(None) == _stats({}) == ""

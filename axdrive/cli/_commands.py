@@ -91,6 +91,7 @@ def cmd_compile(args: Namespace) -> int:
             verify=True if args.verify_each else None,
             dump_ir_dir=args.dump_ir,
             dump_ir_passes=args.dump_ir_passes,
+            dump_ir_changed=args.dump_ir_changed,
             host_fallback=not args.no_host_fallback,
             placement=placement,
             preprocessing=preprocessing,
@@ -347,6 +348,7 @@ def cmd_passes(args: Namespace) -> int:
             "pipeline": [
                 {"name": e.name, "plugin": e.pass_.plugin, "enabled": e.enablement.enabled, "reason": e.enablement.reason,
                  "requires": list(e.pass_.requires), "provides": list(e.pass_.provides),
+                 "before": list(e.pass_.before), "after": list(e.pass_.after),
                  "subpasses": [s.name for s in e.pass_.subpasses], "config_keys": list(e.pass_.config_keys),
                  "description": e.pass_.summary}
                 for e in pipeline
@@ -377,9 +379,13 @@ def cmd_passes(args: Namespace) -> int:
     for i, e in enumerate(pipeline, 1):
         mark = "run " if e.enablement.enabled else "skip"
         req = f" requires {', '.join(e.pass_.requires)}" if e.pass_.requires else ""
-        print(f"  {i:3d}. {mark} {e.name:<{width}}  [{e.enablement.reason}]{req}")
+        order = "".join(f" {kind} {', '.join(names)}" for kind, names in (("before", e.pass_.before),
+                                                                         ("after", e.pass_.after)) if names)
+        print(f"  {i:3d}. {mark} {e.name:<{width}}  [{e.enablement.reason}]{req}{order}")
+        if e.pass_.summary:
+            print(f"         {e.pass_.summary}")
         for s in e.pass_.subpasses:
-            print(f"         - {s.name}")
+            print(f"         - {s.name}: {s.summary}" if s.summary else f"         - {s.name}")
     return 0
 
 

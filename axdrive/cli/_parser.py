@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dump-ir", metavar="DIR", help="write the IR before and after each pass into DIR")
     p.add_argument("--dump-ir-pass", metavar="NAME", action="append", default=[], dest="dump_ir_passes",
                    help="with --dump-ir: only around this pass (repeatable)")
+    p.add_argument("--dump-ir-changed", action="store_true",
+                   help="with --dump-ir: only the passes that changed the IR, each as a unified diff NNN-PASS.diff "
+                   "(a failing pass always leaves NNN-PASS.failed.txt)")
     _common(p)
     p.set_defaults(handler=c.cmd_compile)
 

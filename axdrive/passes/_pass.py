@@ -124,7 +124,11 @@ class Pass:
     with ``subpasses`` is a pass group: the manager runs the sub-passes, in
     order, nested inside the group's span, after the group's own ``run`` (if any).
     ``config_keys`` lists the config properties the pass reads: documentation,
-    and the basis of the "every property has an effect" audit.
+    and the basis of the "every property has an effect" audit. ``before`` and
+    ``after`` order a pass without a data dependency: each names a pass or a
+    property some pass provides (``before=("quantized",)``: run on the float
+    graph, before whatever quantizes it); a name that is neither is an error.
+    ``phase`` only breaks ties between passes nothing else orders.
     """
 
     name: str
@@ -137,6 +141,9 @@ class Pass:
     config_keys: tuple[str, ...] = ()
     subpasses: tuple["Pass", ...] = ()
     plugin: str = ""  # the distribution that contributed it; stamped at registration
+    #: ordering without a data dependency: pass names or provided properties this pass runs before / after
+    before: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name or " " in self.name:
@@ -146,8 +153,9 @@ class Pass:
 
     @property
     def summary(self) -> str:
-        """First line of the description."""
-        return self.description.strip().splitlines()[0] if self.description.strip() else ""
+        """The first paragraph of the description, on one line (a docstring's first sentence may wrap)."""
+        first = self.description.strip().split("\n\n", 1)[0]
+        return " ".join(first.split())
 
     def with_plugin(self, plugin: str) -> "Pass":
         subs = tuple(s.with_plugin(plugin) for s in self.subpasses)
@@ -163,6 +171,8 @@ def compiler_pass(
     phase: int = Phase.OPTIMIZE,
     config_keys: tuple[str, ...] | list[str] = (),
     subpasses: tuple[Pass, ...] | list[Pass] = (),
+    before: tuple[str, ...] | list[str] = (),
+    after: tuple[str, ...] | list[str] = (),
 ) -> Callable[[PassFn], Pass]:
     """Decorator turning ``def fn(ctx) -> stats`` into a :class:`Pass`.
 
@@ -186,6 +196,8 @@ def compiler_pass(
             description=inspect.getdoc(fn) or "",
             config_keys=tuple(config_keys),
             subpasses=tuple(subpasses),
+            before=tuple(before),
+            after=tuple(after),
         )
 
     return deco

@@ -168,6 +168,26 @@ def order_passes(
                     succ[prov].add(p.name)
                     indeg[p.name] += 1
 
+    for p in sorted(passes, key=lambda p: p.name):  # before= / after=: ordering without data
+        for kind, targets in (("after", p.after), ("before", p.before)):
+            for target in targets:
+                others = [target] if target in by_name else providers.get(target)
+                if not others:
+                    from ..errors import did_you_mean
+
+                    raise PassResolutionError(
+                        f"pass {p.name!r} ({p.plugin or 'unknown plugin'}) is to run {kind} {target!r}, which names "
+                        f"no installed pass and no property a pass provides"
+                        f"{did_you_mean(target, sorted(by_name) + sorted(providers))}")
+                for other in sorted(others):
+                    a, b = (other, p.name) if kind == "after" else (p.name, other)
+                    if a == b:
+                        continue
+                    edges.append((a, b, f"{kind} {target}"))
+                    if b not in succ[a]:
+                        succ[a].add(b)
+                        indeg[b] += 1
+
     heap = [(by_name[n].phase, n) for n, d in indeg.items() if d == 0]
     heapq.heapify(heap)
     order: list[Pass] = []

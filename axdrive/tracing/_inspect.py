@@ -270,8 +270,22 @@ def format_tree(doc: dict[str, Any]) -> str:
             continue
         dur = p["end_ns"] - p["start_ns"]
         status = "" if p["status"] == "ok" else f"  [{p['status']}{': ' + p['reason'] if p.get('reason') else ''}]"
-        lines.append(f"{dur / 1e6:10.3f} {100 * dur / total:5.1f}%  {'  ' * depth}{_line(p['name'])}{_line(status)}")
+        lines.append(f"{dur / 1e6:10.3f} {100 * dur / total:5.1f}%  {'  ' * depth}{_line(p['name'])}{_line(status)}"
+                     f"{_stats(p.get('stats'))}")
     return "\n".join(lines)
+
+
+#: At most this many statistics, each value at most this long, follow a pass's line in the tree.
+STATS_SHOWN, STAT_CHARS = 8, 40
+
+
+def _stats(stats: Any) -> str:
+    """A pass's statistics after its line (``  nodes=63 removed=2``), bounded whatever the document holds."""
+    if not isinstance(stats, dict) or not stats:
+        return ""
+    items = [f"{_line(k)[:STAT_CHARS]}={_line(v)[:STAT_CHARS]}" for k, v in list(stats.items())[:STATS_SHOWN]]
+    more = f" (+{len(stats) - STATS_SHOWN} more)" if len(stats) > STATS_SHOWN else ""
+    return "  " + " ".join(items) + more
 
 
 def _dot(text: Any) -> str:
