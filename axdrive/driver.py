@@ -24,7 +24,7 @@ from . import __version__
 from .artifacts import REPORT_FILES, ArtifactStage, canonical_json, protected_paths, sha256_file
 from .outdir import OutputDir
 from .errors import AxdriveError, ModelError, UsageError
-from .passes import CompileSession, PassManager, Pipeline, PluginHost, resolve_pipeline
+from .passes import CompileSession, PassManager, Pipeline, PluginHost, resolve_options, resolve_pipeline
 from .tracing import Tracer, chrome_trace, dependency_graph
 
 
@@ -244,6 +244,7 @@ def compile(
     placement: Mapping[str, Iterable[str]] | None = None,
     preprocessing: Any = None,
     target_sqnr: float | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> CompileResult:
     """Compile ``model`` (a path or an ``onnx.ModelProto``) per ``config`` (a :class:`CompilerConfig`, a
     mapping of properties, or a config file's path, each validated alike; ``None``: the defaults).
@@ -258,7 +259,10 @@ def compile(
     behaviour: every such node is listed in one error. ``placement`` is what
     the user decides (``host_nodes``, ``device_inputs``, ``device_outputs``:
     ONNX node and tensor names; see :mod:`axdrive.config._tables`).
-    ``preprocessing`` (an :class:`~axdrive.calibration.ImagePreprocessing` or
+    ``options`` sets plugin options (``{"example.top": 5}``: what plugins
+    declare through ``axdrive_addoption``, beside the compiler properties),
+    checked like properties. ``preprocessing`` (an
+    :class:`~axdrive.calibration.ImagePreprocessing` or
     its options as a mapping) says how photos become model inputs: the
     calibration folder's, the sample photos', and, recorded in the manifest,
     ``axdrive run --input PHOTO``'s. Raises an
@@ -378,7 +382,7 @@ def _most_sensitive_left(report: Mapping[str, Any], on_host: set[str]) -> list[s
 #: The arguments of :func:`compile` one attempt takes as they are (``accuracy``: the target loop's state).
 _REQUEST = ("output_dir", "calibration", "input_shapes", "plugins", "disable_passes", "stop_after", "verify",
             "dump_ir_dir", "dump_ir_passes", "dump_ir_changed", "inputs", "host_fallback", "placement", "preprocessing",
-            "accuracy")
+            "options", "accuracy")
 
 
 def _compile_once(model: Any, config: Any, refused: Mapping[str, str], request: Mapping[str, Any]) -> CompileResult:
@@ -387,7 +391,7 @@ def _compile_once(model: Any, config: Any, refused: Mapping[str, str], request: 
     import os
 
     (output_dir, calibration, input_shapes, plugins, disable_passes, stop_after, verify, dump_ir_dir,
-     dump_ir_passes, dump_ir_changed, inputs, host_fallback, placement, preprocessing,
+     dump_ir_passes, dump_ir_changed, inputs, host_fallback, placement, preprocessing, options,
      accuracy) = (request[k] for k in _REQUEST)
 
     import structlog
@@ -398,6 +402,7 @@ def _compile_once(model: Any, config: Any, refused: Mapping[str, str], request: 
         configure()
     host = _host(plugins)
     cfg, presets = resolve_config(config, host)
+    plugin_options = resolve_options(host.options, options or {}, "plugin options")
     if accuracy is not None:
         if str(cfg.compiler_mode) == "lower_only" or not cfg.run_graph_cleaner:
             raise UsageError("target_sqnr needs a quantizing compiler_mode and run_graph_cleaner=true: it measures "
@@ -442,6 +447,7 @@ def _compile_once(model: Any, config: Any, refused: Mapping[str, str], request: 
                          **({"accuracy": accuracy} if accuracy is not None else {})},
             )
             session.pipeline = pipeline
+            session.plugin_options = plugin_options
             manager = PassManager(session, disabled=disabled)
             log = structlog.get_logger("axdrive.driver").bind(model=model_name)
             started = time.perf_counter()
@@ -692,6 +698,7 @@ def _manifest(
         **_io_signature(session.graph),
         **({"parts": _parts(session), "model_outputs": list(session.model_outputs)} if session.parts else {}),
         **({"preprocessing": pre} if (pre := session.report.get("calibration", {}).get("preprocessing")) else {}),
+        **({"plugin_options": dict(session.plugin_options)} if session.plugin_options else {}),
         "artifacts": artifacts,
         "reports": reports,
     }

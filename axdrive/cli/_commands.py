@@ -47,6 +47,22 @@ def _load_config_tables(args: Namespace) -> tuple[Any, dict[str, list[str]], dic
     return cfg, {k: v for k, v in placement.items() if v}, (pre or None)
 
 
+def _plugin_options(args: Namespace) -> dict[str, Any]:
+    """Plugin options: the config file's ``[options]`` table, then ``--option NAMESPACE.NAME=VALUE`` over it."""
+    from ..config import load_config_file
+    from ..errors import UsageError
+
+    values: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        values.update(load_config_file(args.config)[1].get("options", {}))
+    for item in getattr(args, "options", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--option {item!r}: expected NAMESPACE.NAME=VALUE, e.g. example.top=5")
+        values[key.strip()] = value.strip()
+    return values
+
+
 # -- compile -------------------------------------------------------------------
 def _parse_shapes(items: list[str]) -> dict[str, tuple[int, ...]]:
     from ..errors import UsageError
@@ -96,6 +112,7 @@ def cmd_compile(args: Namespace) -> int:
             placement=placement,
             preprocessing=preprocessing,
             target_sqnr=args.target_sqnr,
+            options=_plugin_options(args),
         )
     finally:
         progress.stop()
@@ -391,18 +408,28 @@ def cmd_passes(args: Namespace) -> int:
 
 # -- config --------------------------------------------------------------------
 def cmd_config_show(args: Namespace) -> int:
+    """The properties, then (if installed plugins declare any) their options under ``"options"``."""
+    from ..passes import PluginHost, resolve_options
+
     cfg = _load_config(args)
     cfg.validate()
-    print(json.dumps(cfg.to_dict(), indent=1))
+    doc = cfg.to_dict()
+    declared = PluginHost.from_args(getattr(args, "plugins", None) or ()).options
+    if declared or getattr(args, "options", None):
+        doc["options"] = resolve_options(declared, _plugin_options(args), "--option")
+    print(json.dumps(doc, indent=1))
     return 0
 
 
 def cmd_config_validate(args: Namespace) -> int:
-    from ..config import CompilerConfig
+    """The file's properties and tables, and its ``[options]`` against what the installed plugins declare."""
+    from ..config import load_config_file
     from ..errors import ConfigError
+    from ..passes import PluginHost, resolve_options
 
     try:
-        CompilerConfig.from_file(args.file)
+        _, tables = load_config_file(args.file)
+        resolve_options(PluginHost().options, tables.get("options", {}), str(args.file))
     except ConfigError as exc:
         if all(problem.prop == "<file>" for problem in exc.problems):
             raise  # the file as a whole (missing, not a regular file, too large, not parseable): one line
@@ -415,9 +442,15 @@ def cmd_config_validate(args: Namespace) -> int:
 
 
 def cmd_config_schema(args: Namespace) -> int:
+    """The config file's schema: the properties, the tables, and the installed plugins' ``[options]``."""
     from ..config import json_schema
+    from ..passes import PluginHost, option_schema
 
-    print(json.dumps(json_schema(), indent=1))
+    doc = json_schema()
+    declared = PluginHost.from_args(getattr(args, "plugins", None) or ()).options
+    if declared:
+        doc["properties"]["options"] = option_schema(declared)
+    print(json.dumps(doc, indent=1))
     return 0
 
 

@@ -35,6 +35,12 @@ def _placement_options(p: argparse.ArgumentParser) -> None:
                    help="the AIPU's part ends at this tensor: what reads it runs on the host (repeatable)")
 
 
+def _option_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--option", metavar="NAMESPACE.NAME=VALUE", action="append", default=[], dest="options",
+                   help="set an option a plugin declares (beside the compiler properties; also an [options] table "
+                   "of --config; `axdrive config show` lists them), e.g. example.top=5 (repeatable)")
+
+
 def _preprocessing_options(p: argparse.ArgumentParser) -> None:
     """How photos become model inputs (also a config file's ``[preprocessing]`` table: docs/cli.md)."""
     p.add_argument("--preprocess", metavar="KEY=VALUE", action="append", default=[], dest="preprocess",
@@ -68,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=".npy/.npz of preprocessed inputs, or a folder of images (default: the sample photos)")
     p.add_argument("--input-shape", metavar="NAME=SHAPE", action="append", default=[], dest="input_shapes",
                    help="fix a dynamic input shape, e.g. images=1x3x320x320 (repeatable)")
+    _option_arg(p)
     _preprocessing_options(p)
     _plugin_options(p)
     _placement_options(p)
@@ -131,15 +138,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", help="show, validate, or document the compiler configuration")
     csub = p.add_subparsers(title="actions", metavar="ACTION")
-    q = csub.add_parser("show", help="print the resolved config as JSON")
+    q = csub.add_parser("show", help="print the resolved config as JSON (plugin options under \"options\")")
     _config_options(q)
+    _option_arg(q)
+    q.add_argument("-p", metavar="PLUGIN", action="append", default=[], dest="plugins",
+                   help="load a plugin module (-p mymod) or block an installed one (-p no:NAME); repeatable")
     _common(q)
     q.set_defaults(handler=c.cmd_config_show)
     q = csub.add_parser("validate", help="validate a config file; prints every problem")
     q.add_argument("file", metavar="FILE", help="config file (TOML, YAML or JSON)")
     _common(q)
     q.set_defaults(handler=c.cmd_config_validate)
-    q = csub.add_parser("schema", help="print the JSON Schema of the config")
+    q = csub.add_parser("schema", help="print the JSON Schema of the config (with installed plugins' options)")
+    q.add_argument("-p", metavar="PLUGIN", action="append", default=[], dest="plugins",
+                   help="load a plugin module (-p mymod) or block an installed one (-p no:NAME); repeatable")
     _common(q)
     q.set_defaults(handler=c.cmd_config_schema)
     q = csub.add_parser("docs", help="print the Markdown config reference")

@@ -18,11 +18,14 @@ same options as flags::
     channel_order = "BGR"
     scale = 1.0
     # or: transform = "prep.py:to_input"      # --transform FILE.py:FUNCTION
+
+    [options]                   # --option NAMESPACE.NAME=VALUE: what installed plugins declare
+    "example.top" = 5
 """
 
 from __future__ import annotations
 
-__all__ = ["TABLES", "PLACEMENT_KEYS", "split_tables"]
+__all__ = ["TABLES", "PLACEMENT_KEYS", "OPTIONS_TABLE", "split_tables"]
 
 from typing import Callable
 
@@ -40,6 +43,20 @@ def _preprocessing_keys() -> tuple[str, ...]:
 
 
 TABLES: dict[str, tuple[str, ...]] = {"placement": PLACEMENT_KEYS, "preprocessing": _preprocessing_keys()}
+#: The table of plugin options (``[options]``, keys ``namespace.name`` or nested ``[options.namespace]``): its keys
+#: are whatever the installed plugins declare, so the driver checks them (``axdrive.passes.resolve_options``).
+OPTIONS_TABLE = "options"
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, v in value.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, name))
+        else:
+            out[name] = v
+    return out
 
 
 def _names(where: str, value: Any, source: str | None) -> tuple[Any, list[ConfigProblem]]:
@@ -73,6 +90,13 @@ def split_tables(data: Mapping[str, Any], source: str | None) -> tuple[dict[str,
     tables: dict[str, dict[str, Any]] = {}
     problems: list[ConfigProblem] = []
     for key, value in data.items():
+        if key == OPTIONS_TABLE:
+            if not isinstance(value, Mapping):
+                problems.append(ConfigProblem(key, short_repr(value), "must be a table of plugin options "
+                                              "(namespace.name = value)", source))
+            else:
+                tables[key] = _flatten(value)
+            continue
         if key not in TABLES:
             props[key] = value
             continue

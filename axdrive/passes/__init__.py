@@ -7,6 +7,7 @@ for a walk-through.
 from ._context import FIRST_SEGMENT, CompileSession, PassContext, Segment
 from ._pass import Enablement, Pass, Phase, all_of, always, compiler_pass, pass_group, when, when_mode, when_not
 from ._manager import PassManager
+from ._options import PluginOption, option_schema, resolve_options
 from ._plugins import (AUTOLOAD_ENV, BUILTIN_DISTRIBUTIONS, BUILTIN_ENV, ENTRY_POINT_GROUP, PluginHost, PluginInfo,
                        default_operators)
 from ._resolve import Pipeline, PipelineEntry, WELL_KNOWN_PROVIDERS, evaluate, order_passes, resolve_pipeline
@@ -29,6 +30,7 @@ __all__ = [
     "PipelineEntry",
     "PluginHost",
     "PluginInfo",
+    "PluginOption",
     "Segment",
     "Stash",
     "StashKey",
@@ -40,8 +42,10 @@ __all__ = [
     "evaluate",
     "hookimpl",
     "hookspec",
+    "option_schema",
     "order_passes",
     "pass_group",
+    "resolve_options",
     "resolve_pipeline",
     "when",
     "when_mode",

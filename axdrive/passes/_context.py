@@ -12,7 +12,8 @@ __all__ = ["FIRST_SEGMENT", "CompileSession", "PassContext", "Segment"]
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ._stash import Stash
 
@@ -80,6 +81,8 @@ class CompileSession:
     #: partitioning pass describes them; empty: one device part (the manifest says so)
     parts: list[dict[str, Any]] = field(default_factory=list)
     model_outputs: list[str] = field(default_factory=list)  # the model's outputs by name, in order, with ``parts``
+    #: every declared plugin option's value, by ``namespace.name`` (``axdrive_addoption``; checked by the driver)
+    plugin_options: dict[str, Any] = field(default_factory=dict)
 
 
 class PassContext:
@@ -122,6 +125,11 @@ class PassContext:
     @property
     def inputs(self) -> dict[str, Any]:
         return self.session.inputs
+
+    @property
+    def options(self) -> Mapping[str, Any]:
+        """Plugin options (``ctx.options["example.top"]``): every declared one, typed, defaults filled in."""
+        return MappingProxyType(self.session.plugin_options)
 
     @property
     def operators(self) -> "OperatorRegistry":

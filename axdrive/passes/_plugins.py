@@ -15,7 +15,7 @@ __all__ = ["PluginHost", "PluginInfo", "ENTRY_POINT_GROUP", "AUTOLOAD_ENV", "BUI
 
 import importlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -23,6 +23,7 @@ import pluggy
 
 from ..errors import PluginError, PassResolutionError
 from . import hookspec
+from ._options import PluginOption
 from ._pass import Pass
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -79,6 +80,7 @@ class PluginHost:
         self.plugins: list[PluginInfo] = []
         self._passes: list[Pass] | None = None
         self._operators: Any = None
+        self._options: Any = None
         if autoload is None:
             autoload = not _truthy(os.environ.get(AUTOLOAD_ENV))
         self.autoload = autoload
@@ -131,6 +133,7 @@ class PluginHost:
         self.plugins.append(info)
         self._passes = None
         self._operators = None
+        self._options = None
 
     def _load_entry_points(self, *, builtin: bool, third_party: bool) -> None:
         """The ``axdrive.passes`` entry points of axdrive's own distributions (``builtin``) and of the others
@@ -214,6 +217,31 @@ class PluginHost:
                 result.append(p.with_plugin(dist))
         self._passes = result
         return result
+
+    @property
+    def options(self) -> "dict[str, PluginOption]":
+        """Every option the registered plugins declare (``axdrive_addoption``), by ``namespace.name``."""
+        if self._options is not None:
+            return self._options
+        declared: dict[str, PluginOption] = {}
+        for impl in self.pm.hook.axdrive_addoption.get_hookimpls():
+            info = self.info(impl.plugin_name)
+            dist = info.distribution if info else impl.plugin_name
+            try:
+                answer = list(impl.function() or ())
+            except Exception as exc:
+                raise PluginError(f"plugin {dist!r} failed in axdrive_addoption(): {type(exc).__name__}: {exc}",
+                                  plugin=dist) from exc
+            for opt in answer:
+                if not isinstance(opt, PluginOption):
+                    raise PluginError(f"plugin {dist!r} returned {type(opt).__name__} from axdrive_addoption(), "
+                                      "expected axdrive.passes.PluginOption", plugin=dist)
+                opt = replace(opt, namespace=impl.plugin_name)
+                if opt.key in declared:
+                    raise PluginError(f"plugin option {opt.key!r} is declared twice", plugin=dist)
+                declared[opt.key] = opt
+        self._options = dict(sorted(declared.items()))
+        return self._options
 
     @property
     def operators(self) -> "OperatorRegistry":

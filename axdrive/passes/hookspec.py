@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..ir import Graph, Node
     from ..operators import OperatorRegistry, OperatorRule
     from ..runner import DeviceRuntime
+    from ._options import PluginOption
     from ._pass import Pass
 
 PROJECT_NAME = "axdrive"
@@ -125,6 +126,19 @@ def axdrive_host_reason(graph: "Graph", node: "Node", config: "CompilerConfig",
     in ``quantize_only`` too, so that mode's core is what a later
     ``lower_only`` compile lowers; not in ``lower_only``, whose QDQ model places
     nothing anew).
+    """
+
+
+@hookspec
+def axdrive_addoption() -> "list[PluginOption] | None":
+    """Return the options this plugin adds, beside the compiler properties (``pytest_addoption`` for axdrive).
+
+    Each :class:`axdrive.passes.PluginOption` is namespaced by the plugin's
+    name: the example plugin (entry point ``example``) declaring ``top`` gets
+    ``example.top``. Users set it with ``--option example.top=5`` or an
+    ``[options]`` table of the config file; passes read
+    ``ctx.options["example.top"]``; ``axdrive config show`` and
+    ``axdrive config schema`` list it; the manifest records its value.
     """
 
 

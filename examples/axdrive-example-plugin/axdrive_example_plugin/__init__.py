@@ -3,7 +3,8 @@
 It contributes one analysis pass, ``example.op_census``, which counts the
 model's operators by type after the frontend has loaded the graph, logs the
 census, adds it to ``compile_report.json`` and writes ``op_census.json`` into
-the output directory. It also contributes a config preset for the model name
+the output directory; its statistics name the most common operators, as many
+as the plugin's own option ``example.top`` says (``--option example.top=5``). It also contributes a config preset for the model name
 ``example-lowpower``: a model compiled under that name runs the MVM at half
 its array and at a lower clock, unless the user set those properties.
 
@@ -13,12 +14,12 @@ and it appears in ``axdrive passes`` and in every compile's pass-dependency grap
 
 from __future__ import annotations
 
-__all__ = ["op_census", "axdrive_passes", "axdrive_config_presets", "CENSUS"]
+__all__ = ["op_census", "axdrive_passes", "axdrive_config_presets", "axdrive_addoption", "CENSUS"]
 
 from collections import Counter
 from typing import Any
 
-from axdrive.passes import Phase, StashKey, compiler_pass, hookimpl
+from axdrive.passes import Phase, PluginOption, StashKey, compiler_pass, hookimpl
 
 #: Later passes (of any plugin) may read the census from the stash with this key.
 CENSUS: StashKey[dict[str, int]] = StashKey("example.op_census")
@@ -42,13 +43,23 @@ def op_census(ctx: Any) -> dict[str, Any]:
     ctx.stash[CENSUS] = census
     ctx.report["op_census"] = census
     ctx.artifacts.write_json("op_census.json", census)
-    ctx.log.info("operator census", op_types=len(census), nodes=sum(census.values()))
-    return {"nodes": sum(census.values()), "op_types": len(census)}
+    top = ctx.options["example.top"]  # this plugin's own option (axdrive_addoption below)
+    ctx.log.info("operator census", op_types=len(census), nodes=sum(census.values()),
+                 most_common=[op for op, _ in counts.most_common(top)])
+    return {"nodes": sum(census.values()), "op_types": len(census),
+            "most_common": ",".join(op for op, _ in counts.most_common(top))}
 
 
 @hookimpl
 def axdrive_passes() -> list:
     return [op_census]
+
+
+@hookimpl
+def axdrive_addoption() -> list[PluginOption]:
+    """This plugin's option, beside the compiler properties: ``--option example.top=5``."""
+    return [PluginOption("top", "int", 3, "how many of the most common operators the census names", minimum=0,
+                         maximum=100)]
 
 
 @hookimpl
