@@ -27,7 +27,8 @@ _TYPES = ("bool", "int", "float", "str")
 class PluginOption:
     """One option a plugin declares: ``name`` (without the namespace), ``type`` (``bool``, ``int``, ``float`` or
     ``str``), ``default``, a one-line ``help``, and for numbers ``minimum`` / ``maximum``, for strings
-    ``choices``. ``namespace`` is stamped at registration (the plugin's name)."""
+    ``choices``. ``namespace`` defaults to the plugin's registered name (its entry point's name, or the module
+    given to ``-p``); give it yourself to keep the option's name the same however the plugin is loaded."""
 
     name: str
     type: str

@@ -236,7 +236,7 @@ class PluginHost:
                 if not isinstance(opt, PluginOption):
                     raise PluginError(f"plugin {dist!r} returned {type(opt).__name__} from axdrive_addoption(), "
                                       "expected axdrive.passes.PluginOption", plugin=dist)
-                opt = replace(opt, namespace=impl.plugin_name)
+                opt = opt if opt.namespace else replace(opt, namespace=impl.plugin_name)
                 if opt.key in declared:
                     raise PluginError(f"plugin option {opt.key!r} is declared twice", plugin=dist)
                 declared[opt.key] = opt
