@@ -12,10 +12,18 @@ __all__ = ["OPCODES", "OPCODE_NAMES", "DpuProgramBuilder", "validate_dpu_program
 
 import numpy as np
 
+# The DPU's opcodes, by name. The numbers are the instruction encoding (the first column of a program) and
+# never change; the Numba kernels compare against these names, which Numba folds to constants.
+OP_NOP, OP_LOAD, OP_STORE, OP_ADD, OP_SUB, OP_MUL, OP_ADDI, OP_MULI = 0, 1, 2, 3, 4, 5, 6, 7
+OP_SHIFT_ROUND, OP_CLAMP, OP_MIN, OP_MAX, OP_SELECT, OP_CMPGT, OP_LUT, OP_MOVI = 8, 9, 10, 11, 12, 13, 14, 15
+OP_SPILL_STORE, OP_SPILL_LOAD, OP_LOADC, OP_MULQ, OP_RMAX, OP_RSUM, OP_DIVR, OP_LUTW = 16, 17, 18, 19, 20, 21, 22, 23
+
 OPCODES: dict[str, int] = {
-    "nop": 0, "load": 1, "store": 2, "add": 3, "sub": 4, "mul": 5, "addi": 6, "muli": 7, "shift_round": 8,
-    "clamp": 9, "min": 10, "max": 11, "select": 12, "cmpgt": 13, "lut": 14, "movi": 15, "spill_store": 16,
-    "spill_load": 17, "loadc": 18, "mulq": 19, "rmax": 20, "rsum": 21, "divr": 22, "lutw": 23,
+    "nop": OP_NOP, "load": OP_LOAD, "store": OP_STORE, "add": OP_ADD, "sub": OP_SUB, "mul": OP_MUL,
+    "addi": OP_ADDI, "muli": OP_MULI, "shift_round": OP_SHIFT_ROUND, "clamp": OP_CLAMP, "min": OP_MIN,
+    "max": OP_MAX, "select": OP_SELECT, "cmpgt": OP_CMPGT, "lut": OP_LUT, "movi": OP_MOVI,
+    "spill_store": OP_SPILL_STORE, "spill_load": OP_SPILL_LOAD, "loadc": OP_LOADC, "mulq": OP_MULQ,
+    "rmax": OP_RMAX, "rsum": OP_RSUM, "divr": OP_DIVR, "lutw": OP_LUTW,
 }
 OPCODE_NAMES = {v: k for k, v in OPCODES.items()}
 _NAMES = OPCODE_NAMES

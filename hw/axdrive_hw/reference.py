@@ -12,7 +12,13 @@ __all__ = ["conv2d_ref", "matmul_ref", "depthwise_conv2d_ref", "max_pool2d_ref",
 
 import numpy as np
 
+from axdrive_hw.isa import (OP_ADD, OP_ADDI, OP_CLAMP, OP_CMPGT, OP_DIVR, OP_LOAD, OP_LOADC, OP_LUT, OP_LUTW, OP_MAX,
+                            OP_MIN, OP_MOVI, OP_MUL, OP_MULI, OP_MULQ, OP_RMAX, OP_RSUM, OP_SELECT, OP_SHIFT_ROUND,
+                            OP_SPILL_LOAD, OP_SPILL_STORE, OP_STORE, OP_SUB)
 from axdrive_hw.numerics import INT32_MAX, INT32_MIN, round_divide
+
+#: Opcodes whose result is one saturated int32 expression of their operands.
+_ARITHMETIC = (OP_ADD, OP_SUB, OP_MUL, OP_ADDI, OP_MULI, OP_SHIFT_ROUND, OP_MOVI, OP_MULQ)
 
 
 def _sat(x: np.ndarray) -> np.ndarray:
@@ -117,40 +123,41 @@ def dpu_ref(code, inputs, consts, luts, channels, n_outputs, registers) -> np.nd
     out = np.zeros((n_outputs, e), dtype=np.int32)
     ch = np.arange(e) % channels
     for op, d, a, b, i0, i1 in np.asarray(code).tolist():
-        if op == 1:
+        if op == OP_LOAD:
             reg[d] = inputs[i0]
-        elif op == 2:
+        elif op == OP_STORE:
             out[i0] = np.clip(reg[a], -128, 127) if i1 == 1 else reg[a]
-        elif op in (3, 4, 5, 6, 7, 8, 15, 19):
-            v = {3: lambda: reg[a] + reg[b], 4: lambda: reg[a] - reg[b], 5: lambda: reg[a] * reg[b],
-                 6: lambda: reg[a] + i0, 7: lambda: reg[a] * i0, 8: lambda: _rs(reg[a], i0),
-                 15: lambda: np.full(e, i0, dtype=np.int64), 19: lambda: _rs(reg[a] * reg[b], reg[i0])}[op]()
+        elif op in _ARITHMETIC:
+            v = {OP_ADD: lambda: reg[a] + reg[b], OP_SUB: lambda: reg[a] - reg[b], OP_MUL: lambda: reg[a] * reg[b],
+                 OP_ADDI: lambda: reg[a] + i0, OP_MULI: lambda: reg[a] * i0, OP_SHIFT_ROUND: lambda: _rs(reg[a], i0),
+                 OP_MOVI: lambda: np.full(e, i0, dtype=np.int64),
+                 OP_MULQ: lambda: _rs(reg[a] * reg[b], reg[i0])}[op]()
             reg[d] = _sat(v)
-        elif op == 9:
+        elif op == OP_CLAMP:
             reg[d] = np.clip(reg[a], i0, i1)
-        elif op == 10:
+        elif op == OP_MIN:
             reg[d] = np.minimum(reg[a], reg[b])
-        elif op == 11:
+        elif op == OP_MAX:
             reg[d] = np.maximum(reg[a], reg[b])
-        elif op == 12:
+        elif op == OP_SELECT:
             reg[d] = np.where(reg[i0] != 0, reg[a], reg[b])
-        elif op == 13:
+        elif op == OP_CMPGT:
             reg[d] = (reg[a] > reg[b]).astype(np.int64)
-        elif op == 14:
+        elif op == OP_LUT:
             reg[d] = luts[i0].astype(np.int64)[np.clip(reg[a], -128, 127) + 128]
-        elif op == 16:
+        elif op == OP_SPILL_STORE:
             spill[i0] = reg[a].copy()
-        elif op == 17:
+        elif op == OP_SPILL_LOAD:
             reg[d] = spill.get(i0, np.zeros(e, dtype=np.int64))
-        elif op == 18:
+        elif op == OP_LOADC:
             reg[d] = consts[i0][ch]
-        elif op in (20, 21):  # pixel reductions: groups of `channels` elements (the last may be short)
+        elif op in (OP_RMAX, OP_RSUM):  # pixel reductions: groups of `channels` elements (the last may be short)
             starts = np.arange(0, e, max(channels, 1))
-            red = (np.maximum.reduceat(reg[a], starts) if op == 20 else _sat(np.add.reduceat(reg[a], starts)))
+            red = (np.maximum.reduceat(reg[a], starts) if op == OP_RMAX else _sat(np.add.reduceat(reg[a], starts)))
             reg[d] = np.repeat(red, np.diff(np.append(starts, e)))
-        elif op == 22:
+        elif op == OP_DIVR:
             reg[d] = _sat(round_divide(reg[a], reg[b]))
-        elif op == 23:
+        elif op == OP_LUTW:
             idx = np.clip(reg[a], -128, 127) + 128
             planes = [luts[i0 + k].astype(np.uint8).astype(np.int64)[idx] << (8 * k) for k in range(4)]
             reg[d] = (planes[0] | planes[1] | planes[2] | planes[3]).astype(np.uint32).astype(np.int32)

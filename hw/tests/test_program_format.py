@@ -111,3 +111,22 @@ def test_write_and_read_program_files(tmp_path, program):
     assert assemble(j.read_text()) == b.read_bytes()
     with pytest.raises(ProgramFormatError, match="cannot read"):
         read_program(tmp_path / "missing.bin")
+
+
+def test_the_numbers_program_bin_stores_are_pinned_by_the_format():
+    """Codes are part of the format, not positions in a tuple: these exact numbers (those of format version 1)
+    must hold, so programs written by any earlier build still decode the same. A change here is a new format."""
+    from axdrive_hw.program import binary
+    from axdrive_hw.isa import OPCODES
+
+    assert binary.KIND_CODES == {"dma": 0, "mvm": 1, "dwpu": 2, "dpu": 3}
+    assert binary.OP_CODES == {"dma": {"copy2d": 0}, "mvm": {"conv2d": 0, "matmul": 1},
+                               "dwpu": {"depthwise": 0, "maxpool": 1, "avgpool": 2, "resize_nearest": 3},
+                               "dpu": {"program": 0}}
+    assert binary.BUFFER_KIND_CODES == {"input": 0, "output": 1, "constant": 2, "workspace": 3}
+    assert binary.LEVEL_CODES == {"ddr": 0, "l2": 1, "l1": 2}
+    assert list(binary.DTYPE_CODES) == ["int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
+                                        "float32", "float64"] and list(binary.DTYPE_CODES.values()) == list(range(10))
+    # the DPU's instruction encoding, named once in isa.py and compared by name in the kernels
+    assert OPCODES["load"] == 1 and OPCODES["spill_load"] == 17 and OPCODES["lutw"] == 23
+    assert sorted(OPCODES.values()) == list(range(24))

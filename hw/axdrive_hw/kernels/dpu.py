@@ -62,6 +62,9 @@ from numba.extending import intrinsic, overload
 
 # the ISA is data (axdrive_hw.isa), re-exported here next to its interpreter
 from ..isa import OPCODES, DpuProgramBuilder, validate_dpu_program  # noqa: F401
+from ..isa import (OP_ADD, OP_ADDI, OP_CLAMP, OP_CMPGT, OP_DIVR, OP_LOAD, OP_LOADC, OP_LUT, OP_LUTW, OP_MAX, OP_MIN,
+                   OP_MOVI, OP_MUL, OP_MULI, OP_MULQ, OP_NOP, OP_RMAX, OP_RSUM, OP_SELECT, OP_SHIFT_ROUND,
+                   OP_SPILL_LOAD, OP_SPILL_STORE, OP_STORE, OP_SUB)
 from ._cpu import numba_target_has
 from ..numerics import round_divide_nb
 
@@ -376,7 +379,7 @@ def _compile(code: np.ndarray, inputs: np.ndarray, consts: np.ndarray, luts: np.
         a = c64[pc, 2]
         b = c64[pc, 3]
         i0 = c64[pc, 4]
-        if op == 17:
+        if op == OP_SPILL_LOAD:
             src[pc, 0] = vdef[registers + i0]
         else:
             reads = _reads(op)
@@ -385,13 +388,13 @@ def _compile(code: np.ndarray, inputs: np.ndarray, consts: np.ndarray, luts: np.
                     src[pc, j] = vdef[(a, b, i0)[j]]
         k = _GEN
         s = np.int64(-1)
-        if op == 15:
+        if op == OP_MOVI:
             k = _CONST
-        elif op == 1:
+        elif op == OP_LOAD:
             if byte_in:
                 k = _UNARY
                 s = i0
-        elif op != 0 and op != 18 and op != 20 and op != 21:  # lane-wise: the kind of its operands
+        elif op != OP_NOP and op != OP_LOADC and op != OP_RMAX and op != OP_RSUM:  # lane-wise: the kind of its operands
             k = _CONST
             for j in range(3):
                 x = src[pc, j]
@@ -409,13 +412,13 @@ def _compile(code: np.ndarray, inputs: np.ndarray, consts: np.ndarray, luts: np.
                 s = -1
         kind[pc] = k
         strm[pc] = s
-        if op == 16:
+        if op == OP_SPILL_STORE:
             vdef[registers + i0] = pc
-        elif op != 0 and op != 2:
+        elif op != OP_NOP and op != OP_STORE:
             vdef[c64[pc, 1]] = pc
         # the probe's registers and spill slots: those the program names (zeroing all costs microseconds)
-        regs_used = max(regs_used, c64[pc, 1] + 1, a + 1, b + 1, i0 + 1 if op == 12 or op == 19 else 0)
-        if op == 16 or op == 17:
+        regs_used = max(regs_used, c64[pc, 1] + 1, a + 1, b + 1, i0 + 1 if op == OP_SELECT or op == OP_MULQ else 0)
+        if op == OP_SPILL_STORE or op == OP_SPILL_LOAD:
             slots_used = max(slots_used, i0 + 1)
     kind0 = kind.copy()  # what the probe computes
     # unary values general instructions read; those cheaper to compute than to look up become general
@@ -459,13 +462,13 @@ def _compile(code: np.ndarray, inputs: np.ndarray, consts: np.ndarray, luts: np.
     n_tabs = 0
     for pc in range(n):
         op = c64[pc, 0]
-        if op == 0 or (kind[pc] != _GEN and op != 2):
+        if op == OP_NOP or (kind[pc] != _GEN and op != OP_STORE):
             continue
         for j in range(3):
             x = src[pc, j]
             if x < 0:
                 continue
-            if op != 2 and kind[x] == _UNARY:
+            if op != OP_STORE and kind[x] == _UNARY:
                 mat[x] = True
             if row[x] < 0 and (kind[x] == _UNARY or (kind[x] == _CONST and c64[x, 0] != 15)):
                 row[x] = n_tabs
@@ -510,7 +513,7 @@ def _compile(code: np.ndarray, inputs: np.ndarray, consts: np.ndarray, luts: np.
     canon = np.arange(n)
     for pc in range(n):
         op = c64[pc, 0]
-        if (op == 16 or op == 17) and kind[pc] == _GEN and src[pc, 0] >= 0:
+        if (op == OP_SPILL_STORE or op == OP_SPILL_LOAD) and kind[pc] == _GEN and src[pc, 0] >= 0:
             canon[pc] = canon[src[pc, 0]]
     # the per-lane program, its register fields (dst, a, b, imm0) naming values: an instruction (>= 0) or a
     # constant row (-1 - its index); physical rows are allocated below
@@ -522,8 +525,8 @@ def _compile(code: np.ndarray, inputs: np.ndarray, consts: np.ndarray, luts: np.
     m = 0
     for pc in range(n):
         op = c64[pc, 0]
-        if op == 0 or op == 15 or op == 16 or (op == 17 and kind[pc] == _GEN) or (kind[pc] == _CONST and op != 2) \
-                or (kind[pc] == _UNARY and op != 2 and not mat[pc]):
+        if op == OP_NOP or op == OP_MOVI or op == OP_SPILL_STORE or (op == OP_SPILL_LOAD and kind[pc] == _GEN) or (kind[pc] == _CONST and op != OP_STORE) \
+                or (kind[pc] == _UNARY and op != OP_STORE and not mat[pc]):
             continue
         r = prog[m]
         f = fv[m]
@@ -534,13 +537,13 @@ def _compile(code: np.ndarray, inputs: np.ndarray, consts: np.ndarray, luts: np.
         x0 = src[pc, 0]
         x1 = src[pc, 1]
         x2 = src[pc, 2]
-        if op != 2 and kind[pc] == _UNARY:
+        if op != OP_STORE and kind[pc] == _UNARY:
             r[0] = _TLOAD
             r[4] = strm[pc]
             r[6] = row[pc]
             f[1] = pc
             continue
-        if op == 2 and x0 >= 0 and kind[x0] == _UNARY:
+        if op == OP_STORE and x0 >= 0 and kind[x0] == _UNARY:
             r[0] = _TSTORE
             r[6] = row[x0]
             r[7] = strm[x0]
@@ -548,27 +551,27 @@ def _compile(code: np.ndarray, inputs: np.ndarray, consts: np.ndarray, luts: np.
         c0 = x0 >= 0 and kind[x0] == _CONST
         c1 = x1 >= 0 and kind[x1] == _CONST
         c2 = x2 >= 0 and kind[x2] == _CONST
-        if op == 19 and c1 and c2 and min(max(cval[x2], np.int64(-31)), np.int64(62)) > 0:
+        if op == OP_MULQ and c1 and c2 and min(max(cval[x2], np.int64(-31)), np.int64(62)) > 0:
             r[0] = _MULQU
             r[4] = 0
             r[5] = 0
             r[6] = cval[x1]
             r[7] = min(cval[x2], np.int64(62))
-        elif (op == 3 or op == 4 or op == 5 or op == 10 or op == 11) and (c0 != c1) and (c1 or op != 4):
+        elif (op == OP_ADD or op == OP_SUB or op == OP_MUL or op == OP_MIN or op == OP_MAX) and (c0 != c1) and (c1 or op != OP_SUB):
             if c0:  # commutative: the constant second
                 x0, x1 = x1, x0
             v = cval[x1]
-            r[0] = 9 if op == 10 or op == 11 else (7 if op == 5 else 6)
-            r[4] = -v if op == 4 else (_I32MIN if op == 10 else v)
-            r[5] = v if op == 10 else _I32MAX
+            r[0] = OP_CLAMP if op == OP_MIN or op == OP_MAX else (OP_MULI if op == OP_MUL else OP_ADDI)
+            r[4] = -v if op == OP_SUB else (_I32MIN if op == OP_MIN else v)
+            r[5] = v if op == OP_MIN else _I32MAX
         if exact[pc]:  # cannot overflow: int32 lanes, no saturation
-            if r[0] == 3:
+            if r[0] == OP_ADD:
                 r[0] = _ADD32
-            elif r[0] == 4:
+            elif r[0] == OP_SUB:
                 r[0] = _SUB32
-            elif r[0] == 6:
+            elif r[0] == OP_ADDI:
                 r[0] = _ADDI32
-        if op != 2:
+        if op != OP_STORE:
             f[1] = pc
         reads = _reads(r[0])
         for j in range(3):
@@ -712,7 +715,7 @@ def _fuse_clamps(prog: np.ndarray, fv: np.ndarray, keep: np.ndarray, m: int, lo:
     for s in range(n):
         i = order[s]
         op = prog[i, 0]
-        if not keep[i] or (op != _ADD32 and op != _ADDI32 and op != 9):
+        if not keep[i] or (op != _ADD32 and op != _ADDI32 and op != OP_CLAMP):
             continue
         # the chain's input value y (a, or a + b) and its range
         y = fv[i, 1] if op == _ADD32 else fv[i, 2]
@@ -767,19 +770,19 @@ def _lane_cost(c64: np.ndarray, pc: int, src: np.ndarray) -> int:
     """About what computing instruction ``pc`` per lane costs, in 1/100 ns per element (Zen 4, int32 rows):
     the compiler computes a unary value rather than look it up (``_GATHER_COST``) when that is cheaper."""
     op = c64[pc, 0]
-    if op == 15 or op == 16 or op == 17 or op == 0:
+    if op == OP_MOVI or op == OP_SPILL_STORE or op == OP_SPILL_LOAD or op == OP_NOP:
         return 0
-    if op == 1:
+    if op == OP_LOAD:
         return 4
-    if op == 3 or op == 4 or op == 6 or op == 13 or op == 9 or op == 10 or op == 11:
+    if op == OP_ADD or op == OP_SUB or op == OP_ADDI or op == OP_CMPGT or op == OP_CLAMP or op == OP_MIN or op == OP_MAX:
         return 5
-    if op == 12:
+    if op == OP_SELECT:
         return 6
-    if op == 7 or op == 5:
+    if op == OP_MULI or op == OP_MUL:
         return 10
-    if op == 8:
+    if op == OP_SHIFT_ROUND:
         return 12
-    if op == 19:
+    if op == OP_MULQ:
         xb = src[pc, 1]
         xs = src[pc, 2]
         if xb >= 0 and xs >= 0 and c64[xb, 0] == 15 and c64[xs, 0] == 15 and c64[xs, 4] > 0:
@@ -811,28 +814,28 @@ def _ranges(c64: np.ndarray, src: np.ndarray, row: np.ndarray, tabs: np.ndarray,
         h1 = hi[x1] if x1 >= 0 else np.int64(0)
         rl = _I32MIN
         rh = _I32MAX
-        if op == 1:
+        if op == OP_LOAD:
             rl = max(np.int64(in_min), _I32MIN)
             rh = min(np.int64(in_max), _I32MAX)
-        elif op == 15:
+        elif op == OP_MOVI:
             rl = _sat(i0)
             rh = rl
-        elif op == 16 or op == 17 or op == 20:
+        elif op == OP_SPILL_STORE or op == OP_SPILL_LOAD or op == OP_RMAX:
             rl = l0
             rh = h0
-        elif op == 3 or op == 4 or op == 6:
-            if op == 3:
+        elif op == OP_ADD or op == OP_SUB or op == OP_ADDI:
+            if op == OP_ADD:
                 rl = l0 + l1
                 rh = h0 + h1
-            elif op == 4:
+            elif op == OP_SUB:
                 rl = l0 - h1
                 rh = h0 - l1
             else:
                 rl = l0 + i0
                 rh = h0 + i0
             exact[pc] = rl >= _I32MIN and rh <= _I32MAX
-        elif op == 7 or op == 5:
-            if op == 7:
+        elif op == OP_MULI or op == OP_MUL:
+            if op == OP_MULI:
                 l1 = i0
                 h1 = i0
             p = l0 * l1
@@ -841,34 +844,34 @@ def _ranges(c64: np.ndarray, src: np.ndarray, row: np.ndarray, tabs: np.ndarray,
             w = h0 * h1
             rl = min(min(p, q), min(u, w))
             rh = max(max(p, q), max(u, w))
-        elif op == 8:
+        elif op == OP_SHIFT_ROUND:
             rl = _sat(_rshift(l0, i0))
             rh = _sat(_rshift(h0, i0))
-        elif op == 19 and lo[src[pc, 1]] == hi[src[pc, 1]] and lo[src[pc, 2]] == hi[src[pc, 2]]:
+        elif op == OP_MULQ and lo[src[pc, 1]] == hi[src[pc, 1]] and lo[src[pc, 2]] == hi[src[pc, 2]]:
             # a constant multiplier and shift (as _MULQU): monotonic in r[a]
             p = _sat(_rshift(l0 * lo[src[pc, 1]], lo[src[pc, 2]]))
             q = _sat(_rshift(h0 * lo[src[pc, 1]], lo[src[pc, 2]]))
             rl = min(p, q)
             rh = max(p, q)
-        elif op == 9:
+        elif op == OP_CLAMP:
             rl = min(max(l0, i0), i1)
             rh = min(max(h0, i0), i1)
-        elif op == 10:
+        elif op == OP_MIN:
             rl = min(l0, l1)
             rh = min(h0, h1)
-        elif op == 11:
+        elif op == OP_MAX:
             rl = max(l0, l1)
             rh = max(h0, h1)
-        elif op == 12:
+        elif op == OP_SELECT:
             rl = min(l0, l1)
             rh = max(h0, h1)
-        elif op == 13:
+        elif op == OP_CMPGT:
             rl = np.int64(0)
             rh = np.int64(1)
-        elif op == 14:
+        elif op == OP_LUT:
             rl = np.int64(-128)
             rh = np.int64(127)
-        elif op == 18 and consts.shape[1] > 0:
+        elif op == OP_LOADC and consts.shape[1] > 0:
             rl = np.int64(consts[i0].min())
             rh = np.int64(consts[i0].max())
         rl = _sat(rl)
@@ -884,12 +887,12 @@ def _ranges(c64: np.ndarray, src: np.ndarray, row: np.ndarray, tabs: np.ndarray,
 @njit(cache=True, nogil=True)
 def _reads(op: int) -> int:
     """The register fields an instruction of the compact form reads: bit 0 ``a``, bit 1 ``b``, bit 2 ``imm0``."""
-    if op == 3 or op == 4 or op == 5 or op == 10 or op == 11 or op == 13 or op == 22 or op == _ADD32 \
+    if op == OP_ADD or op == OP_SUB or op == OP_MUL or op == OP_MIN or op == OP_MAX or op == OP_CMPGT or op == OP_DIVR or op == _ADD32 \
             or op == _SUB32:
         return 3
-    if op == 12 or op == 19:
+    if op == OP_SELECT or op == OP_MULQ:
         return 7
-    if op == 1 or op == 15 or op == 17 or op == 18 or op == _TLOAD or op == _TSTORE or op == 0:
+    if op == OP_LOAD or op == OP_MOVI or op == OP_SPILL_LOAD or op == OP_LOADC or op == _TLOAD or op == _TSTORE or op == OP_NOP:
         return 0
     return 1
 
@@ -971,23 +974,23 @@ def _run_block(prog: np.ndarray, tabs: np.ndarray, tab8: np.ndarray, planes: np.
         # LLVM then knows the index is not negative and drops Numba's wrap-around test per element.
         rd = reg[d, :width]
         ra = reg[a, :width]
-        if op == 0:
+        if op == OP_NOP:
             pass
-        elif op == 2 or op == _TSTORE:
+        elif op == OP_STORE or op == _TSTORE:
             lo = np.int32(-(2**31))
             hi = np.int32(2**31 - 1)
             if i1 == 1 or narrow:
                 lo = np.int32(-128)
                 hi = np.int32(127)
             o = out[i0, base:base + width]
-            if op == 2:
+            if op == OP_STORE:
                 for l in range(width):
                     o[l] = min(max(ra[l], lo), hi)
             elif i1 == 1 or narrow:
                 _lookup(o, inputs[prog[pc, 7], base:base + width], tab8[prog[pc, 6]])
             else:
                 _lookup32(o, inputs[prog[pc, 7], base:base + width], planes[prog[pc, 6]])
-        elif op == 1:
+        elif op == OP_LOAD:
             x = inputs[i0, base:base + width]
             for l in range(width):
                 rd[l] = x[l]
@@ -1004,64 +1007,64 @@ def _run_block(prog: np.ndarray, tabs: np.ndarray, tab8: np.ndarray, planes: np.
         elif op == _ADDI32:
             for l in range(width):
                 rd[l] = np.int64(ra[l]) + i0
-        elif op == 3:
+        elif op == OP_ADD:
             rb = reg[b, :width]
             for l in range(width):
                 rd[l] = _sat(np.int64(ra[l]) + np.int64(rb[l]))
-        elif op == 4:
+        elif op == OP_SUB:
             rb = reg[b, :width]
             for l in range(width):
                 rd[l] = _sat(np.int64(ra[l]) - np.int64(rb[l]))
-        elif op == 5:
+        elif op == OP_MUL:
             rb = reg[b, :width]
             for l in range(width):
                 rd[l] = _sat(np.int64(ra[l]) * np.int64(rb[l]))
-        elif op == 6:
+        elif op == OP_ADDI:
             for l in range(width):
                 rd[l] = _sat(np.int64(ra[l]) + i0)
-        elif op == 7:
+        elif op == OP_MULI:
             for l in range(width):
                 rd[l] = _sat(np.int64(ra[l]) * i0)
-        elif op == 8:
+        elif op == OP_SHIFT_ROUND:
             for l in range(width):
                 rd[l] = _sat(_rshift(np.int64(ra[l]), i0))
-        elif op == 9:
+        elif op == OP_CLAMP:
             lo = np.int32(i0)  # clamp bounds are int32 (immediates, or constants as min / max bounds)
             hi = np.int32(i1)
             for l in range(width):
                 rd[l] = min(max(ra[l], lo), hi)
-        elif op == 10:
+        elif op == OP_MIN:
             rb = reg[b, :width]
             for l in range(width):
                 rd[l] = min(ra[l], rb[l])
-        elif op == 11:
+        elif op == OP_MAX:
             rb = reg[b, :width]
             for l in range(width):
                 rd[l] = max(ra[l], rb[l])
-        elif op == 12:
+        elif op == OP_SELECT:
             rb = reg[b, :width]
             rc = reg[i0, :width]
             for l in range(width):
                 rd[l] = ra[l] if rc[l] != 0 else rb[l]
-        elif op == 13:
+        elif op == OP_CMPGT:
             rb = reg[b, :width]
             for l in range(width):
                 rd[l] = 1 if ra[l] > rb[l] else 0
-        elif op == 14:
+        elif op == OP_LUT:
             _lookup(rd, ra, luts[i0])
-        elif op == 15:
+        elif op == OP_MOVI:
             v = _sat(i0)
             for l in range(width):
                 rd[l] = v
-        elif op == 16:
+        elif op == OP_SPILL_STORE:
             sp = spill[i0, :width]
             for l in range(width):
                 sp[l] = ra[l]
-        elif op == 17:
+        elif op == OP_SPILL_LOAD:
             sp = spill[i0, :width]
             for l in range(width):
                 rd[l] = sp[l]
-        elif op == 18:
+        elif op == OP_LOADC:
             cr = consts[i0]
             for l in range(width):
                 rd[l] = cr[chan[l]]
@@ -1087,17 +1090,17 @@ def _run_block(prog: np.ndarray, tabs: np.ndarray, tab8: np.ndarray, planes: np.
             else:
                 for l in range(width):
                     rd[l] = _sat((np.int64(ra[l]) * m + c) >> sh)
-        elif op == 19:
+        elif op == OP_MULQ:
             rb = reg[b, :width]
             rc = reg[i0, :width]
             for l in range(width):
                 rd[l] = _sat(_rshift(np.int64(ra[l]) * np.int64(rb[l]), np.int64(rc[l])))
-        elif op == 20 or op == 21:
+        elif op == OP_RMAX or op == OP_RSUM:
             # the pixel's value is complete before any of its lanes is written (dst may be a)
             for g0 in range(0, width, group):
                 g1 = min(g0 + group, width)
                 acc = np.int64(ra[g0])
-                if op == 20:
+                if op == OP_RMAX:
                     for l in range(g0 + 1, g1):
                         acc = max(acc, np.int64(ra[l]))
                 else:
@@ -1106,11 +1109,11 @@ def _run_block(prog: np.ndarray, tabs: np.ndarray, tab8: np.ndarray, planes: np.
                     acc = _sat(acc)
                 for l in range(g0, g1):
                     rd[l] = acc
-        elif op == 22:
+        elif op == OP_DIVR:
             rb = reg[b, :width]
             for l in range(width):
                 rd[l] = _sat(round_divide_nb(np.int64(ra[l]), np.int64(rb[l])))
-        elif op == 23:
+        elif op == OP_LUTW:
             _lookup32(rd, ra, luts[i0:i0 + 4])
         rec = prog[pc, _REC]
         if rec >= 0:

@@ -31,6 +31,12 @@ Layout (all integers little-endian, version 1)::
             offset, nbytes) + ndim u64 dims
       DATA  the constants' bytes, each 64-byte aligned, zero padded
 
+Codes: a task's kind and op, a buffer's level and kind, and a dtype are stored as
+fixed numbers (:data:`KIND_CODES`, :data:`OP_CODES`, ...), written out here and
+never derived from the order of a tuple: adding an op takes the next free
+number, and every program written before still reads the same. Renumbering
+one is a new format version.
+
 Tagged values (task params): u8 tag then 0 none, 1 bool (u8), 2 int (i64),
 3 float (f64), 4 string (u32), 5 list (u32 n + n values), 6 map (u32 n + n
 (u32 key, value)).
@@ -45,7 +51,7 @@ other way round byte for byte.
 from __future__ import annotations
 
 __all__ = ["MAGIC", "HEADER_SIZE", "encode_program", "decode_program", "assemble", "disassemble", "program_json",
-           "write_program", "read_program"]
+           "write_program", "read_program", "KIND_CODES", "OP_CODES", "BUFFER_KIND_CODES", "LEVEL_CODES", "DTYPE_CODES"]
 
 import json
 import struct
@@ -68,9 +74,39 @@ _BUF = struct.Struct("<IBBHQQqqiBB")
 _TASK = struct.Struct("<BBBBHHHi")
 _OPERAND = struct.Struct("<IIBBQ")
 _CONST = struct.Struct("<IBBQQ")
-_DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64")
-_KINDS = tuple(TASK_OPS)
 _DATA_ALIGN = 64
+
+#: The numbers program.bin stores (see the module docstring): fixed by the format, one table per field.
+KIND_CODES: dict[str, int] = {"dma": 0, "mvm": 1, "dwpu": 2, "dpu": 3}
+OP_CODES: dict[str, dict[str, int]] = {
+    "dma": {"copy2d": 0},
+    "mvm": {"conv2d": 0, "matmul": 1},
+    "dwpu": {"depthwise": 0, "maxpool": 1, "avgpool": 2, "resize_nearest": 3},
+    "dpu": {"program": 0},
+}
+BUFFER_KIND_CODES: dict[str, int] = {"input": 0, "output": 1, "constant": 2, "workspace": 3}
+LEVEL_CODES: dict[str, int] = {"ddr": 0, "l2": 1, "l1": 2}
+DTYPE_CODES: dict[str, int] = {"int8": 0, "uint8": 1, "int16": 2, "uint16": 3, "int32": 4, "uint32": 5, "int64": 6,
+                               "uint64": 7, "float32": 8, "float64": 9}
+
+
+def _table(codes: dict[str, int]) -> tuple[str, ...]:
+    """The names by code, for decoding (the codes of a table are 0..n-1, checked at import)."""
+    names = tuple(sorted(codes, key=codes.__getitem__))
+    if [codes[n] for n in names] != list(range(len(names))):
+        raise RuntimeError(f"program.bin code table is not 0..n-1: {codes}")
+    return names
+
+
+_KINDS = _table(KIND_CODES)
+_OPS = {kind: _table(ops) for kind, ops in OP_CODES.items()}
+_BUFFER_KINDS = _table(BUFFER_KIND_CODES)
+_LEVELS = _table(LEVEL_CODES)
+_DTYPES = _table(DTYPE_CODES)
+if {k: set(v) for k, v in OP_CODES.items()} != {k: set(v) for k, v in TASK_OPS.items()} or \
+        set(BUFFER_KIND_CODES) != set(BUFFER_KINDS) or set(LEVEL_CODES) != set(LEVELS):
+    raise RuntimeError("program.bin code tables and the program model disagree: every op, buffer kind and level "
+                       "needs exactly one fixed number here")
 
 
 # -- encoding ------------------------------------------------------------------------------------------
@@ -155,8 +191,8 @@ def encode_program(program: Program) -> bytes:
     bufs.pack("<I", len(program.buffers))
     for b in program.buffers:
         first, last = b.live if b.live is not None else (-1, -1)
-        bufs.pack(_BUF, strs(b.name), _code(LEVELS, b.level, f"buffer {b.name!r} level"),
-                  _code(BUFFER_KINDS, b.kind, f"buffer {b.name!r} kind"), b.core, b.address, b.size, first, last,
+        bufs.pack(_BUF, strs(b.name), _code(_LEVELS, b.level, f"buffer {b.name!r} level"),
+                  _code(_BUFFER_KINDS, b.kind, f"buffer {b.name!r} kind"), b.core, b.address, b.size, first, last,
                   strs.opt(b.init), _code(_DTYPES, b.dtype, f"buffer {b.name!r} dtype"), len(b.shape))
         bufs.pack(f"<{len(b.shape)}Q", *b.shape)
 
@@ -168,7 +204,7 @@ def encode_program(program: Program) -> bytes:
         for i, t in enumerate(tl):
             where = f"core {core} task {i} ({t.kind}/{t.op})"
             kind = _code(_KINDS, t.kind, f"{where} kind")
-            op = _code(TASK_OPS[t.kind], t.op, f"{where} op")
+            op = _code(_OPS[t.kind], t.op, f"{where} op")
             tasks.pack(_TASK, kind, op, len(t.inputs), len(t.outputs), len(t.wait), len(t.signal), len(t.params),
                        strs.opt(t.stage))
             for role, ref in list(t.inputs.items()) + list(t.outputs.items()):
@@ -340,8 +376,8 @@ def decode_program(data: bytes, source: str = "program.bin") -> Program:
     for _ in range(r.count(_BUF.size)):
         name, level, kind, core, address, size_b, first, last, init, dt, ndim = r.take(_BUF)
         shape = tuple(r.take(f"<{ndim}Q"))
-        buffers.append(Buffer(_pick(r, strs, name, "string"), _pick(r, LEVELS, level, "level"),
-                              address, size_b, core, _pick(r, BUFFER_KINDS, kind, "buffer kind"),
+        buffers.append(Buffer(_pick(r, strs, name, "string"), _pick(r, _LEVELS, level, "level"),
+                              address, size_b, core, _pick(r, _BUFFER_KINDS, kind, "buffer kind"),
                               None if first == -1 and last == -1 else (first, last),
                               None if init == -1 else _pick(r, strs, init, "string"), shape,
                               _pick(r, _DTYPES, dt, "dtype")))
@@ -355,7 +391,7 @@ def decode_program(data: bytes, source: str = "program.bin") -> Program:
         for _ in range(n_tasks):
             kind_i, op_i, n_i, n_o, n_w, n_s, n_p, stage = r.take(_TASK)
             kind = _pick(r, _KINDS, kind_i, "task kind")
-            op = _pick(r, TASK_OPS[kind], op_i, f"{kind} op")
+            op = _pick(r, _OPS[kind], op_i, f"{kind} op")
             refs = []
             for _ in range(n_i + n_o):
                 role, bi, dt, ndim, offset = r.take(_OPERAND)
