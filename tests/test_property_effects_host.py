@@ -292,3 +292,26 @@ def test_model_debug_save_dir_receives_the_quantization_debug_report(compiled: C
     assert sorted(p.name for p in debug.iterdir()) == sorted(names)  # atomic writes: no temp file left
     report = json.loads((debug / "quantization_debug.json").read_text())
     assert report["layers"] and report == json.loads((in_output / "quantization_debug.json").read_text())
+
+
+def test_one_target_per_compile_every_back_end_pass_reads_device_dir(tmp_path: Path) -> None:
+    """``aipu.target`` loads the target once; ICR (which used to read the built-in description whatever
+    device_dir said), the register allocator, tiling and emission all read that object. A device whose IMC
+    array has one block instead of four gets smaller ICR factors."""
+    from axdrive import driver
+    from test_byom import _three_convs
+
+    model = _three_convs(tmp_path)
+    cal = {"x": np.random.default_rng(0).uniform(-1, 1, (2, 3, 8, 8)).astype(np.float32)}
+    device = tmp_path / "device"
+    device.mkdir()
+    (device / "target.toml").write_text(TARGET_TOML.read_text().replace("imc_blocks = 4", "imc_blocks = 1"))
+    stats = []
+    for config in (CompilerConfig(), CompilerConfig(device_dir=str(device))):
+        res = driver.compile(model, config, output_dir=tmp_path / f"out{len(stats)}", calibration=cal)
+        rows = {p["name"]: p for p in res.report["passes"]}
+        for name in ("icr.choose_factors", "dpu_alloc.allocate_registers", "tiling.choose_tiles",
+                     "lowering.emit_program"):
+            assert "target_loaded" in next(e for e in res.session.pipeline if e.name == name).pass_.requires
+        stats.append(rows["icr.choose_factors"]["stats"])
+    assert stats[1]["max_factor"] < stats[0]["max_factor"], stats

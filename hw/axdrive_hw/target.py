@@ -13,7 +13,8 @@ usable part of a level is ``[0, usable)``; the reserved part sits above it
 from __future__ import annotations
 
 __all__ = ["MemoryLevel", "DmaSpec", "MvmSpec", "DwpuSpec", "DpuSpec", "SyncSpec", "Target", "load_target",
-           "CONFIG_OVERRIDE_KEYS", "LEVELS", "DEVICE_DIR_KEY", "DEVICE_TARGET_FILE"]
+           "CONFIG_OVERRIDE_KEYS", "LEVELS", "DEVICE_DIR_KEY", "DEVICE_TARGET_FILE", "DEFAULT_TARGET",
+           "target_for_config", "l1_budget"]
 
 import copy
 import tomllib
@@ -215,3 +216,30 @@ def load_target(name_or_path: str | Path = "aipu_v1", overrides: Mapping[str, An
         return _from_raw(raw)
     except (KeyError, TypeError) as exc:  # a hand-written file (device_dir) may lack or misspell an entry
         raise ValueError(f"{source}: not a complete target description ({type(exc).__name__}: {exc})") from None
+
+
+#: The built-in description a compile targets unless ``device_dir`` holds a ``target.toml``.
+DEFAULT_TARGET = "aipu_v1"
+
+
+def target_for_config(config: Any) -> Target:
+    """The target a compile with ``config`` (a ``CompilerConfig`` or its ``to_dict()``) emits for: the built-in
+    description, or ``device_dir``'s ``target.toml``, with the config's overrides (:data:`CONFIG_OVERRIDE_KEYS`).
+
+    Every back-end pass reads this one (the ``aipu.target`` pass provides it once per compile), so ICR, the
+    register allocator, tiling and code generation cannot disagree about the machine. ``ddr_size_max`` is not
+    an override here: it bounds the program's DDR use (checked by the emit pass), while ``ddr_size_used`` sizes
+    the level."""
+    cfg = config if isinstance(config, Mapping) else config.to_dict()
+    overrides = {k: cfg[k] for k in CONFIG_OVERRIDE_KEYS if cfg.get(k) is not None and k != "ddr_size_max"}
+    return load_target(DEFAULT_TARGET, overrides)
+
+
+def l1_budget(target: Target, config: Any) -> int:
+    """L1 bytes per core a layer may stage: the target's usable L1, times ``resources_used``, at most
+    ``l1_constraint``. The one budget tiling chooses tiles against and code generation emits against."""
+    cfg = config if isinstance(config, Mapping) else config.to_dict()
+    budget = int(target.usable("l1") * float(cfg.get("resources_used", 1.0)))
+    if cfg.get("l1_constraint") is not None:
+        budget = min(budget, int(cfg["l1_constraint"]))
+    return budget

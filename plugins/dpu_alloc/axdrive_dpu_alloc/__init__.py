@@ -24,7 +24,6 @@ __all__ = ["ALGORITHMS", "Allocation", "AllocationVerifyError", "Attempt", "DpuA
            "verify_allocation"]
 
 from collections import Counter
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -38,19 +37,9 @@ from ._try_all import TRY_ALL_ORDER, Attempt
 from ._verify import AllocationVerifyError, verify_allocation
 
 
-def _target(config: Any) -> Any:
-    from axdrive_hw.target import load_target
-
-    device_dir = getattr(config, "device_dir", None)
-    custom = Path(device_dir) / "target.toml" if device_dir else None
-    return load_target(custom if custom is not None and custom.is_file() else "aipu_v1")
-
-
-def target_dpu_limits(config: Any) -> tuple[int, int]:
-    """``(registers, spill_slots)`` of the DPU of the target ``config`` selects
-    (a ``target.toml`` in ``device_dir``, else ``aipu_v1``)."""
-    dpu = _target(config).dpu
-    return int(dpu.registers), int(dpu.spill_slots)
+def target_dpu_limits(target: Any) -> tuple[int, int]:
+    """``(registers, spill_slots)`` of the DPU of ``target`` (the compile's, from ``aipu.target``)."""
+    return int(target.dpu.registers), int(target.dpu.spill_slots)
 
 
 def dpu_cycles(code: np.ndarray, instruction_cycles: Mapping[str, int] | None = None) -> int:
@@ -64,7 +53,7 @@ def dpu_cycles(code: np.ndarray, instruction_cycles: Mapping[str, int] | None = 
 
 @compiler_pass(
     "dpu_alloc.allocate_registers",
-    requires=("dpu_programs_built",),
+    requires=("dpu_programs_built", "target_loaded"),
     provides=("registers_allocated",),
     phase=Phase.CODEGEN,
     config_keys=("dpu_allocation_algorithm",),
@@ -79,7 +68,9 @@ def allocate_registers(ctx: Any) -> dict[str, Any]:
     programs each algorithm allocated.
     """
     algorithm = str(ctx.config.dpu_allocation_algorithm)
-    registers, spill_slots = target_dpu_limits(ctx.config)
+    from axdrive_hw.plugin import TARGET
+
+    registers, spill_slots = target_dpu_limits(ctx.stash[TARGET])
     stats: Counter[str] = Counter()
     by_algorithm: Counter[str] = Counter()
     for node in ctx.graph.nodes:

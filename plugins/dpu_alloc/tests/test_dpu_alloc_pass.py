@@ -15,8 +15,12 @@ from axdrive_dpu_alloc.examples import concat_add, hardswish, silu
 
 
 def _ctx(algorithm: str, nodes: list[Node]) -> SimpleNamespace:
-    return SimpleNamespace(config=CompilerConfig(dpu_allocation_algorithm=algorithm), graph=Graph(nodes=nodes),
-                           log=structlog.get_logger())
+    from axdrive_hw.plugin import TARGET
+    from axdrive_hw.target import target_for_config
+
+    config = CompilerConfig(dpu_allocation_algorithm=algorithm)
+    return SimpleNamespace(config=config, graph=Graph(nodes=nodes), log=structlog.get_logger(),
+                           stash={TARGET: target_for_config(config)})  # what aipu.target provides
 
 
 @pytest.mark.parametrize("algorithm", ["try_all", "graph", "lazy", "backjump_recursive"])
@@ -44,6 +48,6 @@ def test_a_failure_names_the_node():
 
 
 def test_the_pass_runs_after_the_dpu_programs_are_built_and_provides_registers_allocated():
-    assert allocate_registers.requires == ("dpu_programs_built",)
+    assert allocate_registers.requires == ("dpu_programs_built", "target_loaded")
     assert allocate_registers.provides == ("registers_allocated",)
     assert axdrive_passes() == [allocate_registers]

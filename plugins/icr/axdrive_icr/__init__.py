@@ -66,7 +66,7 @@ def conv_shape(g: Graph, node: Node, producers: dict[str, Node]) -> ConvShape | 
                      real_channels=_real_input_channels(g, node.inputs[0], producers))
 
 
-@compiler_pass("icr.choose_factors", requires=("legalized",), provides=("icr_applied",), enabled=_enabled,
+@compiler_pass("icr.choose_factors", requires=("legalized", "target_loaded"), provides=("icr_applied",), enabled=_enabled,
                phase=int(Phase.CODEGEN) - 2, config_keys=_CONFIG_KEYS)
 def choose_factors(ctx: Any) -> dict[str, Any]:
     """Choose each MVM convolution's ICR factor (x positions per pass of the IMC array) and SWICR packing
@@ -76,9 +76,9 @@ def choose_factors(ctx: Any) -> dict[str, Any]:
     built, so the shapes it reads are the ones the array will hold. Exact: only how the MVM is used
     changes. Statistics: mvm_layers, icr_layers, mean_factor, max_factor, swicr_layers,
     threshold_skipped, force_unmet."""
-    from axdrive_hw.target import load_target
+    from axdrive_hw.plugin import TARGET
 
-    target = load_target("aipu_v1")
+    target = ctx.stash[TARGET]  # the compile's target (aipu.target): device_dir and overrides included
     options = IcrOptions.from_config(ctx.config)
     g = ctx.graph
     producers = g.producers()

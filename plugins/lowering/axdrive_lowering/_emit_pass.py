@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from axdrive.errors import MemoryPlanError
 from axdrive.ir.program_plan import MEMORY_PLANNER, TASK_SCHEDULER
 from axdrive.passes import Phase, compiler_pass, when_mode
-from axdrive_hw.target import CONFIG_OVERRIDE_KEYS, Target, load_target
+from axdrive_hw.plugin import TARGET
+from axdrive_hw.target import Target, l1_budget
 
 from ._codegen import frames_per_run, record
 from ._finalize import finalize
@@ -28,20 +29,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: The host side of the device I/O contract (layout, padding), read by ``axdrive run``.
 HOST_IO_FILE = "host_io.json"
-TARGET_NAME = "aipu_v1"
 
 
-def _target(cfg: dict[str, Any]) -> Target:
-    overrides = {k: cfg[k] for k in CONFIG_OVERRIDE_KEYS if cfg.get(k) is not None and k != "ddr_size_max"}
-    return load_target(TARGET_NAME, overrides)
-
-
-def _l1_budget(target: Target, cfg: dict[str, Any]) -> int:
-    usable = target.usable("l1")
-    budget = int(usable * float(cfg.get("resources_used", 1.0)))
-    if cfg.get("l1_constraint"):
-        budget = min(budget, int(cfg["l1_constraint"]))
-    return budget
 
 
 def performance(program: "Program", target: Target, cfg: dict[str, Any]) -> dict[str, Any]:
@@ -181,7 +170,8 @@ def _multicore(program: "Program", target: Target, cfg: dict[str, Any], perf: di
     return out
 
 
-@compiler_pass("lowering.emit_program", requires=("registers_allocated", "tiled", "memory_planned", "scheduled"),
+@compiler_pass("lowering.emit_program",
+               requires=("registers_allocated", "tiled", "memory_planned", "scheduled", "target_loaded"),
                provides=("program_emitted",),
                enabled=when_mode("quantize_and_lower", "lower_only"), phase=Phase.EMIT,
                config_keys=("io_memory_pool", "constant_memory_pool", "workspace_memory_pool", "dpu_constants_home",
@@ -203,12 +193,12 @@ def emit_program(ctx: Any) -> dict[str, Any]:
     from axdrive_hw.program.binary import encode_program, program_json
 
     cfg = ctx.config.to_dict()
-    target = _target(cfg)
+    target = ctx.stash[TARGET]
     homes = homes_from_config(ctx.config)
     for note in homes.notes:
         ctx.warn(note)
     scheduler = ctx.stash[TASK_SCHEDULER]
-    l1_bytes = _l1_budget(target, cfg)
+    l1_bytes = l1_budget(target, cfg)
     forced = ctx.config.force_h_tiling is not None or ctx.config.force_oc_tiling is not None
 
     def run_codegen(extra: dict[str, int], ungrouped: frozenset[str]) -> Any:

@@ -29,12 +29,12 @@ from ._groups import segment_chain
 _COMPILE_TIME_MODES = ("batch", "cooperative", "pipeline")
 
 
-def l1_budget(cfg: Any) -> int:
-    """L1 bytes per core a layer may stage: usable L1, times ``resources_used``, at most ``l1_constraint``."""
-    budget = int((cfg.l1_size_used - cfg.l1_size_reserved) * cfg.resources_used)
-    if cfg.l1_constraint is not None:
-        budget = min(budget, int(cfg.l1_constraint))
-    return budget
+def l1_budget(target: Any, cfg: Any) -> int:
+    """L1 bytes per core a layer may stage: the target's one budget (``axdrive_hw.target.l1_budget``), which
+    code generation emits against too."""
+    from axdrive_hw.target import l1_budget as budget_of
+
+    return budget_of(target, cfg)
 
 
 def _layer_items(g: Graph, operators: Any) -> list[Node | None]:
@@ -88,7 +88,7 @@ def _choose(layer: Layer, cfg: Any, budget: int, min_h: int) -> tuple[int, int, 
                           f"{attempts} tiling attempt(s); raise max_tiling_attempts or l1_constraint")
 
 
-@compiler_pass("tiling.choose_tiles", requires=("registers_allocated",), provides=("tiled",),
+@compiler_pass("tiling.choose_tiles", requires=("registers_allocated", "target_loaded"), provides=("tiled",),
                enabled=when_mode("quantize_and_lower", "lower_only"), phase=int(Phase.CODEGEN) - 1,
                config_keys=("force_h_tiling", "force_oc_tiling", "max_tiling_attempts", "tiling_depth",
                             "dfs_search_constraint", "ignore_weight_buffers", "l1_size_used", "l1_size_reserved",
@@ -103,7 +103,9 @@ def choose_tiles(ctx: Any) -> dict[str, Any]:
     result gets). Statistics: layers, tiled_layers, oc_tiled_layers, depth_groups, rolling_bytes (the groups'
     rolling buffers), kept_bytes (the whole intermediates they replace)."""
     g, cfg = ctx.graph, ctx.config
-    budget = l1_budget(cfg)
+    from axdrive_hw.plugin import TARGET
+
+    budget = l1_budget(ctx.stash[TARGET], cfg)
     cooperative = cfg.multicore_mode == "cooperative" and cfg.aipu_cores_used > 1
     min_h = int(cfg.aipu_cores_used) if cooperative else 1
     items = _layer_items(g, ctx.operators)
