@@ -68,3 +68,14 @@ def classifier(preamble: str = "none"):
         helper.make_node("Softmax", ["m2"], ["prob"], axis=-1, name="softmax"),
     ]
     return onnx_model(nodes, [value_info("x", shape)], [value_info("prob", [1, 5])], inits)
+
+
+def between_convs(middle, seed: int, opset: int = 17, weights=("w", "w2"), convs=("conv", "conv2")):
+    """``x`` -> 3x3 conv to 8 channels (``c``) -> the ``middle`` nodes (reading ``c``, producing ``m``) -> 1x1 conv
+    to 4 channels (``y``): a model whose middle is what a test is about. Weights drawn from ``seed``."""
+    rng = np.random.default_rng(seed)
+    inits = {weights[0]: rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3,
+             weights[1]: rng.standard_normal((4, 8, 1, 1)).astype(np.float32) * 0.3}
+    nodes = [helper.make_node("Conv", ["x", weights[0]], ["c"], pads=[1, 1, 1, 1], name=convs[0]), *middle,
+             helper.make_node("Conv", ["m", weights[1]], ["y"], name=convs[1])]
+    return toy_model(nodes, inits, opset=opset)

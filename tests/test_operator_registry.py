@@ -16,7 +16,7 @@ import onnx
 import pytest
 from onnx import helper
 
-from _toy_models import toy_model
+from _toy_models import between_convs
 from axdrive.ir import Graph, Node, Tensor
 from axdrive.operators import Constraint, OperatorRegistry, OperatorRule
 
@@ -45,13 +45,9 @@ def _rules_plugin(*rules, fail: bool = False):
 
 def _mish_model(tmp_path: Path) -> Path:
     """conv -> Mish -> conv (Mish: ONNX opset 18, which no built-in plugin quantizes)."""
-    rng = np.random.default_rng(4)
-    inits = {"w1": rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3,
-             "w2": rng.standard_normal((4, 8, 1, 1)).astype(np.float32) * 0.3}
-    nodes = [helper.make_node("Conv", ["x", "w1"], ["c"], pads=[1, 1, 1, 1], name="conv1"),
-             helper.make_node("Mish", ["c"], ["m"], name="mish"),
-             helper.make_node("Conv", ["m", "w2"], ["y"], name="conv2")]
-    onnx.save(toy_model(nodes, inits, opset=18), tmp_path / "mish.onnx")
+    model = between_convs([helper.make_node("Mish", ["c"], ["m"], name="mish")], seed=4, opset=18,
+                          weights=("w1", "w2"), convs=("conv1", "conv2"))
+    onnx.save(model, tmp_path / "mish.onnx")
     return tmp_path / "mish.onnx"
 
 

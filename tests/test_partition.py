@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import helper
 
-from _toy_models import toy_model
+from _toy_models import between_convs, toy_model
 from axdrive.ir import Graph, Node, Tensor
 from axdrive_graph_cleaner._split import NO_MACS_REASON, build_parts, find_split
 
@@ -95,15 +95,10 @@ def test_the_names_of_the_parts_say_where_they_run() -> None:
 
 # -- end to end ---------------------------------------------------------------------------------------------------
 def _hardmax_in_the_middle(tmp_path: Path) -> Path:
-    rng = np.random.default_rng(3)
-    inits = {"w": rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3,
-             "w2": rng.standard_normal((4, 8, 1, 1)).astype(np.float32) * 0.3}
-    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
-             helper.make_node("Relu", ["c"], ["r"], name="relu"),
-             helper.make_node("Hardmax", ["r"], ["h"], axis=1, name="hardmax"),
-             helper.make_node("Conv", ["h", "w2"], ["y"], name="conv2")]
+    middle = [helper.make_node("Relu", ["c"], ["r"], name="relu"),
+              helper.make_node("Hardmax", ["r"], ["m"], axis=1, name="hardmax")]
     path = tmp_path / "m.onnx"
-    onnx.save(toy_model(nodes, inits), path)
+    onnx.save(between_convs(middle, seed=3), path)
     return path
 
 
