@@ -526,6 +526,69 @@ def cmd_ops(args: Namespace) -> int:
     return 0
 
 
+# -- report --------------------------------------------------------------------
+_REPORT_SORT = {"cycles": lambda r: (-r["span_cycles"], r["order"]), "macs": lambda r: (-r["macs"], r["order"]),
+                "bound_ratio": lambda r: (-(r["bound_ratio"] or 0.0), r["order"]), "order": lambda r: r["order"]}
+
+
+def cmd_report(args: Namespace) -> int:
+    """The per-layer performance a compile recorded (``compile_report.json`` -> ``layer_performance``)."""
+    from ..errors import UsageError
+    from ..files import read_input_file
+    from ..outdir import committed_dir
+
+    path = committed_dir(args.dir) / "compile_report.json"
+    try:
+        report = json.loads(read_input_file(path, limit=256 << 20, what="a compile report"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{args.dir}: no readable compile_report.json ({exc})") from None
+    perf = report.get("layer_performance") if isinstance(report, dict) else None
+    if not isinstance(perf, dict) or not isinstance(perf.get("rows"), list):
+        raise UsageError(f"{args.dir}: the compile report has no per-layer performance (a lowering mode writes it: "
+                         "compiler_mode quantize_and_lower or lower_only)")
+    if args.top < 0:
+        raise UsageError(f"--top {args.top}: give a count >= 0 (0: every layer)")
+    rows = sorted(perf["rows"], key=_REPORT_SORT[args.sort])
+    shown = rows if args.top == 0 else rows[:args.top]
+    totals = perf.get("totals", {})
+    if args.format == "json":
+        print(json.dumps({"totals": totals, "rows": shown}, indent=1))
+        return 0
+    if args.format == "csv":  # the columns of layer_performance.csv, in the report's order
+        import csv
+        import io
+
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(perf.get("columns") or sorted(rows[0] if rows else {})),
+                                lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in shown)
+        sys.stdout.write(out.getvalue())
+        return 0
+    cols = ("order", "layer", "units", "macs", "mvm_cycles", "dpu_cycles", "dma_cycles", "span_cycles",
+            "bound_cycles", "bound_ratio", "bounded_by", "share")
+    multicore = report.get("multicore", {})
+    head = (f"{report.get('model', '?')}: {totals.get('cycles', 0):,} cycles per frame "
+            f"({report.get('performance', {}).get('frames_per_second')} frames/s on one run; "
+            f"{multicore.get('throughput_fps')} frames/s {multicore.get('multicore_mode')} on "
+            f"{multicore.get('aipu_cores_used')} core(s)); the layers' bounds sum to {totals.get('sum_of_bounds')} "
+            f"cycles: {totals.get('cycles_over_bounds')}x. {len(shown)} of {len(rows)} layers, by {args.sort}:")
+    if args.format == "md":
+        lines = [head, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in shown]
+        print("\n".join(lines))
+        return 0
+    widths = {c: max(len(c), *(len(f"{r.get(c, '')}") for r in shown)) if shown else len(c) for c in cols}
+    widths["layer"] = min(widths["layer"], 40)
+    print(head)
+    print("  ".join(f"{c:>{widths[c]}}" if c != "layer" else f"{c:<{widths[c]}}" for c in cols))
+    for r in shown:
+        cells = [f"{str(r.get(c, ''))[:widths[c]]:<{widths[c]}}" if c == "layer" else f"{r.get(c, '')!s:>{widths[c]}}"
+                 for c in cols]
+        print("  ".join(cells))
+    return 0
+
+
 # -- trace ---------------------------------------------------------------------
 def cmd_trace(args: Namespace) -> int:
     from ..tracing import format_critical_path, format_dot, format_tree, load_graph

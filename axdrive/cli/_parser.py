@@ -176,6 +176,19 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(handler=c.cmd_ops)
 
+    p = sub.add_parser("report", help="where a compiled program's cycles go, layer by layer",
+                       description="The per-layer performance of DIR's program (the cycle model's timeline summed "
+                       "per layer, beside each layer's lower bound from the target description), the largest "
+                       "first, with the whole-model figures.")
+    p.add_argument("dir", metavar="DIR", help="an output directory written by axdrive compile (a lowering mode)")
+    p.add_argument("--top", type=int, default=20, metavar="N", help="show the first N layers (0: all; default 20)")
+    p.add_argument("--sort", choices=("cycles", "bound_ratio", "macs", "order"), default="cycles",
+                   help="cycles: span, largest first (default); bound_ratio: furthest from the bound first; "
+                   "macs: most work first; order: program order")
+    p.add_argument("--format", choices=("text", "csv", "json", "md"), default="text")
+    _common(p)
+    p.set_defaults(handler=c.cmd_report)
+
     p = sub.add_parser("trace", help="inspect a pass_dependency_graph.json")
     p.add_argument("file", metavar="FILE.json", help="a pass_dependency_graph.json written with trace_tvm_passes")
     p.add_argument("--format", choices=("tree", "dot", "critical-path"), default="tree")

@@ -31,7 +31,7 @@ from typing import Any
 
 from axdrive.ir.rewrite import rewrite
 from axdrive.numerics import QMIN
-from axdrive.passes import Phase, all_of, compiler_pass, hookimpl, when, when_mode
+from axdrive.passes import Phase, StashKey, all_of, compiler_pass, hookimpl, when, when_mode
 
 from . import _dpu_programs, _rules_channels, _rules_moves, _rules_spatial
 from ._emit_pass import emit_program
@@ -45,6 +45,8 @@ from ._validate import check_operators, float_reason, operator_rules
 
 LOWERING_MODES = ("quantize_and_lower", "lower_only")
 LOWERING = when_mode(*LOWERING_MODES)
+#: Node name -> multiply-accumulates as the model has them (before channel padding), for the per-layer report.
+MODEL_MACS: StashKey[dict[str, int]] = StashKey("lowering.model_macs")
 _L = int(Phase.LEGALIZE)
 
 
@@ -63,8 +65,12 @@ def validate_operators(ctx: Any) -> dict[str, Any]:
                phase=_L + 1)
 def remove_float_io(ctx: Any) -> dict[str, Any]:
     """Drop the float<->int8 conversions at the graph's edges: ``axdrive run`` quantizes and
-    dequantizes at the device boundary with the manifest's parameters. Statistics:
-    edge_conversions_removed."""
+    dequantizes at the device boundary with the manifest's parameters. Also records each node's MACs as the
+    model has them (:data:`MODEL_MACS`), before channel padding inflates them: the per-layer report's bounds
+    are the model's work. Statistics: edge_conversions_removed."""
+    from axdrive.ir import node_macs
+
+    ctx.stash[MODEL_MACS] = {n.name: m for n in ctx.graph.nodes if (m := node_macs(ctx.graph, n))}
     return strip_float_io(ctx.graph)
 
 

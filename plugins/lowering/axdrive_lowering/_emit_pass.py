@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from axdrive.errors import MemoryPlanError
 from axdrive.ir.program_plan import MEMORY_PLANNER, TASK_SCHEDULER
 from axdrive.passes import Phase, compiler_pass, when_mode
+from axdrive_hw.layer_report import layer_performance, to_csv
 from axdrive_hw.plugin import TARGET
 from axdrive_hw.target import Target, l1_budget
 
@@ -33,15 +34,19 @@ HOST_IO_FILE = "host_io.json"
 
 
 
-def performance(program: "Program", target: Target, cfg: dict[str, Any]) -> dict[str, Any]:
-    """The cycle model's estimate of one inference: cycles, frames/s at ``frequency``, MVM utilization."""
+def estimate(program: "Program", target: Target, cfg: dict[str, Any]) -> Any:
+    """The cycle model's timeline of one inference (no data computed)."""
     # the simulator pulls in the Numba kernels: imported when a program is emitted, not whenever the
     # plugin is loaded (every ``axdrive passes`` and every compile load it)
     from axdrive_hw.cycle_model import SimOptions
     from axdrive_hw.simulator import Simulator
 
-    options = SimOptions.from_config(cfg)
-    timeline = Simulator(program, target, options, functional=False).run().timeline
+    return Simulator(program, target, SimOptions.from_config(cfg), functional=False).run().timeline
+
+
+def performance(program: "Program", target: Target, cfg: dict[str, Any], timeline: Any = None) -> dict[str, Any]:
+    """The cycle model's estimate of one inference: cycles, frames/s at ``frequency``, MVM utilization."""
+    timeline = timeline if timeline is not None else estimate(program, target, cfg)
     macs = sum(r.macs for r in timeline.records if r.kind == "mvm")
     cycles = float(timeline.cycles)
     peak = target.mvm.peak_macs_per_cycle
@@ -187,9 +192,10 @@ def emit_program(ctx: Any) -> dict[str, Any]:
     weight sets planned on the 4 x 512 x 128 IMC array, DWPU depthwise/maxpool/resize, DPU programs, DMA
     between homes and L1) as the tiling chose; buffers placed by the memory planner (re-tiling a layer
     that does not fit, up to ``max_memplan_attempts``), dependencies from the bytes tasks touch, tasks
-    ordered by the scheduler and synchronised by tokens. Writes ``program.bin``, ``program.json`` and
-    ``host_io.json``; puts ``performance`` (cycle model), ``memory`` (peak vs bound per level) and
-    ``multicore`` into ``compile_report.json``. Statistics: layers, tiles, tasks per unit, cycles."""
+    ordered by the scheduler and synchronised by tokens. Writes ``program.bin``, ``program.json``,
+    ``host_io.json`` and ``layer_performance.csv`` (the cycle model per layer, beside each layer's lower
+    bound: ``axdrive report DIR``); puts ``performance`` (cycle model), ``layer_performance``, ``memory``
+    (peak vs bound per level) and ``multicore`` into ``compile_report.json``. Statistics: layers, tiles, tasks per unit, cycles."""
     from axdrive_hw.program.binary import encode_program, program_json
 
     cfg = ctx.config.to_dict()
@@ -217,10 +223,16 @@ def emit_program(ctx: Any) -> dict[str, Any]:
         "inputs": {k: v.to_dict() for k, v in result.io["inputs"].items()},
         "outputs": {k: v.to_dict() for k, v in result.io["outputs"].items()}})
     tasklist = _tasklist(program, cfg)
-    perf = performance(program, target, cfg)
+    timeline = estimate(program, target, cfg)
+    perf = performance(program, target, cfg, timeline)
     perf["tasklist_load_cycles"] = tasklist["load_cycles"]
     ctx.report["target"] = program.target
     ctx.report["performance"] = perf
+    from . import MODEL_MACS
+
+    layers = layer_performance(timeline, target, ctx.stash.get(MODEL_MACS))  # where the cycles go (axdrive report)
+    ctx.report["layer_performance"] = layers
+    ctx.artifacts.write_text("layer_performance.csv", to_csv(layers["rows"]))
     memory = done.plan.to_dict()
     for key, use in memory["levels"].items():
         level = target.memory[key.split(".")[0]]
