@@ -11,8 +11,9 @@ into a NaN scale three passes later.
 from __future__ import annotations
 
 __all__ = ["ImagePreprocessing", "load_images", "load_calibration", "MIN_SAMPLES", "IMAGE_SUFFIXES",
-           "PREPROCESSING_KEYS", "load_transform"]
+           "PREPROCESSING_KEYS", "load_transform", "transform_sha256"]
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -118,8 +119,9 @@ class ImagePreprocessing:
                     kw[key] = int(v) if isinstance(v, str) else v
                 else:
                     kw[key] = str(v) if key != "channel_order" and key != "layout" else str(v).upper()
-            except (TypeError, ValueError):
-                raise CalibrationError(f"preprocessing {key} {v!r} is invalid: not a number") from None
+            except (TypeError, ValueError, ZeroDivisionError):
+                want = "an integer in [0, 255]" if key == "pad_value" else "not a number"
+                raise CalibrationError(f"preprocessing {key} {v!r} is invalid: {want}") from None
         return cls(**kw)
 
     def to_dict(self) -> dict[str, Any]:
@@ -174,14 +176,32 @@ def _decode(path: Path):
         raise CalibrationError(f"{path}: cannot decode image: {exc}") from None
 
 
-def load_transform(spec: str) -> Callable[..., Any]:
-    """The user's ``FILE.py:FUNCTION``, imported from that file (relative paths from the working directory)."""
-    import importlib.util
+def transform_sha256(spec: str) -> str | None:
+    """The sha256 of a transform's file (``FILE.py:FUNCTION``), None if it is missing: what the manifest records
+    and ``axdrive run --input PHOTO`` checks before it runs the same code again."""
+    from .artifacts import sha256_file
 
+    file = Path(spec.rpartition(":")[0])
+    return sha256_file(file) if file.is_file() else None
+
+
+def load_transform(spec: str) -> Callable[..., Any]:
+    """The user's ``FILE.py:FUNCTION``, imported from that file (relative paths from the working directory).
+    The module is executed once per version of the file, however often a compile asks (the driver's early
+    check, every calibrated segment, every ``--target-sqnr`` round)."""
     file, _, func = spec.rpartition(":")
     path = Path(file)
     if not path.is_file():
         raise CalibrationError(f"preprocessing transform {spec!r}: {path}: no such file")
+    st = path.stat()
+    return _load_transform(str(path.resolve()), st.st_mtime_ns, st.st_size, func, spec)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_transform(resolved: str, _mtime_ns: int, _size: int, func: str, spec: str) -> Callable[..., Any]:
+    import importlib.util
+
+    path = Path(resolved)
     name = f"axdrive_user_transform_{abs(hash(str(path.resolve())))}"
     module_spec = importlib.util.spec_from_file_location(name, path)
     if module_spec is None or module_spec.loader is None:

@@ -294,11 +294,15 @@ def compile(
         request["placement"] = {k: list(v) for k, v in placement.items()}
     if preprocessing is not None:  # checked before anything is opened, the user's transform imported once
         from .calibration import ImagePreprocessing, load_transform
+        from .errors import CalibrationError
 
-        if not isinstance(preprocessing, ImagePreprocessing):
-            request["preprocessing"] = preprocessing = ImagePreprocessing.from_mapping(preprocessing)
-        if preprocessing.transform:
-            load_transform(preprocessing.transform)
+        try:  # a bad option is the user's usage (exit 2), as a bad property is
+            if not isinstance(preprocessing, ImagePreprocessing):
+                request["preprocessing"] = preprocessing = ImagePreprocessing.from_mapping(preprocessing)
+            if preprocessing.transform:
+                load_transform(preprocessing.transform)
+        except CalibrationError as exc:
+            raise UsageError(str(exc)) from None
     if target_sqnr is not None:
         return _compile_to_target(model, config, request, _target_db(target_sqnr))
     return _compile_with_fallback(model, config, request)
@@ -335,10 +339,18 @@ def _target_db(value: Any) -> float:
     return db
 
 
+def quantization_sections(report: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``(segment name, quantization section)`` of every device segment in a compile report, the first
+    segment's (``device1``) at the top level, the others under ``segments``."""
+    sections = [("device1", report.get("quantization", {}))]
+    sections += [(str(s.get("name")), s.get("quantization", {})) for s in report.get("segments", [])
+                 if isinstance(s, dict)]
+    return [(name, q) for name, q in sections if isinstance(q, dict)]
+
+
 def output_sqnr(report: Mapping[str, Any]) -> float | None:
     """The worst device segment's output SQNR against float (dB) in a compile report, if it was measured."""
-    found = [q.get("output_sqnr_db") for q in [report.get("quantization", {})] +
-             [s.get("quantization", {}) for s in report.get("segments", []) if isinstance(s, dict)]]
+    found = [q.get("output_sqnr_db") for _, q in quantization_sections(report)]
     found = [f for f in found if isinstance(f, (int, float))]
     return min(found) if found else None
 
@@ -353,13 +365,12 @@ def _compile_to_target(model: Any, config: Any, request: dict[str, Any], target:
     moved: list[str] = []
     rounds: list[dict[str, Any]] = []
     while True:
-        accuracy = {"target_db": target, "rounds": [dict(r) for r in rounds], "moved": list(moved)}
+        accuracy = {"target_db": target, "rounds": rounds, "moved": list(moved)}
         attempt = {**request, "placement": {**placement, "host_nodes": given + moved}, "accuracy": accuracy}
         result = _compile_with_fallback(model, config, attempt)
-        reached = output_sqnr(result.report)
-        rounds.append({"host_nodes_added": list(moved), "output_sqnr_db": reached,
-                       "device_macs": result.report.get("placement", {}).get("device_macs")})
-        if reached is None or reached >= target or len(rounds) > ACCURACY_ROUNDS:
+        section = result.report["accuracy_fallback"]  # this compile's round appended (_accuracy_section)
+        rounds = section["rounds"]
+        if section["met"] or section["output_sqnr_db"] is None or len(rounds) > ACCURACY_ROUNDS:
             return result
         candidate = _most_sensitive_left(result.report, set(given + moved))
         if candidate is None:
@@ -369,9 +380,7 @@ def _compile_to_target(model: Any, config: Any, request: dict[str, Any], target:
 
 def _most_sensitive_left(report: Mapping[str, Any], on_host: set[str]) -> list[str] | None:
     """The ONNX nodes of the device layer of lowest own SQNR that is not on the host yet, or None."""
-    rows = [r for q in [report.get("quantization", {})] +
-            [s.get("quantization", {}) for s in report.get("segments", []) if isinstance(s, dict)]
-            for r in q.get("most_sensitive", [])]
+    rows = [r for _, q in quantization_sections(report) for r in q.get("most_sensitive", [])]
     for row in sorted(rows, key=lambda r: (r["own_db"], r["node"])):
         names = [n for n in (row.get("source") or [row["node"]]) if n not in on_host]
         if names:

@@ -21,7 +21,6 @@ __all__ = ["run", "execute", "RunResult", "Comparison", "DeviceRuntime", "Device
            "from_device_layout", "CompiledFiles", "read_photo"]
 
 import functools
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -666,7 +665,7 @@ def read_photo(output_dir: str | Path, photo: str | Path) -> dict[str, np.ndarra
     """``photo`` as the compiled model's input, preprocessed as the compile in ``output_dir`` recorded
     (``manifest.json`` -> ``preprocessing``: the calibration's, or ``--preprocess`` / ``--transform``); one line
     when there is no such record or the transform's file changed since."""
-    from .calibration import ImagePreprocessing, load_images
+    from .calibration import ImagePreprocessing, load_images, transform_sha256
 
     out = Path(output_dir)
     doc = load_manifest(out).get("preprocessing")
@@ -676,8 +675,7 @@ def read_photo(output_dir: str | Path, photo: str | Path) -> dict[str, np.ndarra
     options = {k: v for k, v in doc.items() if k not in ("input", "shape", "transform_sha256")}
     pre = ImagePreprocessing.from_mapping(options)
     if pre.transform:
-        file = Path(pre.transform.rpartition(":")[0])
-        digest = hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else None
+        digest = transform_sha256(pre.transform)
         if digest != doc.get("transform_sha256"):
             raise UsageError(f"--input {photo}: the preprocessing transform {pre.transform!r} is not the file the "
                              f"compile used ({'missing' if digest is None else 'its sha256 changed'}; run from the "
@@ -715,7 +713,7 @@ def _float_model(out: Path, manifest: Mapping[str, Any],
         return None, (f"float model: skipped (the manifest names {name!r}, not found in {out} or the current directory; "
                       "give it with --float-model)")
     sha = entry.get("sha256")
-    if sha and hashlib.sha256(found.read_bytes()).hexdigest() != sha:
+    if sha and sha256_file(found) != sha:
         return None, f"float model: skipped ({found} is not the file that was compiled: sha256 differs)"
     return found, None
 

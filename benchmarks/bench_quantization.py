@@ -37,22 +37,18 @@ from typing import Any, Callable
 import numpy as np
 import onnxruntime as ort
 from _common import report
+from bench_placement import REAL
 
 from axdrive import driver
 from axdrive.calibration import ImagePreprocessing, load_images
 from axdrive.config import CompilerConfig
 from axdrive.models import CALIBRATION_PHOTOS, EVALUATION_PHOTOS, fetch_model, fetch_photos
 
-IMAGENET = ImagePreprocessing(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-HALF = ImagePreprocessing(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
-#: model -> (input name, shape, preprocessing, whether its outputs classify along the last axis)
+#: The models whose outputs classify along the last axis (top-1 agreement is measured for them).
+CLASSIFIERS = frozenset({"ppocr_cls", "ppocrv4_rec"})
+#: model -> (input name, shape, preprocessing, whether it classifies): bench_placement's corpus table.
 MODELS: dict[str, tuple[str, tuple[int, ...], ImagePreprocessing, bool]] = {
-    "yolov8n": ("images", (1, 3, 320, 320), ImagePreprocessing(resize="letterbox"), False),
-    "ppocr_cls": ("x", (1, 3, 48, 192), HALF, True),
-    "picodet_layout": ("image", (1, 3, 800, 608), IMAGENET, False),
-    "ppocrv4_det": ("x", (1, 3, 320, 320), IMAGENET, False),
-    "ppocrv4_rec": ("x", (1, 3, 48, 320), HALF, True),
-}
+    key: (*spec, key in CLASSIFIERS) for key, spec in REAL.items()}
 #: The 8 evaluation images: ``(photo, crop box or None)``; none of them is a calibration photo.
 EVALUATION: list[tuple[str, tuple[float, float, float, float] | None]] = [
     *((p, None) for p in EVALUATION_PHOTOS), ("coins.png", None), ("horse.png", None),

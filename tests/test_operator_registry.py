@@ -111,12 +111,7 @@ def test_tiling_and_code_generation_ask_the_registry_which_unit_runs_a_node() ->
     table = Node("t", "Sigmoid", ["x"], ["y"], {"integer_op": "lut"})
     view = Node("r", "Reshape", ["x", "s"], ["y"], {"integer_op": "move"})
     assert [ops.unit(n) for n in (conv, insertion, table, view)] == ["mvm", "dma", "dpu", "view"]
-    assert ops.is_unit_head(conv) and not ops.is_unit_head(insertion)
-    from axdrive_lowering._dpu_programs import is_head
-    from axdrive_tiling._footprint import is_unit_head
-
-    for node in (conv, insertion, table, view):
-        assert is_head(node, ops) == is_unit_head(node, ops) == ops.is_unit_head(node)
+    assert ops.is_unit_head(conv) and not ops.is_unit_head(insertion) and not ops.is_unit_head(table)
 
 
 def test_bad_rules_and_a_crashing_plugin_are_one_line_naming_the_plugin() -> None:
@@ -198,3 +193,17 @@ def test_the_report_lists_a_plugins_rules_beside_the_built_in_ones() -> None:
     assert row["aipu"][0]["plugin"] == "plugin0"
     assert "| Einsum | numpy |  | mac: a plugin's kernel | MVM, by a plugin (two operands) |" in \
         format_report(ops, "md")
+
+
+def test_a_mac_with_a_run_time_weight_goes_to_the_host_whatever_its_groups() -> None:
+    """The weight's constness is every MAC rule's first constraint: the others read the weight's shape."""
+    from axdrive.passes import default_operators
+
+    ops = default_operators()
+    shapes = {"x": (1, 4, 4, 4), "w": (4, 2, 3, 3), "y": (1, 4, 4, 4)}
+    for attrs in ({}, {"group": 2}):
+        g = _graph(Node("c", "Conv", ["x", "w"], ["y"], {"pads": [1, 1, 1, 1], **attrs}), shapes=shapes)
+        g.inputs = ["x", "w"]
+        assert ops.aipu_reason(g, g.nodes[0], kind="mac") == ("a product of two run-time tensors has no MVM mapping "
+                                                              "(weights must be constant)")
+        assert "its weight 'w' (input 1) is a run-time tensor" in ops.integer_reason(g, g.nodes[0])

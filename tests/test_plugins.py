@@ -180,7 +180,7 @@ def test_a_compile_that_cannot_make_what_its_mode_promises_stops_before_it_start
 
 def test_a_requirement_nobody_provides_is_a_usage_error_with_did_you_mean(host):
     from axdrive.errors import PassResolutionError
-    from axdrive.passes import compiler_pass, hookimpl, order_passes
+    from axdrive.passes import compiler_pass, order_passes
 
     @compiler_pass("mine.a", provides=("graph_loaded",))
     def a(ctx):

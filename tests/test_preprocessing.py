@@ -212,6 +212,7 @@ def test_the_first_layer_says_when_the_calibration_scale_is_off(tmp_path, weight
     res = driver.compile(_model(tmp_path, weight_scale), CompilerConfig(), output_dir=tmp_path / "out",
                          calibration=_folder(tmp_path), preprocessing={"scale": scale})
     said = [w for w in res.report["warnings"] if "first layer 'first'" in w]
+    assert not any("all values are integers" in w for w in res.report["warnings"])  # the user chose the scale
     ratio = res.report["calibration"]["input_scale"]["ratio"]
     if verdict is None:
         assert said == [] and 0.04 <= ratio <= 10, (ratio, said)
@@ -241,13 +242,38 @@ def test_no_bias_no_signal_and_a_first_layer_behind_other_nodes_is_reached(tmp_p
     assert input_scale(g, {"x": x}) is None
 
 
-def test_a_calibration_folder_and_arrays_give_the_same_summary_fields(tmp_path) -> None:
+def test_the_summary_gives_the_count_shape_and_each_channels_range(tmp_path) -> None:
+    """Two solid photos, (200, 100, 50) and (10, 20, 30), scaled by 1/255: each channel's range is known."""
     from axdrive_quantizer._calibration import summarize
 
-    data = load_calibration(_folder(tmp_path), {"x": (1, 3, 16, 16)})
-    doc = summarize(data, "photos", None)
-    assert doc["samples"] == 3 and doc["inputs"]["x"]["shape"] == [3, 16, 16]
-    lo, hi = doc["inputs"]["x"]["range"]
-    assert [lo, hi] == [float(f"{data['x'].min():.6g}"), float(f"{data['x'].max():.6g}")]
+    folder = tmp_path / "solid"
+    folder.mkdir()
+    _solid(folder / "a.png")
+    _solid(folder / "b.png", colour=(10, 20, 30))
+    doc = summarize(load_calibration(folder, {"x": (1, 3, 4, 4)}), "solid", None)
+    assert doc["samples"] == 2 and doc["inputs"]["x"]["shape"] == [3, 4, 4]
+    expected = [[lo / 255, hi / 255] for lo, hi in ((10, 200), (20, 100), (30, 50))]
+    np.testing.assert_allclose(doc["inputs"]["x"]["channel_ranges"], expected, rtol=1e-5)
+    np.testing.assert_allclose(doc["inputs"]["x"]["range"], [10 / 255, 200 / 255], rtol=1e-5)
     wide = summarize({"f": np.zeros((2, 64, 4), np.float32)}, "arrays", None)
     assert "channel_ranges" not in wide["inputs"]["f"]  # not image planes: one range
+
+def test_a_config_tables_transform_is_relative_to_the_file_and_the_flag_replaces_the_tables_steps(tmp_path) -> None:
+    model, photos = _model(tmp_path), _folder(tmp_path)
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "prep.py").write_text(_TRANSFORM)
+    (conf / "cfg.toml").write_text('[preprocessing]\ntransform = "prep.py:to_input"\n')
+    elsewhere = tmp_path / "run_here"
+    elsewhere.mkdir()
+    proc = run_cli("compile", str(model), "-o", str(tmp_path / "a"), "--calibration", str(photos), "--config",
+                   str(conf / "cfg.toml"), cwd=elsewhere)
+    assert proc.returncode == 0, proc.stderr  # found beside the config file, not in the working directory
+    (conf / "cfg2.toml").write_text('[preprocessing]\nresize = "letterbox"\n')
+    proc = run_cli("compile", str(model), "-o", str(tmp_path / "b"), "--calibration", str(photos), "--config",
+                   str(conf / "cfg2.toml"), "--transform", f"{conf / 'prep.py'}:to_input")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["preprocessing"]["transform"].endswith(
+        "prep.py:to_input")
+    proc = run_cli("compile", str(model), "-o", str(tmp_path / "c"), "--preprocess", "scale=1/0")
+    assert proc.returncode == 2 and "preprocessing scale '1/0' is invalid: not a number" in proc.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from argparse import Namespace
+from pathlib import Path
 from typing import Any
 
 
@@ -21,15 +22,14 @@ def _load_config(args: Namespace) -> Any:
 def _load_config_and_placement(args: Namespace) -> tuple[Any, dict[str, list[str]]]:
     """The config (file, then ``--set``) and the placement the user asked for (the file's ``[placement]``
     table, then ``--host-node`` / ``--device-input`` / ``--device-output``, appended)."""
-    cfg, placement, _ = _load_config_tables(args)
+    cfg, placement, _, _ = _load_everything(args)
     return cfg, placement
 
 
-def _load_config_tables(args: Namespace) -> tuple[Any, dict[str, list[str]], dict[str, Any] | None]:
-    """:func:`_load_config_and_placement`, and the preprocessing (the file's ``[preprocessing]`` table, then
-    ``--preprocess KEY=VALUE`` and ``--transform`` over it), or None when neither says anything."""
+def _load_everything(args: Namespace) -> tuple[Any, dict[str, list[str]], dict[str, Any] | None, dict[str, Any]]:
+    """The config file read once: its properties (then ``--set``), ``[placement]`` (then the placement flags),
+    ``[preprocessing]`` (then ``--preprocess`` / ``--transform``) and ``[options]`` (then ``--option``)."""
     from ..config import PLACEMENT_KEYS, CompilerConfig, load_config_file
-    from ..errors import UsageError
 
     cfg, tables = load_config_file(args.config) if getattr(args, "config", None) else (CompilerConfig(), {})
     if getattr(args, "set_values", None):
@@ -37,30 +37,28 @@ def _load_config_tables(args: Namespace) -> tuple[Any, dict[str, list[str]], dic
     placement = {k: list(tables.get("placement", {}).get(k, [])) + list(getattr(args, k, None) or [])
                  for k in PLACEMENT_KEYS}
     pre = dict(tables.get("preprocessing", {}))
-    for item in getattr(args, "preprocess", None) or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--preprocess {item!r}: expected KEY=VALUE, e.g. scale=1/255 or channel_order=BGR")
-        pre[key.strip()] = value.strip()
-    if getattr(args, "transform", None):
-        pre["transform"] = args.transform
-    return cfg, {k: v for k, v in placement.items() if v}, (pre or None)
+    if isinstance(pre.get("transform"), str) and getattr(args, "config", None):  # relative to the config file
+        file, sep, func = pre["transform"].rpartition(":")
+        pre["transform"] = f"{Path(args.config).parent / file}{sep}{func}" if sep else pre["transform"]
+    if getattr(args, "transform", None):  # the flag replaces the file's built-in steps, as flags override keys
+        pre = {k: v for k, v in pre.items() if k == "dtype"} | {"transform": args.transform}
+    pre |= _assignments(getattr(args, "preprocess", None), "--preprocess", "KEY=VALUE, e.g. scale=1/255")
+    options = {**tables.get("options", {}),
+               **_assignments(getattr(args, "options", None), "--option", "NAMESPACE.NAME=VALUE, e.g. example.top=5")}
+    return cfg, {k: v for k, v in placement.items() if v}, (pre or None), options
 
 
-def _plugin_options(args: Namespace) -> dict[str, Any]:
-    """Plugin options: the config file's ``[options]`` table, then ``--option NAMESPACE.NAME=VALUE`` over it."""
-    from ..config import load_config_file
+def _assignments(items: Any, flag: str, expected: str) -> dict[str, str]:
+    """``KEY=VALUE`` flags as a mapping (a later one wins); one line naming the flag for anything else."""
     from ..errors import UsageError
 
-    values: dict[str, Any] = {}
-    if getattr(args, "config", None):
-        values.update(load_config_file(args.config)[1].get("options", {}))
-    for item in getattr(args, "options", None) or []:
+    out: dict[str, str] = {}
+    for item in items or ():
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"--option {item!r}: expected NAMESPACE.NAME=VALUE, e.g. example.top=5")
-        values[key.strip()] = value.strip()
-    return values
+            raise UsageError(f"{flag} {item!r}: expected {expected}")
+        out[key.strip()] = value.strip()
+    return out
 
 
 # -- compile -------------------------------------------------------------------
@@ -88,7 +86,7 @@ def cmd_compile(args: Namespace) -> int:
     from ..passes import PluginHost
     from ._progress import Progress
 
-    cfg, placement, preprocessing = _load_config_tables(args)
+    cfg, placement, preprocessing, options = _load_everything(args)
     if args.output_dir:
         cfg.output_dir = args.output_dir
     host = PluginHost.from_args(args.plugins)
@@ -112,7 +110,7 @@ def cmd_compile(args: Namespace) -> int:
             placement=placement,
             preprocessing=preprocessing,
             target_sqnr=args.target_sqnr,
-            options=_plugin_options(args),
+            options=options,
         )
     finally:
         progress.stop()
@@ -155,11 +153,12 @@ def _print_summary(result: Any) -> None:
 
 def _sensitivity_table(rep: dict[str, Any]) -> list[str]:
     """The most sensitive layers of each device segment, in graph order (quantization_debug.json has them all)."""
+    from ..driver import quantization_sections
+
     lines: list[str] = []
-    sections = [("device1", rep.get("quantization", {}))]
-    sections += [(s.get("name"), s.get("quantization", {})) for s in rep.get("segments", []) if isinstance(s, dict)]
+    sections = quantization_sections(rep)
     for name, q in sections:
-        rows = q.get("most_sensitive") if isinstance(q, dict) else None
+        rows = q.get("most_sensitive")
         if not rows:
             continue
         label = f" [{name}]" if len(sections) > 1 else ""
@@ -411,12 +410,12 @@ def cmd_config_show(args: Namespace) -> int:
     """The properties, then (if installed plugins declare any) their options under ``"options"``."""
     from ..passes import PluginHost, resolve_options
 
-    cfg = _load_config(args)
+    cfg, _, _, options = _load_everything(args)
     cfg.validate()
     doc = cfg.to_dict()
     declared = PluginHost.from_args(getattr(args, "plugins", None) or ()).options
-    if declared or getattr(args, "options", None):
-        doc["options"] = resolve_options(declared, _plugin_options(args), "--option")
+    if declared or options:
+        doc["options"] = resolve_options(declared, options, "--option")
     print(json.dumps(doc, indent=1))
     return 0
 
@@ -537,6 +536,8 @@ def cmd_report(args: Namespace) -> int:
     from ..files import read_input_file
     from ..outdir import committed_dir
 
+    if args.top < 0:
+        raise UsageError(f"--top {args.top}: give a count >= 0 (0: every layer)")
     path = committed_dir(args.dir) / "compile_report.json"
     try:
         report = json.loads(read_input_file(path, limit=256 << 20, what="a compile report"))
@@ -546,8 +547,6 @@ def cmd_report(args: Namespace) -> int:
     if not isinstance(perf, dict) or not isinstance(perf.get("rows"), list):
         raise UsageError(f"{args.dir}: the compile report has no per-layer performance (a lowering mode writes it: "
                          "compiler_mode quantize_and_lower or lower_only)")
-    if args.top < 0:
-        raise UsageError(f"--top {args.top}: give a count >= 0 (0: every layer)")
     rows = sorted(perf["rows"], key=_REPORT_SORT[args.sort])
     shown = rows if args.top == 0 else rows[:args.top]
     totals = perf.get("totals", {})

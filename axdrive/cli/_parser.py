@@ -18,9 +18,13 @@ def _config_options(p: argparse.ArgumentParser) -> None:
                    help="override one property, typed (repeatable): --set aipu_cores_used=4 --set profiling_levels=B,K")
 
 
-def _plugin_options(p: argparse.ArgumentParser) -> None:
+def _load_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("-p", metavar="PLUGIN", action="append", default=[], dest="plugins",
                    help="load a plugin module (-p mymod) or block an installed one (-p no:NAME); repeatable")
+
+
+def _plugin_options(p: argparse.ArgumentParser) -> None:
+    _load_arg(p)
     p.add_argument("--disable-pass", metavar="NAME", action="append", default=[], dest="disable_passes",
                    help="do not run this pass (repeatable); recorded as skipped")
 
@@ -124,8 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write SVG figures of the run into OUTDIR (created if missing): memory_map_l1.svg, "
                    "memory_map_l2.svg, memory_map_ddr.svg (levels holding buffers; L1 of other cores as "
                    "memory_map_l1_coreN.svg) and timeline.svg (one row per core and unit)")
-    p.add_argument("-p", metavar="PLUGIN", action="append", default=[], dest="plugins",
-                   help="load a plugin module (-p mymod) or block an installed one (-p no:NAME); repeatable")
+    _load_arg(p)
     _common(p)
     p.set_defaults(handler=c.cmd_run)
 
@@ -141,8 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = csub.add_parser("show", help="print the resolved config as JSON (plugin options under \"options\")")
     _config_options(q)
     _option_arg(q)
-    q.add_argument("-p", metavar="PLUGIN", action="append", default=[], dest="plugins",
-                   help="load a plugin module (-p mymod) or block an installed one (-p no:NAME); repeatable")
+    _load_arg(q)
     _common(q)
     q.set_defaults(handler=c.cmd_config_show)
     q = csub.add_parser("validate", help="validate a config file; prints every problem")
@@ -150,8 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(q)
     q.set_defaults(handler=c.cmd_config_validate)
     q = csub.add_parser("schema", help="print the JSON Schema of the config (with installed plugins' options)")
-    q.add_argument("-p", metavar="PLUGIN", action="append", default=[], dest="plugins",
-                   help="load a plugin module (-p mymod) or block an installed one (-p no:NAME); repeatable")
+    _load_arg(q)
     _common(q)
     q.set_defaults(handler=c.cmd_config_schema)
     q = csub.add_parser("docs", help="print the Markdown config reference")

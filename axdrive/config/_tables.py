@@ -27,22 +27,15 @@ from __future__ import annotations
 
 __all__ = ["TABLES", "PLACEMENT_KEYS", "OPTIONS_TABLE", "split_tables"]
 
-from typing import Callable
+from typing import Any, Callable, Mapping
 
-from typing import Any, Mapping
-
+from ..calibration import PREPROCESSING_KEYS  # light: the calibration module imports numpy and PIL lazily
 from ..errors import ConfigProblem, did_you_mean, short_repr
 
 #: ``host_nodes``: ONNX node names to run on the host; ``device_inputs`` / ``device_outputs``: tensors where the
 #: accelerator's part begins / ends (what computes an input, and what reads an output, runs on the host).
 PLACEMENT_KEYS = ("host_nodes", "device_inputs", "device_outputs")
-def _preprocessing_keys() -> tuple[str, ...]:
-    from ..calibration import PREPROCESSING_KEYS
-
-    return PREPROCESSING_KEYS
-
-
-TABLES: dict[str, tuple[str, ...]] = {"placement": PLACEMENT_KEYS, "preprocessing": _preprocessing_keys()}
+TABLES: dict[str, tuple[str, ...]] = {"placement": PLACEMENT_KEYS, "preprocessing": PREPROCESSING_KEYS}
 #: The table of plugin options (``[options]``, keys ``namespace.name`` or nested ``[options.namespace]``): its keys
 #: are whatever the installed plugins declare, so the driver checks them (``axdrive.passes.resolve_options``).
 OPTIONS_TABLE = "options"

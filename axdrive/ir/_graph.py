@@ -50,6 +50,18 @@ class Graph:
         """Tensor name -> producing node, for callers that query many tensors."""
         return {out: node for node in self.nodes for out in node.outputs if out}
 
+    def upstream(self, node: Node) -> set[str]:
+        """The names of ``node`` and of every node it depends on, transitively (what computing it needs)."""
+        producers = self.producers()
+        todo, seen = [node], set()
+        while todo:
+            n = todo.pop()
+            if n.name in seen:
+                continue
+            seen.add(n.name)
+            todo.extend(producers[i] for i in n.inputs if i in producers)
+        return seen
+
     def consumer_map(self) -> dict[str, list[Node]]:
         """Tensor name -> consuming nodes (each node once per tensor), in graph order."""
         users: dict[str, list[Node]] = {}

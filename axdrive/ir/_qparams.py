@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ..numerics import QMAX, QMIN
+
 
 @dataclass(frozen=True, eq=False)
 class QParams:
@@ -57,6 +59,12 @@ class QParams:
         shape = [1] * ndim
         shape[self.axis % ndim] = -1
         return self.scale.reshape(shape), self.zero_point.reshape(shape)
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        """Real values onto this int8 grid: round half to even, then saturate (QuantizeLinear semantics)."""
+        x = np.asarray(x, np.float64)
+        scale, zp = self.broadcast(x.ndim)
+        return np.clip(np.rint(x / scale) + zp, QMIN, QMAX).astype(np.int8)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
         """Real values of integer ``q`` (float64)."""

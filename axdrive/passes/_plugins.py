@@ -196,21 +196,8 @@ class PluginHost:
             return self._passes
         result: list[Pass] = []
         seen: dict[str, str] = {}
-        for impl in self.pm.hook.axdrive_passes.get_hookimpls():
-            info = self.info(impl.plugin_name)
-            dist = info.distribution if info else impl.plugin_name
-            try:
-                contributed = impl.function()
-            except Exception as exc:
-                raise PluginError(
-                    f"plugin {dist!r} failed in axdrive_passes(): {type(exc).__name__}: {exc}", plugin=dist
-                ) from exc
-            for p in contributed or ():
-                if not isinstance(p, Pass):
-                    raise PluginError(
-                        f"plugin {dist!r} returned {type(p).__name__} from axdrive_passes(), expected axdrive.passes.Pass",
-                        plugin=dist,
-                    )
+        for dist, _, contributed in self._contributions("axdrive_passes", Pass, "axdrive.passes.Pass"):
+            for p in contributed:
                 if p.name in seen:
                     raise PassResolutionError(f"pass {p.name!r} is defined twice: by {seen[p.name]} and by {dist}")
                 seen[p.name] = dist
@@ -224,19 +211,10 @@ class PluginHost:
         if self._options is not None:
             return self._options
         declared: dict[str, PluginOption] = {}
-        for impl in self.pm.hook.axdrive_addoption.get_hookimpls():
-            info = self.info(impl.plugin_name)
-            dist = info.distribution if info else impl.plugin_name
-            try:
-                answer = list(impl.function() or ())
-            except Exception as exc:
-                raise PluginError(f"plugin {dist!r} failed in axdrive_addoption(): {type(exc).__name__}: {exc}",
-                                  plugin=dist) from exc
+        for dist, name, answer in self._contributions("axdrive_addoption", PluginOption,
+                                                      "axdrive.passes.PluginOption"):
             for opt in answer:
-                if not isinstance(opt, PluginOption):
-                    raise PluginError(f"plugin {dist!r} returned {type(opt).__name__} from axdrive_addoption(), "
-                                      "expected axdrive.passes.PluginOption", plugin=dist)
-                opt = opt if opt.namespace else replace(opt, namespace=impl.plugin_name)
+                opt = opt if opt.namespace else replace(opt, namespace=name)
                 if opt.key in declared:
                     raise PluginError(f"plugin option {opt.key!r} is declared twice", plugin=dist)
                 declared[opt.key] = opt
@@ -248,24 +226,37 @@ class PluginHost:
         """The operator registry of the registered plugins (``axdrive_operators``), built once."""
         if self._operators is not None:
             return self._operators
-        from ..operators import build_registry
+        from ..operators import OperatorRule, build_registry
 
-        answers = []
         # in call order, as pluggy calls any hook (the latest registered first): a plugin loaded with ``-p``
         # comes before the built-in ones, so its rule for an operator they also handle is tried first
-        for impl in reversed(self.pm.hook.axdrive_operators.get_hookimpls()):
-            info = self.info(impl.plugin_name)
-            dist = info.distribution if info else impl.plugin_name
-            try:
-                answers.append((dist, list(impl.function() or ())))
-            except Exception as exc:
-                raise PluginError(f"plugin {dist!r} failed in axdrive_operators(): {type(exc).__name__}: {exc}",
-                                  plugin=dist) from exc
+        answers = [(dist, rules) for dist, _, rules in reversed(
+            self._contributions("axdrive_operators", OperatorRule, "axdrive.operators.OperatorRule"))]
         try:
             self._operators = build_registry(answers)
         except (TypeError, ValueError) as exc:
             raise PluginError(f"operator registry: {exc}") from exc
         return self._operators
+
+    def _contributions(self, hook: str, kind: type, kind_name: str) -> list[tuple[str, str, list[Any]]]:
+        """``(distribution, plugin name, items)`` per implementation of the list-returning ``hook``, in
+        registration order, each item checked to be a ``kind``: a plugin that raises or returns something else
+        is one :class:`PluginError` naming it."""
+        out = []
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            info = self.info(impl.plugin_name)
+            dist = info.distribution if info else impl.plugin_name
+            try:
+                items = list(impl.function() or ())
+            except Exception as exc:
+                raise PluginError(f"plugin {dist!r} failed in {hook}(): {type(exc).__name__}: {exc}",
+                                  plugin=dist) from exc
+            for item in items:
+                if not isinstance(item, kind):
+                    raise PluginError(f"plugin {dist!r} returned {type(item).__name__} from {hook}(), expected "
+                                      f"{kind_name}", plugin=dist)
+            out.append((dist, impl.plugin_name, items))
+        return out
 
     def presets(self, model_name: str) -> list[tuple[str, dict[str, Any]]]:
         """``(plugin, presets)`` answers for ``model_name``, earliest-registered last."""

@@ -15,7 +15,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable
 
-from ..errors import PassResolutionError
+from ..errors import PassResolutionError, did_you_mean
 from ._pass import Enablement, Pass
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -106,13 +106,6 @@ def _find_cycle(names: Iterable[str], succ: dict[str, set[str]]) -> list[str]:
     return []
 
 
-def _closest(req: str, providers: dict[str, list[str]]) -> str:
-    """A did-you-mean over the properties that are provided (a misspelt ``requires=``)."""
-    from ..errors import did_you_mean
-
-    return did_you_mean(req, sorted(providers))
-
-
 def _missing_message(pass_: Pass, req: str, blocked: Iterable[str]) -> str:
     msg = f"pass {pass_.name!r} ({pass_.plugin or 'unknown plugin'}) requires {req!r}, which no installed pass provides"
     dist = WELL_KNOWN_PROVIDERS.get(req)
@@ -153,40 +146,38 @@ def order_passes(
     succ: dict[str, set[str]] = {n: set() for n in by_name}
     indeg: dict[str, int] = {n: 0 for n in by_name}
     edges: list[tuple[str, str, str]] = []
+
+    def order(a: str, b: str, why: str) -> None:
+        """``a`` runs before ``b``, because of ``why`` (a property, or ``before X`` / ``after X``)."""
+        edges.append((a, b, why))
+        if b not in succ[a]:
+            succ[a].add(b)
+            indeg[b] += 1
+
     for p in sorted(passes, key=lambda p: p.name):
         for req in p.requires:
             provs = providers.get(req)
             if not provs:
                 if p.name in tolerate:
                     continue
-                raise PassResolutionError(_missing_message(p, req, blocked) + _closest(req, providers))
+                raise PassResolutionError(_missing_message(p, req, blocked) + did_you_mean(req, sorted(providers)))
             for prov in sorted(provs):
-                if prov == p.name:
-                    continue  # a pass may refine what it requires
-                edges.append((prov, p.name, req))
-                if p.name not in succ[prov]:
-                    succ[prov].add(p.name)
-                    indeg[p.name] += 1
+                if prov != p.name:  # a pass may refine what it requires
+                    order(prov, p.name, req)
 
     for p in sorted(passes, key=lambda p: p.name):  # before= / after=: ordering without data
         for kind, targets in (("after", p.after), ("before", p.before)):
             for target in targets:
                 others = [target] if target in by_name else providers.get(target)
                 if not others:
-                    from ..errors import did_you_mean
-
                     raise PassResolutionError(
                         f"pass {p.name!r} ({p.plugin or 'unknown plugin'}) is to run {kind} {target!r}, which names "
                         f"no installed pass and no property a pass provides"
                         f"{did_you_mean(target, sorted(by_name) + sorted(providers))}")
                 for other in sorted(others):
                     a, b = (other, p.name) if kind == "after" else (p.name, other)
-                    if a == b:
-                        continue
-                    edges.append((a, b, f"{kind} {target}"))
-                    if b not in succ[a]:
-                        succ[a].add(b)
-                        indeg[b] += 1
+                    if a != b:
+                        order(a, b, f"{kind} {target}")
 
     heap = [(by_name[n].phase, n) for n, d in indeg.items() if d == 0]
     heapq.heapify(heap)

@@ -13,7 +13,8 @@ The bounds are exact consequences of the target description (``aipu_v1.toml``):
   channel padding; ``macs``) at the array's peak (``imc_blocks x rows x
   columns / activation_bits`` MACs per cycle). ``mvm_macs_executed`` is what
   the array computed, padding included: the gap between the two is work the
-  padding adds;
+  padding adds. A layer that does not use the MVM (a depthwise convolution
+  runs on the DWPU) has no MVM bound: its ``macs`` are the DWPU's work;
 - DMA: the bytes its copies move at the core's DMA channels together
   (``dma.core_channel_bandwidth x dma.core_channels_dual``).
 
@@ -64,7 +65,8 @@ def layer_performance(timeline: Any, target: Any, model_macs: Mapping[str, int] 
         unit = "dma" if r.unit.startswith("dma") or r.unit == "sysdma" else r.unit
         row["units"].add(unit)
         row["tasks"] += 1
-        row["macs"] += int(r.macs)
+        if unit == "mvm":  # the DWPU's depthwise MACs are not the array's work
+            row["macs"] += int(r.macs)
         if unit == "dma":
             row["dma_bytes"] += int(r.nbytes)
         row[f"{unit}_cycles"] = row.get(f"{unit}_cycles", 0.0) + (r.end - r.start)
@@ -75,7 +77,8 @@ def layer_performance(timeline: Any, target: Any, model_macs: Mapping[str, int] 
         span = row["last"] - row["first"]
         # a layer the lowering made (a concatenation's selection convolution) has no MACs of the model's
         row["model_macs"] = row["macs"] if model_macs is None else int(model_macs.get(row["layer"], 0))
-        mvm_bound, dma_bound = row["model_macs"] / peak, row["dma_bytes"] / dma_rate
+        on_mvm = "mvm" in row["units"]
+        mvm_bound, dma_bound = (row["model_macs"] / peak if on_mvm else 0.0), row["dma_bytes"] / dma_rate
         bound = max(mvm_bound, dma_bound)
         busy = {u: row[f"{u}_cycles"] for u in _UNITS}
         rows.append({
@@ -86,7 +89,7 @@ def layer_performance(timeline: Any, target: Any, model_macs: Mapping[str, int] 
             "mvm_bound": round(mvm_bound, 2), "dma_bound": round(dma_bound, 2), "bound_cycles": round(bound, 2),
             "bound_ratio": round(span / bound, 2) if bound > 0 else None,
             "bounded_by": max(busy, key=lambda u: (busy[u], u)),
-            "mvm_utilization": round(row["model_macs"] / (span * peak), 5) if span > 0 else 0.0,
+            "mvm_utilization": round(row["model_macs"] / (span * peak), 5) if span > 0 and on_mvm else 0.0,
             "share": round(span / frame, 5)})
     bounds = sum(r["bound_cycles"] for r in rows)
     totals = {"cycles": int(timeline.cycles), "layers": len(rows), "macs": sum(r["macs"] for r in rows),

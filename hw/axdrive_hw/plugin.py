@@ -18,6 +18,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from axdrive.passes import Phase, StashKey, compiler_pass, hookimpl
+from axdrive_hw.target import CONFIG_OVERRIDE_KEYS  # the standard library only: the plugin stays light
 
 if TYPE_CHECKING:  # pragma: no cover
     from axdrive_hw.runtime import AipuRuntime
@@ -28,8 +29,7 @@ TARGET: "StashKey[Target]" = StashKey("aipu.target")
 
 
 @compiler_pass("aipu.target", provides=("target_loaded",), phase=Phase.IMPORT,
-               config_keys=("device_dir", "frequency", "l1_size_used", "l1_size_reserved", "l2_size_used",
-                            "l2_size_reserved", "l2_size_reserved_tasklist", "ddr_size_used", "ddr_size_reserved"))
+               config_keys=tuple(k for k in CONFIG_OVERRIDE_KEYS if k != "ddr_size_max"))
 def load(ctx: Any) -> dict[str, Any]:
     """Load the target the program is emitted for: the built-in description, or ``device_dir``'s ``target.toml``,
     with the config's overrides. Statistics: the target's name, cores and usable L1 bytes per core."""

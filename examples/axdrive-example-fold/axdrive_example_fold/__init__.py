@@ -25,17 +25,16 @@ from typing import Any
 
 import numpy as np
 
-from axdrive.ir.rewrite import Match, Rule, const, op, rewrite
+from axdrive.ir.rewrite import Match, Rule, const, op, rewrite, var
 from axdrive.passes import PassContext, PluginOption, compiler_pass, hookimpl
 
 
 def _per_channel(m: Match, key: str) -> np.ndarray | None:
     """The constant ``key`` as one value per output channel of the matched Conv, or None if it is not one."""
     conv = m["conv"]
-    if not m.graph.is_constant(conv.inputs[1]) or (len(conv.inputs) > 2 and conv.inputs[2]
-                                                   and not m.graph.is_constant(conv.inputs[2])):
-        return None
-    channels = int(m.graph.constant(conv.inputs[1]).shape[0])
+    if len(conv.inputs) > 2 and conv.inputs[2] and not m.graph.is_constant(conv.inputs[2]):
+        return None  # a bias computed at run time: nothing to fold into
+    channels = int(m.value("w").shape[0])
     c = np.asarray(m.value(key), np.float32)
     if c.size == 1:
         return np.full(channels, c.reshape(()), np.float32)
@@ -65,13 +64,13 @@ def _fold_mul(m: Match) -> list | None:
     if s is None:
         return None
     conv = m["conv"]
-    w = np.asarray(m.graph.constant(conv.inputs[1]), np.float32)
+    w = np.asarray(m.value("w"), np.float32)
     weight = m.graph.add_constant(f"{conv.name}/folded_weight", w * s.reshape((-1,) + (1,) * (w.ndim - 1)))
     bias = m.graph.add_constant(f"{conv.name}/folded_bias", _bias(m) * s)
     return [m.node("Conv", [conv.inputs[0], weight, bias], dict(conv.attrs), name=conv.name)]
 
 
-_CONV = op("Conv", name="conv", any_inputs=True)
+_CONV = op("Conv", var("x"), const("w"), name="conv")  # the first inputs: a bias, if any, is not matched
 
 #: The two rewrites, by name (their hit counts are the pass's statistics).
 RULES = [

@@ -85,6 +85,8 @@ _ADD32 = 27  # add, sub, addi that cannot overflow (operand ranges): int32 lanes
 _SUB32 = 28
 _ADDI32 = 29
 _ACL = 30  # dst (or output p2 if >= 0) = clamp(r[a] (+ r[b] if imm1) + imm0, p0, p1), int32: see _fuse_clamps
+if min(_MULQU, _TLOAD, _TSTORE, _ADD32, _SUB32, _ADDI32, _ACL) <= max(OPCODES.values()):
+    raise RuntimeError("the interpreter's private opcodes must come after every ISA opcode (isa.OPCODES)")
 _COLS = 10
 _REC = 8  # the table row the probe run records dst into, -1 for none
 
@@ -429,7 +431,7 @@ def _compile(code: np.ndarray, inputs: np.ndarray, consts: np.ndarray, luts: np.
     cone = np.zeros(n, np.bool_)
     stack = np.zeros(n, np.int64)
     for pc in range(n):
-        if c64[pc, 0] == 0 or c64[pc, 0] == 2 or kind[pc] != _GEN:
+        if c64[pc, 0] == OP_NOP or c64[pc, 0] == OP_STORE or kind[pc] != _GEN:
             continue
         for j in range(3):
             x = src[pc, j]
@@ -480,7 +482,7 @@ def _compile(code: np.ndarray, inputs: np.ndarray, consts: np.ndarray, luts: np.
         probe = np.zeros((n, _COLS), np.int64)
         m = 0
         for pc in range(n):
-            if kind0[pc] != _GEN and c64[pc, 0] != 2:
+            if kind0[pc] != _GEN and c64[pc, 0] != OP_STORE:
                 for j in range(6):
                     probe[m, j] = c64[pc, j]
                 probe[m, _REC] = row[pc]
@@ -506,7 +508,7 @@ def _compile(code: np.ndarray, inputs: np.ndarray, consts: np.ndarray, luts: np.
     cval = np.zeros(n, np.int64)
     for x in range(n):
         if kind[x] == _CONST:
-            cval[x] = _sat(c64[x, 4]) if c64[x, 0] == 15 else (np.int64(tabs[row[x], 0]) if row[x] >= 0 else 0)
+            cval[x] = _sat(c64[x, 4]) if c64[x, 0] == OP_MOVI else (np.int64(tabs[row[x], 0]) if row[x] >= 0 else 0)
     lo, hi, exact = _ranges(c64, src, row, tabs, consts, info.min, info.max)
     # the value an instruction's result is: itself, but a spill_store or spill_load of a general value is the
     # value it copies (it is left out: its readers read that value's row)
@@ -731,22 +733,22 @@ def _fuse_clamps(prog: np.ndarray, fv: np.ndarray, keep: np.ndarray, m: int, lo:
             j = order[t]
             opj = prog[j, 0]
             if t > s and (cur < 0 or uses[cur] != 1 or fv[j, 2] != cur or fv[j, 3] == cur or
-                          (opj != _ADDI32 and opj != 9 and opj != 2)):
+                          (opj != _ADDI32 and opj != OP_CLAMP and opj != OP_STORE)):
                 break
             if opj == _ADDI32:
                 k += prog[j, 4]
                 c_lo += prog[j, 4]
                 c_hi += prog[j, 4]
-            elif opj == 9 or (opj == 2 and (prog[j, 5] == 1 or narrow)):
-                b_lo = prog[j, 4] if opj == 9 else np.int64(-128)
-                b_hi = prog[j, 5] if opj == 9 else np.int64(127)
+            elif opj == OP_CLAMP or (opj == OP_STORE and (prog[j, 5] == 1 or narrow)):
+                b_lo = prog[j, 4] if opj == OP_CLAMP else np.int64(-128)
+                b_hi = prog[j, 5] if opj == OP_CLAMP else np.int64(127)
                 c_lo = min(max(c_lo, b_lo), b_hi)
                 c_hi = min(max(c_hi, b_lo), b_hi)
-            if opj == 2:
+            if opj == OP_STORE:
                 store = prog[j, 4]
             last = t
-            cur = fv[j, 1] if opj != 2 else _NOVAL
-            if opj == 2:
+            cur = fv[j, 1] if opj != OP_STORE else _NOVAL
+            if opj == OP_STORE:
                 break
         if last == s or k < _I32MIN or k > _I32MAX or lo[y] + k < _I32MIN or hi[y] + k > _I32MAX:
             continue
@@ -785,7 +787,7 @@ def _lane_cost(c64: np.ndarray, pc: int, src: np.ndarray) -> int:
     if op == OP_MULQ:
         xb = src[pc, 1]
         xs = src[pc, 2]
-        if xb >= 0 and xs >= 0 and c64[xb, 0] == 15 and c64[xs, 0] == 15 and c64[xs, 4] > 0:
+        if xb >= 0 and xs >= 0 and c64[xb, 0] == OP_MOVI and c64[xs, 0] == OP_MOVI and c64[xs, 4] > 0:
             return 12  # _MULQU
     return 100
 
@@ -927,7 +929,7 @@ def _interpret(prog: np.ndarray, tab8: np.ndarray, planes: np.ndarray, cvals: np
     chan = np.zeros(width_max, dtype=np.int64)
     has_loadc = False
     for pc in range(prog.shape[0]):
-        if prog[pc, 0] == 18:
+        if prog[pc, 0] == OP_LOADC:
             has_loadc = True
     for blk in range(b_lo, b_hi):
         base = blk * width_max

@@ -30,7 +30,7 @@ from typing import Any
 from axdrive.errors import ConfigError, ConfigProblem, ModelError, UnsupportedOperatorError, UsageError, did_you_mean
 from axdrive.passes import FIRST_SEGMENT, Phase, Segment, StashKey, compiler_pass, hookimpl, when
 
-from ._split import (Split, _upstream, choose_condition_node, extract, find_split,
+from ._split import (Split, choose_condition_node, extract, find_split,
                      is_lowerable_final_softmax)
 
 #: The split the cleaner chose, for later passes (e.g. reports naming host parts).
@@ -182,7 +182,7 @@ def _feeder(graph: Any, earlier: list[str], inputs: list[str]) -> Any:
     need: set[str] = set()
     for i in inputs:
         if i in producers:
-            need |= _upstream(graph, producers[i])
+            need |= graph.upstream(producers[i])
     need &= set(earlier)
     names = [n.name for n in graph.nodes if n.name in need]
     used = {i for n in graph.nodes if n.name in need for i in n.inputs}

@@ -169,18 +169,6 @@ def _downstream(graph: Graph, seeds: Iterable[Node]) -> set[str]:
     return seen
 
 
-def _upstream(graph: Graph, node: Node) -> set[str]:
-    producers = graph.producers()
-    todo, seen = [node], set()
-    while todo:
-        n = todo.pop()
-        if n.name in seen:
-            continue
-        seen.add(n.name)
-        todo.extend(producers[i] for i in n.inputs if i in producers)
-    return seen
-
-
 @dataclass
 class Part:
     """One part of the chain ``axdrive run`` executes: host ONNX (onnxruntime, float) or a device segment."""
@@ -325,7 +313,7 @@ def find_split(graph: Graph, *, split_pre: bool, layout_preamble_to_host: bool,
     for tensor in device_inputs:
         if tensor not in producers:
             continue  # a model input: nothing computes it
-        before = _upstream(graph, producers[tensor])
+        before = graph.upstream(producers[tensor])
         clash = sorted(before & post)
         if clash:
             raise ValueError(f"device_inputs {tensor!r}: node {clash[0]!r}, which computes it, also runs after "

@@ -45,7 +45,6 @@ from axdrive.ir.program_plan import SchedulePolicy
 from axdrive_hw.program.model import Program, Ref
 from axdrive_hw.target import Target
 
-from ._dpu_programs import is_head
 from ._layout import device_shape
 from ._memory import Homes
 from ._nodes import shared_zp
@@ -630,7 +629,7 @@ class _Emitter:
         g = self.g
         out_name = head.attrs.get("dpu_output", head.outputs[0])
         n, oh, ow, oc = device_shape(g.tensors[out_name].shape)
-        unit = _unit_of(g, head, self.target) if is_head(head, self.operators) else None
+        unit = _unit_of(g, head, self.target) if self.operators.is_unit_head(head) else None
         tiling = head.attrs.get("tiling") or {}
         chunks = [(0, oc)]
         if (unit is not None and unit.op == "conv2d" and len(unit.channel_groups) <= 1
@@ -879,7 +878,7 @@ class _Emitter:
                 work.append(("hw_transpose", node))
             elif kind == "move" and node.op in ("Slice", "Gather", "Transpose") and pixel_indices(self.g, node):
                 work.append(("pixel_move", node))
-            elif is_head(node, self.operators) or node.attrs.get("dpu_program") is not None:
+            elif self.operators.is_unit_head(node) or node.attrs.get("dpu_program") is not None:
                 work.append(("layer", node))
             else:
                 raise UnsupportedOperatorError(f"{node.op} ({kind}) reached the code generator without a lowering "

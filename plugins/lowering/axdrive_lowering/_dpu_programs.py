@@ -26,7 +26,7 @@ the rounded division ``divr``; see :func:`_softmax`.
 
 from __future__ import annotations
 
-__all__ = ["build_dpu_programs", "ELEMENTWISE", "is_head", "exp_table_bytes"]
+__all__ = ["build_dpu_programs", "ELEMENTWISE", "exp_table_bytes"]
 
 from typing import Any
 
@@ -39,12 +39,6 @@ from axdrive.reference.integer import lut_source
 
 
 ELEMENTWISE = frozenset({"add", "sub", "mul", "lut", "softmax"})
-
-
-def is_head(node: Node, operators: OperatorRegistry) -> bool:
-    """A node that runs on the MVM or the DWPU (a layer may fuse a DPU tail after it): the registry's unit,
-    the same answer tiling gets."""
-    return operators.is_unit_head(node)
 
 
 class _Writer:
@@ -205,7 +199,7 @@ def build_dpu_programs(graph: Graph, operators: OperatorRegistry | None = None) 
         if node.name in claimed:
             continue
         kind = node.attrs.get("integer_op")
-        head = is_head(node, operators)
+        head = operators.is_unit_head(node)  # the MVM or the DWPU: a layer of its own
         if not head and kind not in ELEMENTWISE:
             continue
         members: list[Node] = [] if head else [node]

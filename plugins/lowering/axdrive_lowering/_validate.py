@@ -74,8 +74,6 @@ def _transpose_group(graph: Graph, node: Node) -> str | None:
 
 
 def _transpose_crop(graph: Graph, node: Node) -> str | None:
-    if node.attrs.get(ZERO_INSERTION):
-        return None  # the zero insertion this very check admitted (lowering's rewrite)
     if any(p < 0 for p in conv_pads_of_transpose(graph, node)):
         return ("transposed convolution whose pads exceed dilation x (kernel - 1) crops its output; only "
                 "pads up to that are lowered (as a zero insertion and a stride-1 convolution)")
@@ -200,6 +198,9 @@ def _zero_insertion_unit(node: Node) -> str:
 
 
 _C = Constraint
+#: First of every MAC's constraints: the others read the weight's shape, and a product of two run-time tensors
+#: has no MVM mapping at all.
+_WEIGHT = _C("a constant weight", _constant_weight)
 _RANK4_CONV = _C("2-D (rank-4 tensors)", _rank4("only 2-D convolutions (4-D tensors) map onto the MVM/DWPU"))
 _ELEMENTWISE = (_C("a constant operand is a scalar or per channel", _constant_operands),
                 _C("a run-time operand has the output's shape or is a 1x1 map broadcast over it", _broadcast))
@@ -210,15 +211,14 @@ _VIEW = ("nothing: a view of the same bytes", "view", (_C("only between NCHW and
 #: ``lowering.validate_operators`` (docs/lowering.md, "emit_program", has the tasks).
 _AIPU: dict[str, tuple[str, Any, tuple[str, ...], tuple[Constraint, ...]]] = {
     "Conv": ("MVM conv2d (depthwise: DWPU), requantization fused", "mvm", ("mac",),
-             (_RANK4_CONV, _C("groups divide the channels", _groups),
+             (_WEIGHT, _RANK4_CONV, _C("groups divide the channels", _groups),
               _C("explicit pads (no auto_pad SAME_*)", _explicit_pads))),
     "ConvTranspose": ("DMA zero insertion, then an MVM stride-1 conv2d", _zero_insertion_unit, ("mac",),
-                      (_RANK4_CONV, _C("group 1", _transpose_group),
+                      (_WEIGHT, _RANK4_CONV, _C("group 1", _transpose_group),
                        _C("pads up to dilation x (kernel - 1)", _transpose_crop))),
     "Gemm": ("MVM matmul (or conv2d: rewrite_dense_to_conv2d)", "mvm", ("mac",),
-             (_C("2-D input", _dense), _C("no transA", _no_trans_a))),
-    "MatMul": ("MVM matmul (or conv2d: rewrite_dense_to_conv2d)", "mvm", (),
-               (_C("a constant weight", _constant_weight), _C("2-D input", _dense))),
+             (_WEIGHT, _C("2-D input", _dense), _C("no transA", _no_trans_a))),
+    "MatMul": ("MVM matmul (or conv2d: rewrite_dense_to_conv2d)", "mvm", (), (_WEIGHT, _C("2-D input", _dense))),
     **dict.fromkeys(("Add", "Sub"), ("DPU program", "dpu", ("add", "sub"), _ELEMENTWISE)),
     **dict.fromkeys(("Mul", "Div"), ("DPU program", "dpu", ("mul",), _ELEMENTWISE)),
     "Concat": ("strided DMA into channel slices", "dma", ("concat",),

@@ -129,9 +129,9 @@ def calibrate(ctx: Any) -> dict[str, Any]:
         {"scheme": str(cfg.quantization_scheme), "calibration": data.source, "samples": data.samples})
     scale = input_scale(graph, data.feeds)
     ctx.report["calibration"] = {**data.summary, **({"input_scale": scale} if scale else {})}
-    why = scale_warning(scale)
-    if why:
-        ctx.warn(why)
+    for why in (*data.hints, scale_warning(scale)):
+        if why:
+            ctx.warn(why)
     return stats
 
 

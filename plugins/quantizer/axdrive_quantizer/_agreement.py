@@ -16,19 +16,12 @@ from typing import Any
 import numpy as np
 
 from axdrive.ir import Graph
-from axdrive.numerics import QMAX, QMIN
 from axdrive.reference import run_integer
 
 
 def quantize_feeds(qgraph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Float feeds onto the int8 grids of ``qgraph``'s inputs (QuantizeLinear semantics)."""
-    out = {}
-    for name in qgraph.inputs:
-        qp = qgraph.tensors[name].qparams
-        x = np.asarray(feeds[name], np.float64)
-        scale, zp = qp.broadcast(x.ndim)
-        out[name] = np.clip(np.rint(x / scale) + zp, QMIN, QMAX).astype(np.int8)
-    return out
+    return {name: qgraph.tensors[name].qparams.quantize(feeds[name]) for name in qgraph.inputs}
 
 
 def ort_agreement(qgraph: Graph, qdq_model: Any, feeds_int8: dict[str, np.ndarray]) -> dict[str, Any]:

@@ -62,6 +62,8 @@ class CalibrationData:
     samples: int
     memory: dict[str, int] = field(default_factory=dict)  # the estimate checked before loading (see _memory.py)
     summary: dict[str, Any] = field(default_factory=dict)  # what was loaded, per model input (see summarize)
+    #: guesses about the data's scale from its values, said unless the user gave the preprocessing
+    hints: list[str] = field(default_factory=list)
 
 
 def _host_preprocess(ctx: Any) -> Any | None:
@@ -111,12 +113,14 @@ def calibration_feeds(ctx: Any, graph: Graph) -> CalibrationData:
                                    f"{sorted(shapes)}: give calibration data as .npz")
         (name, shape), = shapes.items()
         data = {name: load_images(paths, shape, pre)}
-        images = True
+        images, hints = True, []
     else:
         label = str(source) if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__") else "arrays"
         data = load_calibration(source, shapes, _preprocessing(ctx))
         images = isinstance(label, str) and Path(label).is_dir()
-        _warn_suspicious(ctx, data, label)
+        hints = _warn_suspicious(ctx, data, label)
+        if _preprocessing(ctx) is not None:
+            hints = []  # the user chose the scale: integer pixels are what they asked for
     summary = summarize(data, label, _recorded_preprocessing(ctx, shapes, images))
     samples = int(next(iter(data.values())).shape[0])
     if any(int(a.shape[0]) != samples for a in data.values()):
@@ -126,7 +130,7 @@ def calibration_feeds(ctx: Any, graph: Graph) -> CalibrationData:
         data = _run_preprocess(pre_model, data, label)
     if feeder is not None:
         data = _run_feeder(feeder, data, label, segment.name)
-    return CalibrationData({name: data[name] for name in graph.inputs}, label, samples, memory, summary)
+    return CalibrationData({name: data[name] for name in graph.inputs}, label, samples, memory, summary, hints)
 
 
 def _recorded_preprocessing(ctx: Any, shapes: dict[str, Any], images: bool) -> dict[str, Any] | None:
@@ -144,10 +148,9 @@ def _recorded_preprocessing(ctx: Any, shapes: dict[str, Any], images: bool) -> d
     pre = given if isinstance(given, ImagePreprocessing) else ImagePreprocessing.from_mapping(given or {})
     doc = {"input": name, "shape": [int(d) for d in shape], **pre.to_dict()}
     if pre.transform:
-        import hashlib
+        from axdrive.calibration import transform_sha256
 
-        file = Path(pre.transform.rpartition(":")[0])
-        doc["transform_sha256"] = hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else None
+        doc["transform_sha256"] = transform_sha256(pre.transform)
     return doc
 
 
@@ -185,10 +188,13 @@ def _check_memory(ctx: Any, graph: Graph, shapes: dict[str, Any], source: Any) -
     return estimate.to_stats()
 
 
-def _warn_suspicious(ctx: Any, data: dict[str, np.ndarray], label: str) -> None:
+def _warn_suspicious(ctx: Any, data: dict[str, np.ndarray], label: str) -> list[str]:
     """Warn (compile report and CLI) about calibration data that is valid but most likely not what the model
-    sees at deployment: all-zero samples (every range collapses) and integer pixels in [0, 255] for a model
-    that expects normalized input (ranges 255x too wide). Checked sample by sample: no copy of the whole data."""
+    sees at deployment: all-zero samples (every range collapses). Integer pixels in [0, 255] (ranges 255x too
+    wide for a model that expects normalized input) are only a guess: returned, for the caller to say unless
+    the user chose the preprocessing (``--preprocess scale=1`` means it). Checked sample by sample: no copy
+    of the data."""
+    hints: list[str] = []
     for name, a in data.items():
         n = int(a.shape[0])
         zero = sum(1 for i in range(n) if not np.any(a[i]))
@@ -201,8 +207,10 @@ def _warn_suspicious(ctx: Any, data: dict[str, np.ndarray], label: str) -> None:
                      "narrow nothing but weigh in the histograms")
         lo, hi = float(a.min()), float(a.max())
         if hi - lo > 1 and all(np.array_equal(np.rint(a[i]), a[i]) for i in range(n)):
-            ctx.warn(f"calibration input {name!r}: all values are integers in [{lo:g}, {hi:g}] ({label}): if the "
-                     "model expects normalized input, pass the preprocessing (e.g. scale 1/255, mean/std) first")
+            hints.append(f"calibration input {name!r}: all values are integers in [{lo:g}, {hi:g}] ({label}): if "
+                         "the model expects normalized input, pass the preprocessing (e.g. scale 1/255, mean/std) "
+                         "first")
+    return hints
 
 
 def _preprocessing(ctx: Any) -> Any:

@@ -111,14 +111,6 @@ def debug_model(qdq_model: onnx.ModelProto, qgraph: Graph) -> onnx.ModelProto:
     return model
 
 
-def _on_grid(value: np.ndarray, qp: Any) -> np.ndarray:
-    from axdrive.numerics import QMAX, QMIN
-
-    x = np.asarray(value, np.float64)
-    scale, zp = qp.broadcast(x.ndim)
-    return np.clip(np.rint(x / scale) + zp, QMIN, QMAX).astype(np.int8)
-
-
 def sensitivity(float_graph: Graph, qgraph: Graph, feeds: dict[str, np.ndarray], samples: int,
                 cumulative: dict[str, float]) -> tuple[list[dict[str, Any]], float]:
     """``(rows, output_sqnr_db)``: per quantized node in graph order its own SQNR (see the module), the cumulative
@@ -150,7 +142,7 @@ def sensitivity(float_graph: Graph, qgraph: Graph, feeds: dict[str, np.ndarray],
                 elif t.data is not None:
                     args.append(t.data)
                 elif name in ref and t.qparams is not None:
-                    args.append(_on_grid(ref[name], t.qparams))
+                    args.append(t.qparams.quantize(ref[name]))
                 else:
                     break
             else:

@@ -54,18 +54,6 @@ def _first_layer(graph: Graph) -> Node | None:
     return None
 
 
-def _upstream(graph: Graph, tensor: str) -> list[Node]:
-    producers = graph.producers()
-    need, stack = set(), [tensor]
-    while stack:
-        name = stack.pop()
-        node = producers.get(name)
-        if node is not None and node.name not in need:
-            need.add(node.name)
-            stack.extend(i for i in node.inputs if i)
-    return [n for n in graph.nodes if n.name in need]
-
-
 def input_scale(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, Any] | None:
     """``{"node", "ratio", "band"}`` for the first Conv/Gemm with a constant bias, or None (no signal)."""
     node = _first_layer(graph)
@@ -80,7 +68,11 @@ def input_scale(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, Any] | 
     if x_name in feeds:
         x = feeds[x_name]
     else:
-        nodes = _upstream(graph, x_name)
+        producer = graph.producers().get(x_name)
+        if producer is None:
+            return None  # a constant input: nothing the calibration data decides
+        need = graph.upstream(producer)
+        nodes = [n for n in graph.nodes if n.name in need]
         sub = Graph(graph.name, nodes, graph.tensors, list(graph.inputs), [x_name], graph.opset)
         count = int(next(iter(feeds.values())).shape[0])  # one sample at a time: the graph's batch is 1
         x = np.concatenate([run_float(sub, {k: v[i:i + 1] for k, v in feeds.items()})[x_name] for i in range(count)])

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 __all__ = ["DIRECT_INT8", "to_qdq_model"]
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -180,8 +181,10 @@ class _QDQ:
         return self.g
 
 
+@functools.lru_cache(maxsize=None)
 def _first_opset(op: str) -> int | None:
-    """The first opset of the default domain that has ``op`` (None: ONNX has no such operator)."""
+    """The first opset of the default domain that has ``op`` (None: ONNX has no such operator): asked once per
+    operator type, since scanning ONNX's schema history costs milliseconds."""
     import onnx
 
     found = [s.since_version for s in onnx.defs.get_all_schemas_with_history() if s.name == op and s.domain == ""]

@@ -23,7 +23,7 @@ from axdrive.errors import MemoryPlanError
 from axdrive.ir import Graph, Node
 from axdrive.passes import Phase, compiler_pass, hookimpl, when_mode
 
-from ._footprint import Layer, footprint, is_unit_head, layer_of, rolling_bytes
+from ._footprint import Layer, footprint, layer_of, rolling_bytes
 from ._groups import segment_chain
 
 _COMPILE_TIME_MODES = ("batch", "cooperative", "pipeline")
@@ -51,7 +51,7 @@ def _layer_items(g: Graph, operators: Any) -> list[Node | None]:
             continue
         if node.attrs.get("dpu_tail"):
             continue
-        if is_unit_head(node, operators) or node.attrs.get("dpu_program") is not None:
+        if operators.is_unit_head(node) or node.attrs.get("dpu_program") is not None:
             items.append(node)
         else:
             items.append(None)

@@ -30,11 +30,6 @@ def _dshape(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     return (s[0], s[2], s[3], s[1]) if len(s) == 4 else (s[0], 1, 1, s[1])
 
 
-def is_unit_head(node: Node, operators: OperatorRegistry) -> bool:
-    """The node runs on the MVM or the DWPU (the registry's unit, which code generation reads too)."""
-    return operators.is_unit_head(node)
-
-
 @dataclass(frozen=True)
 class Layer:
     """The geometry of one layer as far as tiling cares."""
@@ -61,7 +56,7 @@ def layer_of(g: Graph, head: Node, operators: OperatorRegistry) -> Layer:
             v = head.attrs.get(key)
             if v is not None:
                 dpu += int(np.asarray(v).nbytes) + ALIGN
-    unit = is_unit_head(head, operators)
+    unit = operators.is_unit_head(head)
     streams = len(head.attrs.get("dpu_streams", [])) - (1 if unit else 0) if head.attrs.get("dpu_program") is not None \
         else 0
     if not unit:
